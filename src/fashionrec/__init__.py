@@ -1,0 +1,3 @@
+"""fashionrec: visual "more like this" recommendations for fashion catalogues."""
+
+__version__ = "0.1.0"
