@@ -1,0 +1,12 @@
+"""Feast definitions of fashionrec, applied by `feast apply` in this folder (or by the pipeline's features step).
+
+The objects are built by the fashionrec package so that the pipeline, serving and this repo use the same names:
+- entity ``item`` (join key ``item_id``: the catalogue's product id);
+- feature view ``item_embedding``: the 256-d embedding and the ``model_version`` that produced it;
+- feature view ``item_attributes``: the catalogue attributes shown with every recommendation;
+- both read ``data/item_embeddings.parquet`` (written by the embed stage), with ``event_timestamp`` as the event time.
+"""
+
+from fashionrec.featurestore import feast_objects
+
+item, item_source, item_embedding, item_attributes = feast_objects()

@@ -1,0 +1,65 @@
+"""A small v2 client for the transformer: build requests, call, and turn responses into rows."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from fashionrec.config import ATTRIBUTE_COLUMNS, DEFAULT_TOP_K, INPUT_IMAGE, INPUT_ITEM_ID, MODEL_NAME, OUTPUT_ITEM_ID, OUTPUT_SCORE
+
+
+class QueryError(RuntimeError):
+    """The server refused the query; carries the HTTP status and the server's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: int
+    score: float
+    attributes: dict[str, str]
+
+
+def image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+    encoded = [base64.b64encode(i).decode("ascii") for i in images]
+    return {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}], "parameters": {"top_k": top_k}}
+
+
+def item_request(item_ids: list[int], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+    return {"inputs": [{"name": INPUT_ITEM_ID, "datatype": "INT64", "shape": [len(item_ids)], "data": item_ids}], "parameters": {"top_k": top_k}}
+
+
+def parse_hits(response: dict[str, Any]) -> list[list[Hit]]:
+    """One list of hits per query, best first; empty slots (catalogue smaller than top_k) are left out."""
+    outputs = {o["name"]: o for o in response["outputs"]}
+    shape = outputs[OUTPUT_ITEM_ID]["shape"]
+    ids = np.asarray(outputs[OUTPUT_ITEM_ID]["data"], dtype=np.int64).reshape(shape)
+    scores = np.asarray(outputs[OUTPUT_SCORE]["data"], dtype=np.float32).reshape(shape)
+    columns = {c: np.asarray(outputs[c]["data"], dtype=object).reshape(shape) for c in ATTRIBUTE_COLUMNS if c in outputs}
+    return [
+        [
+            Hit(int(ids[r, c]), float(scores[r, c]), {name: str(values[r, c]) for name, values in columns.items()})
+            for c in range(shape[1])
+            if ids[r, c] != -1
+        ]
+        for r in range(shape[0])
+    ]
+
+
+def infer(base_url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    response = httpx.post(f"{base_url.rstrip('/')}/v2/models/{MODEL_NAME}/infer", json=body, timeout=timeout)
+    if response.status_code != 200:
+        try:
+            message = str(response.json().get("error", response.text))
+        except ValueError:
+            message = response.text
+        raise QueryError(response.status_code, message)
+    result: dict[str, Any] = response.json()
+    return result

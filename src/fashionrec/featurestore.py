@@ -1,0 +1,115 @@
+"""Feast: definitions of the item features, staging of the repo, apply + materialize, and online reads."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fashionrec.config import (
+    ATTRIBUTE_COLUMNS,
+    FEAST_ATTRIBUTE_VIEW,
+    FEAST_EMBEDDING_VIEW,
+    FEAST_ENTITY,
+    FEAST_JOIN_KEY,
+    FEAST_SOURCE_FILE,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+REPO_FILES = ("feature_store.yaml", "features.py")
+
+
+def feast_objects() -> tuple[Any, ...]:
+    """(entity, source, embedding view, attribute view), as feature_repo/features.py exposes them."""
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Float32, String
+
+    item = Entity(name=FEAST_ENTITY, join_keys=[FEAST_JOIN_KEY], value_type=ValueType.INT64, description="a catalogue product")
+    source = FileSource(name="item_embeddings_source", path=FEAST_SOURCE_FILE, timestamp_field="event_timestamp")
+    embedding_view = FeatureView(
+        name=FEAST_EMBEDDING_VIEW,
+        entities=[item],
+        ttl=timedelta(0),  # 0 = never expires: a product keeps its vector until the next materialize replaces it
+        schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="model_version", dtype=String)],
+        source=source,
+        online=True,
+    )
+    attribute_view = FeatureView(
+        name=FEAST_ATTRIBUTE_VIEW,
+        entities=[item],
+        ttl=timedelta(0),
+        schema=[Field(name=column, dtype=String) for column in ATTRIBUTE_COLUMNS],
+        source=source,
+        online=True,
+    )
+    return item, source, embedding_view, attribute_view
+
+
+def template_dir() -> Path:
+    """The feature_repo/ template: inside the installed wheel, or the checkout's top-level folder."""
+    packaged = Path(str(resources.files("fashionrec"))) / "feature_repo"
+    if (packaged / "feature_store.yaml").is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "feature_repo"
+    if (checkout / "feature_store.yaml").is_file():
+        return checkout
+    raise FileNotFoundError("feature_repo template not found (neither in the installed package nor in a checkout)")
+
+
+def stage_repo(embeddings: Path, repo_dir: Path, template: Path | None = None) -> Path:
+    """Copy the repo template into repo_dir and place the embeddings parquet where its FileSource expects it."""
+    template = template or template_dir()
+    (repo_dir / "data").mkdir(parents=True, exist_ok=True)
+    for name in REPO_FILES:
+        shutil.copy2(template / name, repo_dir / name)
+    shutil.copy2(embeddings, repo_dir / FEAST_SOURCE_FILE)
+    return repo_dir
+
+
+def open_store(repo_dir: Path) -> FeatureStore:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo_dir.resolve()))
+
+
+def apply_and_materialize(repo_dir: Path) -> dict[str, object]:
+    """What `feast apply && feast materialize START END` do in repo_dir, in-process.
+
+    The window covers every event timestamp in the source, so all rows land in the online store.
+    """
+    store = open_store(repo_dir)
+    store.apply(list(feast_objects()))
+    timestamps = pd.read_parquet(repo_dir / FEAST_SOURCE_FILE, columns=["event_timestamp"])["event_timestamp"]
+    start = timestamps.min().to_pydatetime() - timedelta(seconds=1)
+    end = timestamps.max().to_pydatetime() + timedelta(seconds=1)
+    store.materialize(start_date=start, end_date=end)
+    return {"rows": len(timestamps), "start": start.isoformat(), "end": end.isoformat()}
+
+
+class OnlineFeatures:
+    """Batched online reads for serving: one Feast call per request."""
+
+    def __init__(self, repo_dir: Path) -> None:
+        self.store = open_store(repo_dir)
+        self._attribute_refs = [f"{FEAST_ATTRIBUTE_VIEW}:{c}" for c in ATTRIBUTE_COLUMNS]
+        self._embedding_refs = [f"{FEAST_EMBEDDING_VIEW}:embedding", f"{FEAST_EMBEDDING_VIEW}:model_version"]
+
+    def _read(self, refs: list[str], item_ids: list[int]) -> dict[str, list[Any]]:
+        rows = [{FEAST_JOIN_KEY: int(i)} for i in item_ids]
+        return self.store.get_online_features(features=refs, entity_rows=rows).to_dict()
+
+    def attributes(self, item_ids: list[int]) -> dict[str, list[str | None]]:
+        data = self._read(self._attribute_refs, item_ids)
+        return {column: data[column] for column in ATTRIBUTE_COLUMNS}
+
+    def embeddings(self, item_ids: list[int]) -> tuple[list[np.ndarray | None], list[str | None]]:
+        data = self._read(self._embedding_refs, item_ids)
+        vectors = [None if v is None else np.asarray(v, dtype=np.float32) for v in data["embedding"]]
+        return vectors, list(data["model_version"])

@@ -1,0 +1,216 @@
+"""Running the InferenceService's two containers as local processes on loopback, with the same arguments.
+
+TorchServe (the predictor) and the FAISS transformer each run in their own process group so that stopping them
+takes their children (TorchServe's JVM and Python workers) down too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+
+from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
+from fashionrec.package import TorchServeSettings, torchserve_properties
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.cwd, start_new_session=True
+        )
+        log.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise ServerStartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def wait_until(check: object, process: ManagedProcess, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise ServerStartError(f"{what} not ready after {timeout:.0f}s:\n{process.log_tail()}")
+
+
+@dataclass
+class LocalTorchServe:
+    model_store_dir: Path  # the package stage's output: config/ + model-store/
+    work_dir: Path
+    inference_port: int = field(default_factory=free_port)
+    management_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    settings: TorchServeSettings = field(default_factory=TorchServeSettings)
+    process: ManagedProcess | None = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.inference_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
+    def start(self, timeout: float = 180.0) -> None:
+        if shutil.which("java") is None:
+            raise ServerStartError("TorchServe needs a Java runtime (17+): `make setup` installs one")
+        store = self.model_store_dir / MODEL_STORE_DIR
+        if not (store / MAR_FILE).is_file():
+            raise ServerStartError(f"{store / MAR_FILE} not found: run the pipeline first")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        settings = replace(
+            self.settings,
+            inference_address=self.inference_url,
+            management_address=self.management_url,
+            metrics_address=f"http://127.0.0.1:{self.metrics_port}",
+            grpc_inference_port=free_port(),
+            grpc_management_port=free_port(),
+            model_store=str(store.resolve()),
+        )
+        config = self.work_dir / "config.properties"
+        config.write_text(torchserve_properties(settings), encoding="utf-8")
+        torchserve = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or "torchserve"
+        self.process = ManagedProcess(
+            "torchserve",
+            [torchserve, "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store", str(store.resolve())],
+            self.work_dir / "torchserve.log",
+            env={
+                # One torch thread per worker: with more, latency stalls under any other load on 2 cores.
+                "OMP_NUM_THREADS": "1",
+                "LOG_LOCATION": str(self.work_dir / "logs"),
+                "METRICS_LOCATION": str(self.work_dir / "logs"),
+                "TEMP": str(self.work_dir),
+            },
+            cwd=self.work_dir,
+        )
+        self.process.start()
+        # /ping says Healthy before the worker has loaded the model: wait on the model's worker status instead.
+        wait_until(self._model_ready, self.process, timeout, "TorchServe model")
+
+    def _model_ready(self) -> bool:
+        response = httpx.get(f"{self.management_url}/models/{MODEL_NAME}", timeout=2)
+        if response.status_code != 200:
+            return False
+        return any(w.get("status") == "READY" for entry in response.json() for w in entry.get("workers", []))
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class LocalTransformer:
+    index_dir: Path
+    feature_repo: Path
+    predictor_host: str  # host:port of the v2 predictor
+    work_dir: Path
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        """The container arguments of the InferenceService's transformer, with local paths and ports."""
+        return [
+            f"--model_name={MODEL_NAME}",
+            f"--predictor_host={self.predictor_host}",
+            "--predictor_protocol=v2",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            f"--index_dir={self.index_dir.resolve()}",
+            f"--feature_repo={self.feature_repo.resolve()}",
+        ]
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(
+            "transformer",
+            [sys.executable, "-m", "fashionrec.transformer", *self.args()],
+            self.work_dir / "transformer.log",
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        self.process.start()
+        wait_until(lambda: httpx.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200, self.process, timeout, "transformer")
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where one trained model's serving artifacts are: the package, index and features stages' outputs."""
+
+    model_store: Path
+    index_dir: Path
+    feature_repo: Path
+
+
+@contextlib.contextmanager
+def serve_locally(deployment: Deployment, work_dir: Path | None = None) -> Iterator[tuple[LocalTorchServe, LocalTransformer]]:
+    """Start TorchServe and the transformer on free loopback ports; stop both on exit, whatever happens."""
+    with contextlib.ExitStack() as stack:
+        root = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fashionrec-serve-")))
+        predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
+        stack.callback(predictor.stop)
+        predictor.start()
+        transformer = LocalTransformer(deployment.index_dir, deployment.feature_repo, f"127.0.0.1:{predictor.inference_port}", root / "transformer")
+        stack.callback(transformer.stop)
+        transformer.start()
+        yield predictor, transformer
