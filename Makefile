@@ -1,0 +1,49 @@
+# fashionrec: `make demo` and `make test` are the two commands a newcomer needs (both set up first if needed).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch comes from local disk here (pip's constraint file caps it); never newer than this.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: help setup demo test unit integration lint compile clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "installing a Java runtime (TorchServe needs one)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install everything (idempotent)
+
+demo: setup ## generate a catalogue, run the pipeline (kfp.local), serve, query, stop
+	$(BIN)/fashionrec demo --workdir work/demo
+
+lint: setup ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+compile: setup ## compile every pipeline to build/pipelines/*.yaml
+	$(BIN)/fashionrec pipeline compile --out build/pipelines
+
+unit: setup ## fast tests only
+	$(BIN)/pytest -m "not integration and not behaviour" -q
+
+integration: setup ## tests that start real servers
+	$(BIN)/pytest -m integration -q
+
+test: lint ## ruff, mypy and every test
+	$(BIN)/pytest -q
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf build work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""The training pipeline: validate -> train -> embed -> (features, index, package).
+
+Compile: `python -m pipelines.training_pipeline OUT.yaml` from the repo root (CI compiles every pipeline module); run locally with
+`fashionrec pipeline run --catalog DIR` (kfp.local), or upload the YAML in the KFP UI.
+"""
+
+import sys
+from typing import NamedTuple
+
+from kfp import compiler, dsl
+from kfp.dsl import Artifact, Model
+
+from components.build_index import build_index
+from components.embed_catalog import embed_catalog
+from components.materialize_features import materialize_features
+from components.package_model import package_model
+from components.train_encoder import train_encoder
+from components.validate_catalog import validate_catalog
+
+PIPELINE_NAME = "fashionrec-training"
+
+
+class TrainingOutputs(NamedTuple):
+    model_store: Model
+    index: Artifact
+    feature_repo: Artifact
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Validate a fashion catalogue, train the encoder, index and serve-package it")
+def training_pipeline(
+    catalog_dir: str,
+    backbone: str = "resnet18",
+    weights: str = "none",
+    epochs: int = 8,
+    batch_size: int = 64,
+    learning_rate: float = 0.002,
+    seed: int = 0,
+) -> TrainingOutputs:
+    validated = validate_catalog(catalog_dir=catalog_dir)
+    validated.set_display_name("validate catalogue (Great Expectations)")
+    validated.set_caching_options(False)  # the catalogue folder can change under the same path
+
+    trained = train_encoder(
+        valid_catalog=validated.outputs["valid_catalog"],
+        backbone=backbone,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    trained.set_display_name("train encoder")
+    trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
+
+    embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
+    embedded.set_display_name("embed catalogue")
+
+    features = materialize_features(embeddings=embedded.outputs["embeddings"])
+    features.set_display_name("feast apply + materialize")
+    features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
+
+    index = build_index(embeddings=embedded.outputs["embeddings"])
+    index.set_display_name("FAISS index")
+
+    packaged = package_model(model=trained.outputs["model"])
+    packaged.set_display_name("TorchServe model store")
+
+    return TrainingOutputs(
+        model_store=packaged.outputs["model_store"],
+        index=index.outputs["index"],
+        feature_repo=features.outputs["feature_repo"],
+    )
+
+
+def compile_pipeline(package_path: str) -> None:
+    compiler.Compiler().compile(training_pipeline, package_path=package_path)
+
+
+if __name__ == "__main__":
+    compile_pipeline(sys.argv[1] if len(sys.argv) > 1 else "training_pipeline.yaml")

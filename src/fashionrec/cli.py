@@ -1,0 +1,209 @@
+"""The `fashionrec` command: every pipeline stage, the local pipeline run, serving, querying and the demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fashionrec.config import DEFAULT_TOP_K, MODEL_NAME
+from fashionrec.progress import console
+
+app = typer.Typer(help="Visual 'more like this' recommendations for fashion catalogues.", no_args_is_help=True)
+data_app = typer.Typer(help="Catalogue data.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+
+DEFAULT_WORKDIR = Path("work")
+Workdir = Annotated[Path, typer.Option(help="Folder for pipeline outputs and deployment.json.")]
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write styles.csv and images/ into.")],
+    items_per_type: Annotated[int, typer.Option(help="Items per article type.")] = 40,
+    types: Annotated[int, typer.Option(help="Number of article types (2-13).")] = 13,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same catalogue.")] = 0,
+) -> None:
+    """Write a synthetic catalogue in the Kaggle 'Fashion Product Images (Small)' layout."""
+    from fashionrec.synth import synth_catalog
+
+    table = synth_catalog(out, items_per_type=items_per_type, seed=seed, n_types=types)
+    console.print(f"wrote {len(table)} items of {table['articleType'].nunique()} article types to {out}")
+
+
+@app.command()
+def validate(
+    catalog: Annotated[Path, typer.Option(help="Kaggle-layout catalogue folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder: valid.parquet, quarantine.csv, report.html.")],
+) -> None:
+    """Validate a catalogue with Great Expectations; quarantine bad rows with a reason."""
+    from fashionrec.validate import dumps_metrics, validate_catalog, write_outputs
+
+    out.mkdir(parents=True, exist_ok=True)
+    result = validate_catalog(catalog)
+    metrics = write_outputs(result, out / "valid.parquet", out / "quarantine.csv", out / "report.html")
+    console.print(dumps_metrics(metrics))
+
+
+@app.command()
+def train(
+    valid: Annotated[Path, typer.Option(help="valid.parquet from `fashionrec validate`.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    backbone: str = "resnet18",
+    weights: Annotated[str, typer.Option(help="none | imagenet | path to a local backbone state_dict.")] = "none",
+    epochs: int = 8,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Train the encoder on articleType."""
+    from fashionrec.train import TrainConfig
+    from fashionrec.train import train as run_training
+
+    config = TrainConfig(backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+    card = run_training(valid, out, config)
+    console.print_json(json.dumps(asdict(card) | {"classes": len(card.classes)}))
+
+
+@app.command()
+def embed(
+    valid: Annotated[Path, typer.Option(help="valid.parquet")],
+    model: Annotated[Path, typer.Option(help="Model folder.")],
+    out: Annotated[Path, typer.Option(help="Embeddings parquet to write.")],
+) -> None:
+    """Embed every valid item (Feast's offline source)."""
+    from fashionrec.embed import embed_catalog
+
+    table = embed_catalog(valid, model, out)
+    console.print(f"{len(table)} embeddings of model {table['model_version'].iloc[0]} -> {out}")
+
+
+@app.command()
+def features(
+    embeddings: Annotated[Path, typer.Option(help="Embeddings parquet.")],
+    repo: Annotated[Path, typer.Option(help="Feast repo folder to stage and materialize.")],
+) -> None:
+    """Stage the Feast repo, then apply + materialize into the online store."""
+    from fashionrec.featurestore import apply_and_materialize, stage_repo
+
+    console.print(apply_and_materialize(stage_repo(embeddings, repo)))
+
+
+@app.command()
+def index(
+    embeddings: Annotated[Path, typer.Option(help="Embeddings parquet.")],
+    out: Annotated[Path, typer.Option(help="Index folder to write.")],
+) -> None:
+    """Build the FAISS index."""
+    from fashionrec.index import build_index
+
+    console.print(asdict(build_index(embeddings, out)))
+
+
+@app.command()
+def package(
+    model: Annotated[Path, typer.Option(help="Model folder.")],
+    out: Annotated[Path, typer.Option(help="Model store folder: config/ + model-store/.")],
+) -> None:
+    """Export the encoder into a TorchServe model store for KServe."""
+    from fashionrec.package import build_model_store
+
+    console.print(f"wrote {build_model_store(model, out)}")
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(out: Annotated[Path, typer.Option(help="Folder for the compiled YAML.")] = Path("build/pipelines")) -> None:
+    """Compile every pipeline to YAML (upload it in the KFP UI)."""
+    from fashionrec.pipeline_runner import compile_all
+
+    for path in compile_all(out):
+        console.print(f"compiled {path}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    catalog: Annotated[Path, typer.Option(help="Kaggle-layout catalogue folder (styles.csv + images/).")],
+    workdir: Workdir = DEFAULT_WORKDIR,
+    backbone: str = "resnet18",
+    weights: Annotated[str, typer.Option(help="none | imagenet | path to a local backbone state_dict.")] = "none",
+    epochs: int = 8,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> None:
+    """Run the whole training pipeline locally with kfp.local, as the cluster would run it."""
+    from fashionrec.pipeline_runner import run_local
+
+    deployment = run_local(catalog, workdir, backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, seed=seed)
+    console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / 'deployment.json'}")
+    console.print_json(json.dumps({k: str(v) for k, v in asdict(deployment).items()}))
+
+
+@app.command()
+def serve(workdir: Workdir = DEFAULT_WORKDIR) -> None:
+    """Serve the last pipeline run: TorchServe (encoder) + the FAISS transformer on loopback, until Ctrl-C."""
+    from fashionrec.pipeline_runner import load_deployment
+    from fashionrec.serving import serve_locally
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with serve_locally(load_deployment(workdir)) as (predictor, transformer):
+        console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
+        console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
+        console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]
+    table = Table(title=title)
+    for column in ("rank", "item_id", "score", "articleType", "baseColour", "productDisplayName"):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), str(hit.item_id), f"{hit.score:.3f}", hit.attributes.get("articleType", ""), hit.attributes.get("baseColour", ""), hit.attributes.get("productDisplayName", ""))
+    console.print(table)
+
+
+@app.command()
+def query(
+    images: Annotated[list[Path] | None, typer.Argument(help="Image files to find similar products for.")] = None,
+    item_id: Annotated[list[int] | None, typer.Option("--item-id", help="Catalogue item id(s) instead of images.")] = None,
+    url: Annotated[str, typer.Option(help="Transformer base URL (printed by `fashionrec serve`).")] = "http://127.0.0.1:8080",
+    top_k: Annotated[int, typer.Option(help="Results per query.")] = DEFAULT_TOP_K,
+) -> None:
+    """Ask the transformer for the most similar products (KServe v2 protocol)."""
+    from fashionrec.client import QueryError, image_request, infer, item_request, parse_hits
+
+    if bool(images) == bool(item_id):
+        raise typer.BadParameter("give image files or --item-id, not both and not neither")
+    body = image_request([p.read_bytes() for p in images or []], top_k) if images else item_request(list(item_id or []), top_k)
+    labels = [str(p) for p in images] if images else [f"item {i}" for i in item_id or []]
+    try:
+        response = infer(url, body)
+    except QueryError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    for label, hits in zip(labels, parse_hits(response), strict=True):
+        print_hits(f"more like {label} (model {response.get('model_version')})", hits)
+
+
+@app.command()
+def demo(
+    workdir: Workdir = Path("work/demo"),
+    items_per_type: Annotated[int, typer.Option(help="Size of the generated catalogue per article type.")] = 40,
+    epochs: int = 8,
+) -> None:
+    """The whole system end to end on a generated catalogue: synth -> pipeline (kfp.local) -> serve -> query."""
+    from fashionrec.demo import run_demo
+
+    run_demo(workdir, items_per_type=items_per_type, epochs=epochs)

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fashionrec.config import EMBEDDING_DIM
+from fashionrec.dataset import stratified_split
+from fashionrec.model import BACKBONES, PretrainedWeightsUnavailable, build_encoder
+from fashionrec.train import ModelCard, load_encoder
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_gives_unit_embeddings(backbone: str) -> None:
+    encoder = build_encoder(backbone).eval()
+    with torch.no_grad():
+        out = encoder(torch.randint(0, 256, (2, 3, 80, 60), dtype=torch.uint8))
+    assert out.shape == (2, EMBEDDING_DIM)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_encoder("vgg99")
+    with pytest.raises(PretrainedWeightsUnavailable, match="not found"):
+        build_encoder("resnet18", str(tmp_path / "missing.pt"))
+    donor = build_encoder("resnet18")
+    path = tmp_path / "resnet18.pt"
+    torch.save(donor.backbone.state_dict(), path)
+    loaded = build_encoder("resnet18", str(path))
+    assert torch.equal(loaded.backbone.conv1.weight, donor.backbone.conv1.weight)
+
+
+def test_stratified_split_keeps_every_class_on_both_sides() -> None:
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 1)
+    train, holdout = stratified_split(labels, 0.2, seed=0)
+    assert sorted(np.concatenate([train, holdout])) == list(range(len(labels)))
+    assert set(labels[holdout]) == {0, 1}
+    assert set(labels[train]) == {0, 1, 2}
+
+
+def test_trained_model_is_written_and_reloads_identically(stages) -> None:  # type: ignore[no-untyped-def]
+    card = ModelCard.load(stages.model_dir)
+    assert len(card.model_version) == 12 and len(card.dataset_digest) == 64
+    assert card.image_size == (80, 60) and len(card.classes) == 6
+    encoder, again = load_encoder(stages.model_dir)
+    assert again == card
+    batch = torch.randint(0, 256, (3, 3, 80, 60), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(encoder(batch), encoder(batch))
