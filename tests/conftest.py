@@ -50,7 +50,7 @@ def stages(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Stag
     root = tmp_path_factory.mktemp("stages")
     out = StageOutputs(root / "valid.parquet", root / "model", root / "embeddings.parquet", root / "repo", root / "index", root / "model_store")
     write_outputs(validate_catalog(tiny_catalog), out.valid, root / "quarantine.csv", root / "report.html")
-    train(out.valid, out.model_dir, TrainConfig(epochs=3, batch_size=16, holdout_fraction=0.2, seed=1))
+    train(out.valid, out.model_dir, TrainConfig(epochs=10, batch_size=16, holdout_fraction=0.2, seed=1))
     embed_catalog(out.valid, out.model_dir, out.embeddings)
     apply_and_materialize(stage_repo(out.embeddings, out.feature_repo))
     build_index(out.embeddings, out.index_dir)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.behaviour
 def test_training_beats_chance_on_held_out_items(stages) -> None:  # type: ignore[no-untyped-def]
     card = ModelCard.load(stages.model_dir)
     chance = 1 / len(card.classes)
-    # 3 epochs on 48 images: far from converged, but well above chance (1/6) if the loop learns at all.
+    # 10 short epochs on 48 images (about 0.9 seen here): not converged, but far above chance (1/6) if it learns.
     assert card.metrics["holdout_accuracy"] >= 2 * chance
 
 

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fashionrec.config import PROJECT_IMAGE
+from fashionrec.pipeline_runner import PIPELINE_MODULES, compile_all, load_deployment, run_local
+
+
+def test_every_pipeline_compiles(tmp_path: Path) -> None:
+    written = compile_all(tmp_path)
+    assert len(written) == len(PIPELINE_MODULES)
+    spec = yaml.safe_load(written[0].read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"validate-catalog", "train-encoder", "embed-catalog", "materialize-features", "build-index", "package-model"}
+    assert tasks["train-encoder"]["dependentTasks"] == ["validate-catalog"]
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {PROJECT_IMAGE}
+    assert set(spec["root"]["outputDefinitions"]["artifacts"]) == {"model_store", "index", "feature_repo"}
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {"catalog_dir", "epochs", "backbone", "weights"}
+
+
+@pytest.mark.integration
+def test_pipeline_runs_locally_with_kfp_local(tiny_catalog: Path, tmp_path: Path) -> None:
+    deployment = run_local(tiny_catalog, tmp_path / "run", epochs=1, batch_size=16)
+    assert load_deployment(tmp_path / "run") == deployment
+    assert (deployment.model_store / "model-store" / "fashionrec.mar").is_file()
+    assert (deployment.index_dir / "index.json").is_file()
+    assert (deployment.feature_repo / "data" / "online_store.db").is_file()
+
+
+def test_missing_deployment_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="pipeline run"):
+        load_deployment(tmp_path)

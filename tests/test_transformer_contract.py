@@ -1,0 +1,142 @@
+"""The transformer's v2 HTTP contract, in-process (FastAPI TestClient). The predictor hop is replaced by the same
+EncoderService that TorchServe runs, called directly: a unit test of the transformer layer. The same contract is
+tested against real TorchServe + ModelServer processes in tests/integration."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from kserve import InferRequest, ModelServer
+from kserve.predictor_config import PredictorConfig
+from kserve.protocol.rest.server import RESTServer
+
+from fashionrec.client import image_request, item_request, parse_hits
+from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MODEL_NAME
+from fashionrec.encoder_service import EncoderService
+from fashionrec.imaging import decode_base64
+from fashionrec.transformer import FashionrecTransformer
+
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+
+
+class InProcessEncoderTransformer(FashionrecTransformer):
+    """Stands in for the predictor hop only; counts calls so tests can see whether the predictor was reached."""
+
+    def __init__(self, *args, service: EncoderService, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.service = service
+        self.encoder_calls = 0
+        self.served_version: str | None = None
+
+    async def encode(self, request: InferRequest, headers):  # type: ignore[no-untyped-def, override]
+        self.encoder_calls += 1
+        from fashionrec.imaging import load_batch
+
+        payloads = [decode_base64(item) for item in request.inputs[0].data]
+        return self.service.embed(load_batch(payloads, self.service.image_size)), self.served_version or self.service.model_version
+
+
+@pytest.fixture(scope="module")
+def transformer(stages, tmp_path_factory: pytest.TempPathFactory) -> InProcessEncoderTransformer:  # type: ignore[no-untyped-def]
+    extracted = tmp_path_factory.mktemp("mar")
+    with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
+        mar.extractall(extracted)
+    model = InProcessEncoderTransformer(MODEL_NAME, index_dir=stages.index_dir, feature_repo=stages.feature_repo, service=EncoderService.load(extracted))
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="module")
+def client(transformer: InProcessEncoderTransformer) -> TestClient:
+    server = ModelServer(enable_grpc=False, predictor_config=PredictorConfig(predictor_host="127.0.0.1:9", predictor_protocol="v2"))
+    server.register_model(transformer)
+    rest = RESTServer("kserve.model_server:app", server.dataplane, server.model_repository_extension, http_port=0)
+    app = FastAPI()
+    rest._register_endpoints(app)
+    rest._add_exception_handlers(app)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def image_of(tiny_catalog: Path, item_id: int) -> bytes:
+    return (tiny_catalog / "images" / f"{item_id}.jpg").read_bytes()
+
+
+def test_image_query_returns_own_item_first_with_attributes(client: TestClient, tiny_catalog: Path, transformer) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000), image_of(tiny_catalog, 10007)], top_k=4))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == transformer.model_version
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["item_id"]["datatype"] == "INT64" and outputs["item_id"]["shape"] == [2, 4]
+    assert outputs["score"]["datatype"] == "FP32" and outputs["score"]["shape"] == [2, 4]
+    assert set(ATTRIBUTE_COLUMNS) <= set(outputs)
+    hits = parse_hits(body)
+    assert [h[0].item_id for h in hits] == [10000, 10007]
+    assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
+    assert all(a.score >= b.score for h in hits for a, b in zip(h, h[1:], strict=False))
+    assert hits[0][0].attributes["articleType"]
+
+
+def test_item_query_skips_the_predictor_and_excludes_the_item(client: TestClient, transformer) -> None:  # type: ignore[no-untyped-def]
+    before = transformer.encoder_calls
+    response = client.post(INFER, json=item_request([10000, 10001], top_k=3))
+    assert response.status_code == 200, response.text
+    hits = parse_hits(response.json())
+    assert transformer.encoder_calls == before
+    assert [len(h) for h in hits] == [3, 3]
+    assert 10000 not in [h.item_id for h in hits[0]] and 10001 not in [h.item_id for h in hits[1]]
+
+
+def test_top_k_above_catalogue_size_pads_with_minus_one(client: TestClient) -> None:
+    body = client.post(INFER, json=item_request([10000], top_k=100)).json()
+    ids = np.asarray(body["outputs"][0]["data"])
+    assert (ids[:59] != -1).all() and (ids[59:] == -1).all()
+    assert len(parse_hits(body)[0]) == 59
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (image_request([b"not an image"]), "image 0"),
+        (image_request([b""]), "empty"),
+        ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["***"]}]}, "base64"),
+        ({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1], "data": [0.5]}]}, "datatype BYTES"),
+        ({"inputs": [{"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}, "exactly one input"),
+        ({"inputs": []}, "exactly one input"),
+        (item_request([123456789]), "unknown item_id"),
+        ({"inputs": [{"name": "item_id", "datatype": "FP32", "shape": [1], "data": [1.5]}]}, "INT64"),
+        ({**item_request([10000]), "parameters": {"top_k": 0}}, "top_k"),
+        ({**item_request([10000]), "parameters": {"top_k": 10_000}}, "top_k"),
+        ({**item_request([10000]), "parameters": {"top_k": "many"}}, "top_k"),
+        (item_request(list(range(10000, 10000 + MAX_BATCH + 1))), "above the limit"),
+    ],
+)
+def test_bad_requests_get_a_400_with_a_message(client: TestClient, transformer, body: dict, message: str) -> None:  # type: ignore[no-untyped-def, type-arg]
+    before = transformer.encoder_calls
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert transformer.encoder_calls == before  # bad input never reaches the predictor
+
+
+def test_embeddings_of_another_model_version_are_refused(client: TestClient, transformer, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+    transformer.served_version = "another-model"
+    try:
+        response = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)]))
+    finally:
+        transformer.served_version = None
+    assert response.status_code == 503
+    assert "refusing to mix models" in response.json()["error"]
+
+
+def test_metadata_and_readiness(client: TestClient) -> None:
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get(f"/v2/models/{MODEL_NAME}/ready").json()["ready"] is True
+    metadata = client.get(f"/v2/models/{MODEL_NAME}").json()
+    assert {i["name"] for i in metadata["inputs"]} == {"image", "item_id"}
+    assert {"item_id", "score", "articleType"} <= {o["name"] for o in metadata["outputs"]}
+    assert client.get("/v2/models/unknown/ready").status_code == 404
+
