@@ -25,7 +25,9 @@ def train_encoder(
 
     from fashionrec.train import TrainConfig, train
 
-    config = TrainConfig(backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    config = TrainConfig(
+        backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+    )
     card = train(Path(valid_catalog.path), Path(model.path), config)
     for name, value in card.metrics.items():
         metrics.log_metric(name, value)

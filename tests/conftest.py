@@ -3,12 +3,11 @@ slow parts run once). Nothing here writes into the repository."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fashionrec.serving import Deployment
+from fashionrec.stages import StageOutputs, run_stages
 
 TINY_TYPES = 6
 TINY_ITEMS_PER_TYPE = 10
@@ -23,36 +22,11 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@dataclass(frozen=True)
-class StageOutputs:
-    valid: Path
-    model_dir: Path
-    embeddings: Path
-    feature_repo: Path
-    index_dir: Path
-    model_store: Path
-
-    @property
-    def deployment(self) -> Deployment:
-        return Deployment(self.model_store, self.index_dir, self.feature_repo)
-
-
 @pytest.fixture(scope="session")
 def stages(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> StageOutputs:
     """Every stage of the path, called as package functions, on the tiny catalogue."""
-    from fashionrec.embed import embed_catalog
-    from fashionrec.featurestore import apply_and_materialize, stage_repo
-    from fashionrec.index import build_index
-    from fashionrec.package import build_model_store
-    from fashionrec.train import TrainConfig, train
-    from fashionrec.validate import validate_catalog, write_outputs
+    from fashionrec.train import TrainConfig
 
-    root = tmp_path_factory.mktemp("stages")
-    out = StageOutputs(root / "valid.parquet", root / "model", root / "embeddings.parquet", root / "repo", root / "index", root / "model_store")
-    write_outputs(validate_catalog(tiny_catalog), out.valid, root / "quarantine.csv", root / "report.html")
-    train(out.valid, out.model_dir, TrainConfig(epochs=10, batch_size=16, holdout_fraction=0.2, seed=1))
-    embed_catalog(out.valid, out.model_dir, out.embeddings)
-    apply_and_materialize(stage_repo(out.embeddings, out.feature_repo))
-    build_index(out.embeddings, out.index_dir)
-    build_model_store(out.model_dir, out.model_store)
-    return out
+    return run_stages(
+        tiny_catalog, tmp_path_factory.mktemp("stages"), TrainConfig(epochs=10, batch_size=16, holdout_fraction=0.2, seed=1)
+    )

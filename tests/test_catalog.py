@@ -15,14 +15,26 @@ def write(tmp_path: Path, *lines: str) -> Path:
 
 
 def test_unquoted_commas_in_the_name_belong_to_the_name(tmp_path: Path) -> None:
-    table = read_styles(write(tmp_path, "15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy, Blue Shirt, Pack of 2"))
+    table = read_styles(
+        write(
+            tmp_path, "15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy, Blue Shirt, Pack of 2"
+        )
+    )
     assert table.malformed == []
     assert table.rows.loc[0, "productDisplayName"] == "Turtle Check Men Navy, Blue Shirt, Pack of 2"
     assert table.rows.loc[0, "id"] == "15970"
 
 
 def test_short_rows_are_reported_with_their_line_not_dropped(tmp_path: Path) -> None:
-    table = read_styles(write(tmp_path, "1,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,A shirt", "2,Men,broken", "", "3,Women,Apparel,Topwear,Tops,Red,Summer,2012,Casual,A top"))
+    table = read_styles(
+        write(
+            tmp_path,
+            "1,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,A shirt",
+            "2,Men,broken",
+            "",
+            "3,Women,Apparel,Topwear,Tops,Red,Summer,2012,Casual,A top",
+        )
+    )
     assert list(table.rows["id"]) == ["1", "3"]
     assert list(table.rows["line_number"]) == [2, 5]
     assert len(table.malformed) == 1

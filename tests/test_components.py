@@ -22,8 +22,15 @@ def artifact(kind, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
 
 
 def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> None:
-    valid, quarantine, report, validation_metrics = (artifact(Dataset, tmp_path, "valid"), artifact(Dataset, tmp_path, "quarantine"), artifact(HTML, tmp_path, "report"), artifact(Metrics, tmp_path, "vm"))
-    validate_catalog.python_func(catalog_dir=str(tiny_catalog), valid_catalog=valid, quarantine=quarantine, report=report, metrics=validation_metrics)
+    valid, quarantine, report, validation_metrics = (
+        artifact(Dataset, tmp_path, "valid"),
+        artifact(Dataset, tmp_path, "quarantine"),
+        artifact(HTML, tmp_path, "report"),
+        artifact(Metrics, tmp_path, "vm"),
+    )
+    validate_catalog.python_func(
+        catalog_dir=str(tiny_catalog), valid_catalog=valid, quarantine=quarantine, report=report, metrics=validation_metrics
+    )
     assert validation_metrics.metadata["rows_valid"] == 60 and valid.metadata["rows"] == 60
     assert pd.read_csv(quarantine.path).empty and "<html" in Path(report.path).read_text()
 
@@ -51,7 +58,9 @@ def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> N
     assert json.loads(json.dumps(store.metadata))["model_version"] == model.metadata["model_version"]
 
 
-@pytest.mark.parametrize("component", [validate_catalog, train_encoder, embed_catalog, materialize_features, build_index, package_model])
+@pytest.mark.parametrize(
+    "component", [validate_catalog, train_encoder, embed_catalog, materialize_features, build_index, package_model]
+)
 def test_components_use_the_project_image_and_document_themselves(component) -> None:  # type: ignore[no-untyped-def]
     container = component.component_spec.implementation.container
     assert container.image == PROJECT_IMAGE

@@ -47,7 +47,9 @@ def test_index_refuses_vectors_of_two_model_versions(stages, tmp_path: Path) -> 
         build_index(tmp_path / "mixed.parquet", tmp_path / "index")
 
 
-def test_online_store_serves_what_was_materialized_from_any_working_directory(stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_online_store_serves_what_was_materialized_from_any_working_directory(
+    stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     table, vectors = read_embeddings(stages.embeddings)
     monkeypatch.chdir(tmp_path)  # Feast must not depend on the process's working directory
     online = OnlineFeatures(stages.feature_repo)
@@ -91,4 +93,4 @@ def test_materialize_twice_is_idempotent(stages, tmp_path: Path) -> None:  # typ
     shutil.copytree(stages.feature_repo, repo)
     first = apply_and_materialize(repo)
     second = apply_and_materialize(repo)
-    assert first == second and first["rows"] == 60
+    assert first == second and first.rows == 60

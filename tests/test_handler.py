@@ -15,7 +15,7 @@ from PIL import Image
 from fashionrec.config import EMBEDDING_DIM, MAX_BATCH, MODEL_NAME
 from fashionrec.encoder_service import CARD_FILE, EXPORTED_FILE, EncoderService
 from fashionrec.model import build_encoder
-from fashionrec.package import build_model_store, torchserve_properties, TorchServeSettings
+from fashionrec.package import TorchServeSettings, build_model_store, torchserve_properties
 
 torchserve = pytest.importorskip("ts")  # part of the [encoder] extra, installed by `make setup`
 
@@ -65,7 +65,10 @@ def handler(model_dir: Path):  # type: ignore[no-untyped-def]
 
 def test_batched_rows_get_one_v2_response_each(handler) -> None:  # type: ignore[no-untyped-def]
     h, context = handler
-    rows = [{"body": v2_body([jpeg((255, 0, 0)), jpeg((0, 0, 255))], "a")}, {"body": json.dumps(v2_body([jpeg((0, 255, 0))], "b")).encode()}]
+    rows = [
+        {"body": v2_body([jpeg((255, 0, 0)), jpeg((0, 0, 255))], "a")},
+        {"body": json.dumps(v2_body([jpeg((0, 255, 0))], "b")).encode()},
+    ]
     out = h.handle(rows, context)
     assert len(out) == 2
     first, second = out
@@ -117,7 +120,14 @@ def test_model_store_layout_for_kserve(stages) -> None:  # type: ignore[no-untyp
     assert snapshot["models"][MODEL_NAME]["1.0"]["marName"] == f"{MODEL_NAME}.mar"
     with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
         names = set(mar.namelist())
-    assert {"encoder.pt2", "model.json", "encoder_handler.py", "fashionrec/encoder_service.py", "fashionrec/imaging.py", "MAR-INF/MANIFEST.json"} <= names
+    assert {
+        "encoder.pt2",
+        "model.json",
+        "encoder_handler.py",
+        "fashionrec/encoder_service.py",
+        "fashionrec/imaging.py",
+        "MAR-INF/MANIFEST.json",
+    } <= names
     assert not any(n.endswith(("cli.py", "train.py")) for n in names)
 
 

@@ -28,7 +28,7 @@ def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> No
     path = tmp_path / "resnet18.pt"
     torch.save(donor.backbone.state_dict(), path)
     loaded = build_encoder("resnet18", str(path))
-    assert torch.equal(loaded.backbone.conv1.weight, donor.backbone.conv1.weight)
+    assert torch.equal(loaded.backbone.state_dict()["conv1.weight"], donor.backbone.state_dict()["conv1.weight"])
 
 
 def test_stratified_split_keeps_every_class_on_both_sides() -> None:

@@ -12,7 +12,14 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
     assert len(written) == len(PIPELINE_MODULES)
     spec = yaml.safe_load(written[0].read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate-catalog", "train-encoder", "embed-catalog", "materialize-features", "build-index", "package-model"}
+    assert set(tasks) == {
+        "validate-catalog",
+        "train-encoder",
+        "embed-catalog",
+        "materialize-features",
+        "build-index",
+        "package-model",
+    }
     assert tasks["train-encoder"]["dependentTasks"] == ["validate-catalog"]
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {PROJECT_IMAGE}

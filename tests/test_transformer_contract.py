@@ -2,6 +2,7 @@
 EncoderService that TorchServe runs, called directly: a unit test of the transformer layer. The same contract is
 tested against real TorchServe + ModelServer processes in tests/integration."""
 
+import itertools
 import zipfile
 from pathlib import Path
 
@@ -36,7 +37,9 @@ class InProcessEncoderTransformer(FashionrecTransformer):
         from fashionrec.imaging import load_batch
 
         payloads = [decode_base64(item) for item in request.inputs[0].data]
-        return self.service.embed(load_batch(payloads, self.service.image_size)), self.served_version or self.service.model_version
+        return self.service.embed(
+            load_batch(payloads, self.service.image_size)
+        ), self.served_version or self.service.model_version
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +47,18 @@ def transformer(stages, tmp_path_factory: pytest.TempPathFactory) -> InProcessEn
     extracted = tmp_path_factory.mktemp("mar")
     with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
         mar.extractall(extracted)
-    model = InProcessEncoderTransformer(MODEL_NAME, index_dir=stages.index_dir, feature_repo=stages.feature_repo, service=EncoderService.load(extracted))
+    model = InProcessEncoderTransformer(
+        MODEL_NAME, index_dir=stages.index_dir, feature_repo=stages.feature_repo, service=EncoderService.load(extracted)
+    )
     model.load()
     return model
 
 
 @pytest.fixture(scope="module")
 def client(transformer: InProcessEncoderTransformer) -> TestClient:
-    server = ModelServer(enable_grpc=False, predictor_config=PredictorConfig(predictor_host="127.0.0.1:9", predictor_protocol="v2"))
+    server = ModelServer(
+        enable_grpc=False, predictor_config=PredictorConfig(predictor_host="127.0.0.1:9", predictor_protocol="v2")
+    )
     server.register_model(transformer)
     rest = RESTServer("kserve.model_server:app", server.dataplane, server.model_repository_extension, http_port=0)
     app = FastAPI()
@@ -76,7 +83,7 @@ def test_image_query_returns_own_item_first_with_attributes(client: TestClient, 
     hits = parse_hits(body)
     assert [h[0].item_id for h in hits] == [10000, 10007]
     assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
-    assert all(a.score >= b.score for h in hits for a, b in zip(h, h[1:], strict=False))
+    assert all(a.score >= b.score for h in hits for a, b in itertools.pairwise(h))
     assert hits[0][0].attributes["articleType"]
 
 
@@ -139,4 +146,3 @@ def test_metadata_and_readiness(client: TestClient) -> None:
     assert {i["name"] for i in metadata["inputs"]} == {"image", "item_id"}
     assert {"item_id", "score", "articleType"} <= {o["name"] for o in metadata["outputs"]}
     assert client.get("/v2/models/unknown/ready").status_code == 404
-

@@ -43,7 +43,9 @@ def test_every_defect_is_quarantined_with_its_reason_and_nothing_is_lost(tiny_ca
     quarantine = result.quarantine
     by_id = quarantine.dropna(subset=["id"]).groupby("id")["reason"].agg(set).to_dict()
     assert {k: {v} for k, v in expected.items()} == by_id
-    assert list(quarantine.loc[quarantine["reason"] == "malformed_csv_row", "line_number"]) == [len((tmp_path / "catalog" / "styles.csv").read_text().splitlines())]
+    assert list(quarantine.loc[quarantine["reason"] == "malformed_csv_row", "line_number"]) == [
+        len((tmp_path / "catalog" / "styles.csv").read_text().splitlines())
+    ]
     duplicate_rows = quarantine[quarantine["reason"] == "duplicate_id"]
     assert len(duplicate_rows) == 2  # both copies: which one is right cannot be known
     # Invariant: every input row is accounted for exactly once.

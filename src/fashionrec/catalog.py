@@ -59,7 +59,7 @@ def read_styles(path: Path) -> StylesTable:
             continue
         fields = next(csv.reader(io.StringIO(line)))
         if len(fields) > width:
-            fields = fields[: width - 1] + [",".join(fields[width - 1 :])]
+            fields = [*fields[: width - 1], ",".join(fields[width - 1 :])]
         if len(fields) < width:
             malformed.append(MalformedRow(line_number, line, f"expected {width} fields, found {len(fields)}"))
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -69,7 +70,15 @@ def train(
     from fashionrec.train import TrainConfig
     from fashionrec.train import train as run_training
 
-    config = TrainConfig(backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
+    config = TrainConfig(
+        backbone=backbone,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=device,
+    )
     card = run_training(valid, out, config)
     console.print_json(json.dumps(asdict(card) | {"classes": len(card.classes)}))
 
@@ -159,10 +168,8 @@ def serve(workdir: Workdir = DEFAULT_WORKDIR) -> None:
         console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]
@@ -170,7 +177,14 @@ def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]
     for column in ("rank", "item_id", "score", "articleType", "baseColour", "productDisplayName"):
         table.add_column(column)
     for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), str(hit.item_id), f"{hit.score:.3f}", hit.attributes.get("articleType", ""), hit.attributes.get("baseColour", ""), hit.attributes.get("productDisplayName", ""))
+        table.add_row(
+            str(rank),
+            str(hit.item_id),
+            f"{hit.score:.3f}",
+            hit.attributes.get("articleType", ""),
+            hit.attributes.get("baseColour", ""),
+            hit.attributes.get("productDisplayName", ""),
+        )
     console.print(table)
 
 

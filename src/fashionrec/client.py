@@ -9,11 +9,19 @@ from typing import Any
 import httpx
 import numpy as np
 
-from fashionrec.config import ATTRIBUTE_COLUMNS, DEFAULT_TOP_K, INPUT_IMAGE, INPUT_ITEM_ID, MODEL_NAME, OUTPUT_ITEM_ID, OUTPUT_SCORE
+from fashionrec.config import (
+    ATTRIBUTE_COLUMNS,
+    DEFAULT_TOP_K,
+    INPUT_IMAGE,
+    INPUT_ITEM_ID,
+    MODEL_NAME,
+    OUTPUT_ITEM_ID,
+    OUTPUT_SCORE,
+)
 
 
 class QueryError(RuntimeError):
-    """The server refused the query; carries the HTTP status and the server's message."""
+    """The server refused the query (status: the HTTP status, 0 when there was no answer) and the message why."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
@@ -29,11 +37,17 @@ class Hit:
 
 def image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
     encoded = [base64.b64encode(i).decode("ascii") for i in images]
-    return {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}], "parameters": {"top_k": top_k}}
+    return {
+        "inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}],
+        "parameters": {"top_k": top_k},
+    }
 
 
 def item_request(item_ids: list[int], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
-    return {"inputs": [{"name": INPUT_ITEM_ID, "datatype": "INT64", "shape": [len(item_ids)], "data": item_ids}], "parameters": {"top_k": top_k}}
+    return {
+        "inputs": [{"name": INPUT_ITEM_ID, "datatype": "INT64", "shape": [len(item_ids)], "data": item_ids}],
+        "parameters": {"top_k": top_k},
+    }
 
 
 def parse_hits(response: dict[str, Any]) -> list[list[Hit]]:
@@ -54,7 +68,11 @@ def parse_hits(response: dict[str, Any]) -> list[list[Hit]]:
 
 
 def infer(base_url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    response = httpx.post(f"{base_url.rstrip('/')}/v2/models/{MODEL_NAME}/infer", json=body, timeout=timeout)
+    url = f"{base_url.rstrip('/')}/v2/models/{MODEL_NAME}/infer"
+    try:
+        response = httpx.post(url, json=body, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise QueryError(0, f"cannot reach {url} ({exc}); is `fashionrec serve` running?") from exc
     if response.status_code != 200:
         try:
             message = str(response.json().get("error", response.text))

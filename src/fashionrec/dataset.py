@@ -29,10 +29,11 @@ def decode_images(images: pd.Series, size: tuple[int, int], description: str = "
 def stratified_split(labels: np.ndarray, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indexes (train, holdout); every class with 2+ items keeps at least one item on each side."""
     rng = np.random.default_rng(seed)
-    train, holdout = [], []
+    train: list[int] = []
+    holdout: list[int] = []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        n_holdout = int(round(len(members) * holdout_fraction)) if len(members) > 1 else 0
+        n_holdout = round(len(members) * holdout_fraction) if len(members) > 1 else 0
         n_holdout = min(max(n_holdout, 1 if len(members) > 1 and holdout_fraction > 0 else 0), len(members) - 1)
         holdout.extend(members[:n_holdout])
         train.extend(members[n_holdout:])

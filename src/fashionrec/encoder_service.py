@@ -118,7 +118,9 @@ class EncoderService:
             "model_version": self.model_version,
             # Repeated as a parameter: KServe's REST client (0.21, InferResponse.from_bytes) drops model_version.
             "parameters": {"model_version": self.model_version},
-            "outputs": [{"name": OUTPUT_EMBEDDING, "datatype": "FP32", "shape": list(vectors.shape), "data": vectors.reshape(-1).tolist()}],
+            "outputs": [
+                {"name": OUTPUT_EMBEDDING, "datatype": "FP32", "shape": list(vectors.shape), "data": vectors.reshape(-1).tolist()}
+            ],
         }
         if request_id is not None:
             response["id"] = request_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -79,7 +80,14 @@ def open_store(repo_dir: Path) -> FeatureStore:
     return FeatureStore(repo_path=str(repo_dir.resolve()))
 
 
-def apply_and_materialize(repo_dir: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class MaterializeWindow:
+    rows: int
+    start: str
+    end: str
+
+
+def apply_and_materialize(repo_dir: Path) -> MaterializeWindow:
     """What `feast apply && feast materialize START END` do in repo_dir, in-process.
 
     The window covers every event timestamp in the source, so all rows land in the online store.
@@ -90,7 +98,7 @@ def apply_and_materialize(repo_dir: Path) -> dict[str, object]:
     start = timestamps.min().to_pydatetime() - timedelta(seconds=1)
     end = timestamps.max().to_pydatetime() + timedelta(seconds=1)
     store.materialize(start_date=start, end_date=end)
-    return {"rows": len(timestamps), "start": start.isoformat(), "end": end.isoformat()}
+    return MaterializeWindow(rows=len(timestamps), start=start.isoformat(), end=end.isoformat())
 
 
 class OnlineFeatures:

@@ -38,7 +38,7 @@ class ItemIndex:
             raise ValueError("item ids must be unique")
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(item_ids, dtype=np.int64))
-        meta = IndexMeta(model_version, dataset_digest, int(vectors.shape[1]), int(len(item_ids)), "IDMap2,FlatIP")
+        meta = IndexMeta(model_version, dataset_digest, int(vectors.shape[1]), len(item_ids), "IDMap2,FlatIP")
         return cls(index, meta)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ class ItemIndex:
         import faiss
 
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        faiss.write_index(self.index, str(directory / INDEX_FILE))  # type: ignore[call-overload]
         (directory / INDEX_META_FILE).write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
 
     @classmethod

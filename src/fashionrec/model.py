@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _resnet(factory: Callable[..., nn.Module], weights_enum: object) -> Callable[[object], tuple[nn.Module, int]]:
     def build(weights: object) -> tuple[nn.Module, int]:
         net = factory(weights=weights)
-        width = net.fc.in_features
+        width = cast(nn.Linear, net.fc).in_features
         net.fc = nn.Identity()
         return net, width
 
@@ -30,7 +31,7 @@ def _resnet(factory: Callable[..., nn.Module], weights_enum: object) -> Callable
 def _classifier_last(factory: Callable[..., nn.Module], weights_enum: object) -> Callable[[object], tuple[nn.Module, int]]:
     def build(weights: object) -> tuple[nn.Module, int]:
         net = factory(weights=weights)
-        head = net.classifier
+        head = cast(nn.Module, net.classifier)
         width = next(m for m in head.modules() if isinstance(m, nn.Linear)).in_features
         net.classifier = nn.Identity()
         return net, width
@@ -53,6 +54,9 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 class Encoder(nn.Module):
     """uint8 NCHW image batch -> L2-normalised embedding. Normalisation lives inside, so callers pass raw pixels."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, backbone: nn.Module, width: int, embedding_dim: int = EMBEDDING_DIM) -> None:
         super().__init__()

@@ -39,7 +39,10 @@ MAR_VERSION = "1.0"
 
 def handler_file() -> Path:
     """kserve/encoder_handler.py: next to the package in a checkout, or installed beside it in the image."""
-    for candidate in (Path(__file__).resolve().parents[2] / "kserve" / "encoder_handler.py", Path(__file__).with_name("encoder_handler.py")):
+    for candidate in (
+        Path(__file__).resolve().parents[2] / "kserve" / "encoder_handler.py",
+        Path(__file__).with_name("encoder_handler.py"),
+    ):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("encoder_handler.py not found")
@@ -136,13 +139,21 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
         shutil.copy2(model_dir / CARD_FILE, extra / CARD_FILE)
         subprocess.run(
             [
-                sys.executable, "-m", "model_archiver.model_packaging",
-                "--model-name", MODEL_NAME,
-                "--version", MAR_VERSION,
-                "--serialized-file", str(staging / EXPORTED_FILE),
-                "--handler", str(handler_file()),
-                "--extra-files", str(extra),
-                "--export-path", str(store),
+                sys.executable,
+                "-m",
+                "model_archiver.model_packaging",
+                "--model-name",
+                MODEL_NAME,
+                "--version",
+                MAR_VERSION,
+                "--serialized-file",
+                str(staging / EXPORTED_FILE),
+                "--handler",
+                str(handler_file()),
+                "--extra-files",
+                str(extra),
+                "--export-path",
+                str(store),
                 "--force",
             ],
             check=True,

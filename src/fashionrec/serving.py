@@ -186,7 +186,12 @@ class LocalTransformer:
             env={"OMP_NUM_THREADS": "1"},
         )
         self.process.start()
-        wait_until(lambda: httpx.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200, self.process, timeout, "transformer")
+        wait_until(
+            lambda: httpx.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200,
+            self.process,
+            timeout,
+            "transformer",
+        )
 
     def stop(self) -> None:
         if self.process:
@@ -210,7 +215,9 @@ def serve_locally(deployment: Deployment, work_dir: Path | None = None) -> Itera
         predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
         stack.callback(predictor.stop)
         predictor.start()
-        transformer = LocalTransformer(deployment.index_dir, deployment.feature_repo, f"127.0.0.1:{predictor.inference_port}", root / "transformer")
+        transformer = LocalTransformer(
+            deployment.index_dir, deployment.feature_repo, f"127.0.0.1:{predictor.inference_port}", root / "transformer"
+        )
         stack.callback(transformer.stop)
         transformer.start()
         yield predictor, transformer

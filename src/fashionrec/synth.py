@@ -76,19 +76,149 @@ class ArticleType:
 
 
 ARTICLE_TYPES: tuple[ArticleType, ...] = (
-    ArticleType("Tshirts", "Apparel", "Topwear", _poly([(0.3, 0.15), (0.42, 0.12), (0.58, 0.12), (0.7, 0.15), (0.92, 0.3), (0.82, 0.4), (0.72, 0.33), (0.72, 0.85), (0.28, 0.85), (0.28, 0.33), (0.18, 0.4), (0.08, 0.3)]), ("Crew Neck T-shirt", "Graphic Tee")),
-    ArticleType("Shirts", "Apparel", "Topwear", _shapes(_poly([(0.3, 0.12), (0.5, 0.2), (0.7, 0.12), (0.82, 0.2), (0.95, 0.82), (0.85, 0.84), (0.74, 0.38), (0.74, 0.9), (0.26, 0.9), (0.26, 0.38), (0.15, 0.84), (0.05, 0.82), (0.18, 0.2)]), _poly([(0.38, 0.08), (0.5, 0.2), (0.62, 0.08), (0.56, 0.06), (0.5, 0.13), (0.44, 0.06)])), ("Formal Shirt", "Casual Shirt")),
-    ArticleType("Jeans", "Apparel", "Bottomwear", _poly([(0.28, 0.06), (0.72, 0.06), (0.76, 0.95), (0.56, 0.95), (0.5, 0.32), (0.44, 0.95), (0.24, 0.95)]), ("Slim Fit Jeans", "Washed Denim")),
-    ArticleType("Shorts", "Apparel", "Bottomwear", _poly([(0.22, 0.3), (0.78, 0.3), (0.86, 0.68), (0.56, 0.7), (0.5, 0.45), (0.44, 0.7), (0.14, 0.68)]), ("Cargo Shorts", "Bermuda Shorts")),
-    ArticleType("Dresses", "Apparel", "Dress", _poly([(0.4, 0.06), (0.6, 0.06), (0.62, 0.2), (0.57, 0.36), (0.85, 0.94), (0.15, 0.94), (0.43, 0.36), (0.38, 0.2)]), ("A-line Dress", "Maxi Dress")),
-    ArticleType("Skirts", "Apparel", "Bottomwear", _poly([(0.34, 0.36), (0.66, 0.36), (0.86, 0.76), (0.14, 0.76)]), ("Pleated Skirt", "Mini Skirt")),
-    ArticleType("Casual Shoes", "Footwear", "Shoes", _poly([(0.08, 0.5), (0.3, 0.42), (0.45, 0.44), (0.62, 0.52), (0.9, 0.58), (0.94, 0.66), (0.06, 0.66)]), ("Canvas Sneaker", "Casual Shoe")),
-    ArticleType("Sandals", "Footwear", "Sandal", _shapes(_poly([(0.1, 0.6), (0.9, 0.56), (0.92, 0.64), (0.08, 0.66)]), _line([(0.25, 0.6), (0.4, 0.48), (0.55, 0.58)], 0.05), _line([(0.55, 0.58), (0.7, 0.47), (0.82, 0.57)], 0.05)), ("Strappy Sandal", "Flip Flop")),
-    ArticleType("Handbags", "Accessories", "Bags", _shapes(_poly([(0.15, 0.42), (0.85, 0.42), (0.9, 0.85), (0.1, 0.85)]), _line([(0.32, 0.43), (0.34, 0.24), (0.5, 0.18), (0.66, 0.24), (0.68, 0.43)], 0.06)), ("Tote Bag", "Shoulder Bag")),
-    ArticleType("Watches", "Accessories", "Watches", _shapes(_poly([(0.42, 0.05), (0.58, 0.05), (0.58, 0.95), (0.42, 0.95)]), _poly(_ellipse(0.5, 0.5, 0.22, 0.17))), ("Analog Watch", "Chronograph")),
-    ArticleType("Caps", "Accessories", "Headwear", _shapes(_poly(_ellipse(0.45, 0.5, 0.3, 0.22)[14:] + [(0.15, 0.52)]), _poly([(0.55, 0.48), (0.95, 0.56), (0.9, 0.6), (0.55, 0.56)])), ("Baseball Cap", "Snapback")),
-    ArticleType("Sunglasses", "Accessories", "Eyewear", _shapes(_poly(_ellipse(0.28, 0.5, 0.17, 0.11)), _poly(_ellipse(0.72, 0.5, 0.17, 0.11)), _line([(0.42, 0.47), (0.5, 0.44), (0.58, 0.47)], 0.04)), ("Aviator Sunglasses", "Wayfarer")),
-    ArticleType("Backpacks", "Accessories", "Bags", _shapes(_poly([(0.22, 0.15), (0.78, 0.15), (0.85, 0.9), (0.15, 0.9)]), _poly(_ellipse(0.5, 0.16, 0.28, 0.08)), _line([(0.3, 0.6), (0.7, 0.6)], 0.05)), ("Laptop Backpack", "Daypack")),
+    ArticleType(
+        "Tshirts",
+        "Apparel",
+        "Topwear",
+        _poly(
+            [
+                (0.3, 0.15),
+                (0.42, 0.12),
+                (0.58, 0.12),
+                (0.7, 0.15),
+                (0.92, 0.3),
+                (0.82, 0.4),
+                (0.72, 0.33),
+                (0.72, 0.85),
+                (0.28, 0.85),
+                (0.28, 0.33),
+                (0.18, 0.4),
+                (0.08, 0.3),
+            ]
+        ),
+        ("Crew Neck T-shirt", "Graphic Tee"),
+    ),
+    ArticleType(
+        "Shirts",
+        "Apparel",
+        "Topwear",
+        _shapes(
+            _poly(
+                [
+                    (0.3, 0.12),
+                    (0.5, 0.2),
+                    (0.7, 0.12),
+                    (0.82, 0.2),
+                    (0.95, 0.82),
+                    (0.85, 0.84),
+                    (0.74, 0.38),
+                    (0.74, 0.9),
+                    (0.26, 0.9),
+                    (0.26, 0.38),
+                    (0.15, 0.84),
+                    (0.05, 0.82),
+                    (0.18, 0.2),
+                ]
+            ),
+            _poly([(0.38, 0.08), (0.5, 0.2), (0.62, 0.08), (0.56, 0.06), (0.5, 0.13), (0.44, 0.06)]),
+        ),
+        ("Formal Shirt", "Casual Shirt"),
+    ),
+    ArticleType(
+        "Jeans",
+        "Apparel",
+        "Bottomwear",
+        _poly([(0.28, 0.06), (0.72, 0.06), (0.76, 0.95), (0.56, 0.95), (0.5, 0.32), (0.44, 0.95), (0.24, 0.95)]),
+        ("Slim Fit Jeans", "Washed Denim"),
+    ),
+    ArticleType(
+        "Shorts",
+        "Apparel",
+        "Bottomwear",
+        _poly([(0.22, 0.3), (0.78, 0.3), (0.86, 0.68), (0.56, 0.7), (0.5, 0.45), (0.44, 0.7), (0.14, 0.68)]),
+        ("Cargo Shorts", "Bermuda Shorts"),
+    ),
+    ArticleType(
+        "Dresses",
+        "Apparel",
+        "Dress",
+        _poly([(0.4, 0.06), (0.6, 0.06), (0.62, 0.2), (0.57, 0.36), (0.85, 0.94), (0.15, 0.94), (0.43, 0.36), (0.38, 0.2)]),
+        ("A-line Dress", "Maxi Dress"),
+    ),
+    ArticleType(
+        "Skirts",
+        "Apparel",
+        "Bottomwear",
+        _poly([(0.34, 0.36), (0.66, 0.36), (0.86, 0.76), (0.14, 0.76)]),
+        ("Pleated Skirt", "Mini Skirt"),
+    ),
+    ArticleType(
+        "Casual Shoes",
+        "Footwear",
+        "Shoes",
+        _poly([(0.08, 0.5), (0.3, 0.42), (0.45, 0.44), (0.62, 0.52), (0.9, 0.58), (0.94, 0.66), (0.06, 0.66)]),
+        ("Canvas Sneaker", "Casual Shoe"),
+    ),
+    ArticleType(
+        "Sandals",
+        "Footwear",
+        "Sandal",
+        _shapes(
+            _poly([(0.1, 0.6), (0.9, 0.56), (0.92, 0.64), (0.08, 0.66)]),
+            _line([(0.25, 0.6), (0.4, 0.48), (0.55, 0.58)], 0.05),
+            _line([(0.55, 0.58), (0.7, 0.47), (0.82, 0.57)], 0.05),
+        ),
+        ("Strappy Sandal", "Flip Flop"),
+    ),
+    ArticleType(
+        "Handbags",
+        "Accessories",
+        "Bags",
+        _shapes(
+            _poly([(0.15, 0.42), (0.85, 0.42), (0.9, 0.85), (0.1, 0.85)]),
+            _line([(0.32, 0.43), (0.34, 0.24), (0.5, 0.18), (0.66, 0.24), (0.68, 0.43)], 0.06),
+        ),
+        ("Tote Bag", "Shoulder Bag"),
+    ),
+    ArticleType(
+        "Watches",
+        "Accessories",
+        "Watches",
+        _shapes(_poly([(0.42, 0.05), (0.58, 0.05), (0.58, 0.95), (0.42, 0.95)]), _poly(_ellipse(0.5, 0.5, 0.22, 0.17))),
+        ("Analog Watch", "Chronograph"),
+    ),
+    ArticleType(
+        "Caps",
+        "Accessories",
+        "Headwear",
+        _shapes(
+            _poly([*_ellipse(0.45, 0.5, 0.3, 0.22)[14:], (0.15, 0.52)]),
+            _poly([(0.55, 0.48), (0.95, 0.56), (0.9, 0.6), (0.55, 0.56)]),
+        ),
+        ("Baseball Cap", "Snapback"),
+    ),
+    ArticleType(
+        "Sunglasses",
+        "Accessories",
+        "Eyewear",
+        _shapes(
+            _poly(_ellipse(0.28, 0.5, 0.17, 0.11)),
+            _poly(_ellipse(0.72, 0.5, 0.17, 0.11)),
+            _line([(0.42, 0.47), (0.5, 0.44), (0.58, 0.47)], 0.04),
+        ),
+        ("Aviator Sunglasses", "Wayfarer"),
+    ),
+    ArticleType(
+        "Backpacks",
+        "Accessories",
+        "Bags",
+        _shapes(
+            _poly([(0.22, 0.15), (0.78, 0.15), (0.85, 0.9), (0.15, 0.9)]),
+            _poly(_ellipse(0.5, 0.16, 0.28, 0.08)),
+            _line([(0.3, 0.6), (0.7, 0.6)], 0.05),
+        ),
+        ("Laptop Backpack", "Daypack"),
+    ),
 )
 
 BRANDS = ("Puma", "Nike", "Roadster", "Fabindia", "Fastrack", "Wrangler", "Titan", "Baggit")
@@ -145,7 +275,9 @@ def render_item(article: ArticleType, colour: tuple[int, int, int], rng: random.
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def synth_catalog(out_dir: Path, items_per_type: int = 40, seed: int = 0, n_types: int | None = None, first_id: int = 10000) -> pd.DataFrame:
+def synth_catalog(
+    out_dir: Path, items_per_type: int = 40, seed: int = 0, n_types: int | None = None, first_id: int = 10000
+) -> pd.DataFrame:
     """Write ``styles.csv`` and ``images/<id>.jpg`` for ``items_per_type`` items of each article type.
 
     Returns the rows written. Some product names contain commas, as in the real file (written quoted).

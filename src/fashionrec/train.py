@@ -93,7 +93,9 @@ def dataset_digest(table: pd.DataFrame) -> str:
 @torch.no_grad()
 def embed_array(encoder: Encoder, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
     encoder.eval()
-    chunks = [encoder(torch.from_numpy(images[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    chunks = [
+        encoder(torch.from_numpy(images[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, encoder.head.out_features), dtype=np.float32)
 
 
@@ -115,11 +117,15 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.15)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.15
+    )
     generator = torch.Generator().manual_seed(config.seed)
     train_images = torch.from_numpy(images[train_idx])
     train_labels = torch.from_numpy(labels[train_idx])
-    console.print(f"training {config.backbone} on {device} ({len(train_idx)} train / {len(holdout_idx)} holdout, {len(classes)} classes)")
+    console.print(
+        f"training {config.backbone} on {device} ({len(train_idx)} train / {len(holdout_idx)} holdout, {len(classes)} classes)"
+    )
     started = time.perf_counter()
     loss_value = float("nan")
     with progress_bar() as bar:
@@ -142,7 +148,11 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
                 loss_value = float(loss.detach())
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {loss_value:.3f}")
     seconds = time.perf_counter() - started
-    metrics = {"train_loss": loss_value, "train_seconds": seconds, "train_images_per_second": len(train_idx) * config.epochs / seconds}
+    metrics = {
+        "train_loss": loss_value,
+        "train_seconds": seconds,
+        "train_images_per_second": len(train_idx) * config.epochs / seconds,
+    }
     if len(holdout_idx):
         encoder.eval()
         with torch.no_grad():

@@ -58,7 +58,9 @@ def image_payloads(tensor: InferInput) -> list[bytes]:
     """The raw image bytes of a BYTES input: base64 strings in JSON, or raw bytes with the binary extension."""
     if tensor.datatype != "BYTES":
         raise InvalidInput(f"input '{INPUT_IMAGE}' must have datatype BYTES, got {tensor.datatype}")
-    data = list(np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)) if tensor._raw_data is not None else list(tensor.data or [])
+    data = (
+        list(np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)) if tensor._raw_data is not None else list(tensor.data or [])
+    )
     if not data:
         raise InvalidInput(f"input '{INPUT_IMAGE}' has no images")
     payloads = []
@@ -163,7 +165,9 @@ class FashionrecTransformer(Model):  # type: ignore[misc]
         version = response.model_version or (response.parameters or {}).get("model_version")
         return np.asarray(outputs[OUTPUT_EMBEDDING].as_numpy(), dtype=np.float32), version
 
-    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None) -> InferResponse:
+    async def predict(
+        self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> InferResponse:
         assert self.index is not None and self.features is not None
         top_k = int(_parameter(payload, "top_k"))
         exclude: list[int | None]
@@ -204,7 +208,9 @@ class FashionrecTransformer(Model):  # type: ignore[misc]
                 f"embedding model_version {stale} does not match the index's {self.model_version}; refusing to mix models"
             )
 
-    async def postprocess(self, result: InferResponse, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None) -> InferResponse:
+    async def postprocess(
+        self, result: InferResponse, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> InferResponse:
         assert self.features is not None
         ids = np.asarray(result.outputs[0].data, dtype=np.int64).reshape(result.outputs[0].shape)
         flat = [int(i) for i in ids.reshape(-1) if i != -1]

@@ -61,7 +61,15 @@ def image_facts(catalog_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
         task = bar.add_task("image facts", total=len(rows), status="")
         for item_id in rows["id"]:
             path = image_path(catalog_dir, item_id)
-            fact: dict[str, object] = {"has_image": path.is_file(), "decodes": False, "min_side": 0, "mode": None, "image": None, "image_sha256": None, "decode_error": None}
+            fact: dict[str, object] = {
+                "has_image": path.is_file(),
+                "decodes": False,
+                "min_side": 0,
+                "mode": None,
+                "image": None,
+                "image_sha256": None,
+                "decode_error": None,
+            }
             if fact["has_image"]:
                 data = path.read_bytes()
                 fact["image"] = data
@@ -96,10 +104,19 @@ def run_expectations(facts: pd.DataFrame) -> tuple[dict[str, list[int]], bool, l
     failing: dict[str, list[int]] = {}
     summary: list[dict[str, object]] = []
     for res in result.results:
-        reason = str(res.expectation_config.meta["reason"])
+        config = res.expectation_config
+        assert config is not None and config.meta is not None
+        reason = str(config.meta["reason"])
         indexes = [int(i) for i in res.result.get("unexpected_index_list") or []]
         failing[reason] = indexes
-        summary.append({"reason": reason, "expectation": res.expectation_config.type, "success": bool(res.success), "unexpected_count": len(indexes)})
+        summary.append(
+            {
+                "reason": reason,
+                "expectation": config.type,
+                "success": bool(res.success),
+                "unexpected_count": len(indexes),
+            }
+        )
     return failing, bool(result.success), summary
 
 
@@ -113,11 +130,21 @@ def validate_catalog(catalog_dir: Path) -> ValidationResult:
     for check in CHECKS:  # the first failing check, in CHECKS order, names the row's reason
         for index in failing.get(check.reason, []):
             reason_of.setdefault(index, check.reason)
-    quarantined = [
-        {"line_number": int(facts.at[i, "line_number"]), "id": str(facts.at[i, "id"]), "reason": reason, "detail": _detail(facts.loc[i], reason)}
-        for i, reason in sorted(reason_of.items())
+    quarantined: list[dict[str, object]] = []
+    for i, reason in sorted(reason_of.items()):
+        fact = facts.iloc[i]
+        quarantined.append(
+            {
+                "line_number": int(str(fact["line_number"])),
+                "id": str(fact["id"]),
+                "reason": reason,
+                "detail": _detail(fact, reason),
+            }
+        )
+    quarantined += [
+        {"line_number": m.line_number, "id": None, "reason": "malformed_csv_row", "detail": f"{m.reason}: {m.raw[:200]}"}
+        for m in styles.malformed
     ]
-    quarantined += [{"line_number": m.line_number, "id": None, "reason": "malformed_csv_row", "detail": f"{m.reason}: {m.raw[:200]}"} for m in styles.malformed]
     valid = facts.drop(index=list(reason_of)).loc[:, [*STYLES_COLUMNS, "line_number", "image", "image_sha256"]]
     valid["id"] = valid["id"].astype("int64")
     return ValidationResult(
@@ -147,7 +174,8 @@ def write_report(result: ValidationResult, path: Path) -> None:
         for r in result.gx_results
     )
     quarantine = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in rec) + "</tr>" for rec in result.quarantine.itertuples(index=False)
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in rec) + "</tr>"
+        for rec in result.quarantine.itertuples(index=False)
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Catalogue validation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
@@ -155,7 +183,7 @@ def write_report(result: ValidationResult, path: Path) -> None:
 <h1>Catalogue validation</h1>
 <p>{result.rows_in} rows in, <b>{len(result.valid)}</b> valid, <b>{len(result.quarantine)}</b> quarantined.</p>
 <h2>Great Expectations suite</h2><table><tr><th>expectation</th><th>reason</th><th>result</th><th>failing rows</th></tr>{rows}</table>
-<h2>Quarantine</h2><table><tr>{''.join(f'<th>{c}</th>' for c in QUARANTINE_COLUMNS)}</tr>{quarantine}</table>
+<h2>Quarantine</h2><table><tr>{"".join(f"<th>{c}</th>" for c in QUARANTINE_COLUMNS)}</tr>{quarantine}</table>
 </body></html>"""
     path.write_text(page, encoding="utf-8")
 
@@ -165,7 +193,11 @@ def write_outputs(result: ValidationResult, valid_path: Path, quarantine_path: P
     result.valid.to_parquet(valid_path, index=False)
     result.quarantine.to_csv(quarantine_path, index=False)
     write_report(result, report_path)
-    metrics: dict[str, float] = {"rows_in": result.rows_in, "rows_valid": len(result.valid), "rows_quarantined": len(result.quarantine)}
+    metrics: dict[str, float] = {
+        "rows_in": result.rows_in,
+        "rows_valid": len(result.valid),
+        "rows_quarantined": len(result.quarantine),
+    }
     metrics.update({f"quarantined_{k}": v for k, v in result.reasons.items()})
     return metrics
 

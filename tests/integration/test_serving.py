@@ -49,7 +49,10 @@ def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers, tin
         infer(transformer.url, image_request([b"%PDF-1.4 this is a pdf, not a photo"]))
     assert error.value.status == 400 and "not a recognised image format" in str(error.value)
     # TorchServe itself answers a bad image with a 400 of its own, not a 5xx.
-    direct = httpx.post(f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer", json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"junk").decode()]}]})
+    direct = httpx.post(
+        f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer",
+        json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"junk").decode()]}]},
+    )
     assert direct.status_code == 400 and "image 0" in direct.text
     assert parse_hits(infer(transformer.url, image_request(images(tiny_catalog, 10001))))[0][0].item_id == 10001
 
@@ -57,7 +60,11 @@ def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers, tin
 def test_torchserve_embeds_a_batch_over_v2(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
     predictor, _ = servers
     data = [base64.b64encode(b).decode() for b in images(tiny_catalog, 10000, 10001, 10002)]
-    response = httpx.post(f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer", json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": data}]}, timeout=30)
+    response = httpx.post(
+        f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer",
+        json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": data}]},
+        timeout=30,
+    )
     assert response.status_code == 200
     output = response.json()["outputs"][0]
     assert output["name"] == "embedding" and output["shape"] == [3, EMBEDDING_DIM]
@@ -68,7 +75,11 @@ def test_concurrent_queries_all_succeed(servers, tiny_catalog: Path) -> None:  #
     _, transformer = servers
     ids = list(range(10000, 10016))
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda i: parse_hits(infer(transformer.url, image_request(images(tiny_catalog, i), top_k=1)))[0][0].item_id, ids))
+        results = list(
+            pool.map(
+                lambda i: parse_hits(infer(transformer.url, image_request(images(tiny_catalog, i), top_k=1)))[0][0].item_id, ids
+            )
+        )
     assert results == ids
 
 

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fashionrec.cli import app
+
+runner = CliRunner()
+
+
+def test_synth_then_validate(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "cat"), "--items-per-type", "2", "--types", "3"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "cat" / "styles.csv").read_text().splitlines()) == 7
+    result = runner.invoke(app, ["validate", "--catalog", str(tmp_path / "cat"), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "v").iterdir()} == {"valid.parquet", "quarantine.csv", "report.html"}
+
+
+def test_query_needs_images_or_item_ids_but_not_both(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["query"]).exit_code == 2
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"x")
+    assert runner.invoke(app, ["query", str(image), "--item-id", "1"]).exit_code == 2
+
+
+def test_query_against_nothing_fails_cleanly() -> None:
+    result = runner.invoke(app, ["query", "--item-id", "1", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output
+
+
+def test_pipeline_compile(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pipeline", "compile", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "training_pipeline.yaml").is_file()
+
+
+def test_serve_without_a_run_says_what_to_do(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve", "--workdir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "pipeline run" in str(result.exception)
