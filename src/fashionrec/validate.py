@@ -90,7 +90,11 @@ def run_expectations(facts: pd.DataFrame) -> tuple[dict[str, list[int]], bool, l
     """Validate the facts table with a Great Expectations suite; return failing row indexes per reason."""
     import great_expectations as gx  # heavy import (seconds): only when validating
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    # GX's own tqdm bars would interleave with ours; the image-facts bar already shows progress.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_definition = (
         context.data_sources.add_pandas("catalog").add_dataframe_asset("image_facts").add_batch_definition_whole_dataframe("all")
     )
