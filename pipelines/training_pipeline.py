@@ -35,8 +35,9 @@ def training_pipeline(
     batch_size: int = 64,
     learning_rate: float = 0.002,
     seed: int = 0,
+    validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
 ) -> TrainingOutputs:
-    validated = validate_catalog(catalog_dir=catalog_dir)
+    validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
     validated.set_display_name("validate catalogue (Great Expectations)")
     validated.set_caching_options(False)  # the catalogue folder can change under the same path
 

@@ -13,7 +13,36 @@ def test_synth_then_validate(tmp_path: Path) -> None:
     assert len((tmp_path / "cat" / "styles.csv").read_text().splitlines()) == 7
     result = runner.invoke(app, ["validate", "--catalog", str(tmp_path / "cat"), "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in (tmp_path / "v").iterdir()} == {"valid.parquet", "quarantine.csv", "report.html"}
+    assert {p.name for p in (tmp_path / "v").iterdir()} == {
+        "valid.parquet",
+        "quarantine.csv",
+        "report.html",
+        "data_docs.html",
+        "dataset_manifest.json",
+    }
+    result = runner.invoke(
+        app,
+        [
+            "validate",
+            "--catalog",
+            str(tmp_path / "cat"),
+            "--out",
+            str(tmp_path / "v"),
+            "--settings",
+            '{"min_valid_fraction": 1.5}',
+        ],
+    )
+    assert result.exit_code != 0 and "rows are valid" in str(result.exception)
+
+
+def test_synth_with_defects_writes_the_ground_truth(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["data", "synth", "--out", str(tmp_path), "--items-per-type", "3", "--defects", '{"blurry": 0.05, "zero_byte": 0.05}'],
+    )
+    assert result.exit_code == 0, result.output
+    truth = (tmp_path / "defects.csv").read_text().splitlines()
+    assert truth[0] == "id,defect,reason" and len(truth) == 5
 
 
 def test_query_needs_images_or_item_ids_but_not_both(tmp_path: Path) -> None:

@@ -22,22 +22,36 @@ def artifact(kind, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
 
 
 def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> None:
-    valid, quarantine, report, validation_metrics = (
+    valid, quarantine, report, docs, manifest, validation_metrics = (
         artifact(Dataset, tmp_path, "valid"),
         artifact(Dataset, tmp_path, "quarantine"),
         artifact(HTML, tmp_path, "report"),
+        artifact(HTML, tmp_path, "docs"),
+        artifact(Artifact, tmp_path, "manifest"),
         artifact(Metrics, tmp_path, "vm"),
     )
     validate_catalog.python_func(
-        catalog_dir=str(tiny_catalog), valid_catalog=valid, quarantine=quarantine, report=report, metrics=validation_metrics
+        catalog_dir=str(tiny_catalog),
+        valid_catalog=valid,
+        quarantine=quarantine,
+        report=report,
+        data_docs=docs,
+        dataset_manifest=manifest,
+        metrics=validation_metrics,
+        validation_settings={"min_sharpness": 5.0},
     )
     assert validation_metrics.metadata["rows_valid"] == 60 and valid.metadata["rows"] == 60
     assert pd.read_csv(quarantine.path).empty and "<html" in Path(report.path).read_text()
+    assert "Great Expectations" in Path(docs.path).read_text()
+    digest = manifest.metadata["dataset_digest"]
+    assert json.loads(Path(manifest.path).read_text())["validation_settings"]["min_sharpness"] == 5.0
 
     model, train_metrics = artifact(Model, tmp_path, "model"), artifact(Metrics, tmp_path, "tm")
     train_encoder.python_func(valid_catalog=valid, model=model, metrics=train_metrics, epochs=1, batch_size=16)
     assert len(model.metadata["model_version"]) == 12
-    assert {"train_loss", "holdout_accuracy"} <= set(train_metrics.metadata)
+    assert (
+        model.metadata["dataset_digest"] == digest
+    )  # provenance: the model names the exact data    assert {"train_loss", "holdout_accuracy"} <= set(train_metrics.metadata)
 
     embeddings = artifact(Dataset, tmp_path, "embeddings")
     embed_catalog.python_func(valid_catalog=valid, model=model, embeddings=embeddings)
@@ -51,6 +65,7 @@ def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> N
     index = artifact(Artifact, tmp_path, "index")
     build_index.python_func(embeddings=embeddings, index=index)
     assert index.metadata["count"] == 60 and index.metadata["model_version"] == model.metadata["model_version"]
+    assert index.metadata["dataset_digest"] == digest
 
     store = artifact(Model, tmp_path, "store")
     package_model.python_func(model=model, model_store=store)

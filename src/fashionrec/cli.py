@@ -32,26 +32,39 @@ def data_synth(
     items_per_type: Annotated[int, typer.Option(help="Items per article type.")] = 40,
     types: Annotated[int, typer.Option(help="Number of article types (2-13).")] = 13,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same catalogue.")] = 0,
+    defects: Annotated[
+        str, typer.Option(help='JSON {kind: rate} of defects to inject, e.g. \'{"blurry": 0.02}\'; "all" = every kind at 1%.')
+    ] = "{}",
 ) -> None:
-    """Write a synthetic catalogue in the Kaggle 'Fashion Product Images (Small)' layout."""
-    from fashionrec.synth import synth_catalog
+    """Write a synthetic catalogue in the Kaggle 'Fashion Product Images (Small)' layout, optionally damaged.
+
+    Injected defects are listed with the quarantine reason validation must give them in OUT/defects.csv."""
+    from fashionrec.synth import DEFECTS, inject_defects, synth_catalog
 
     table = synth_catalog(out, items_per_type=items_per_type, seed=seed, n_types=types)
     console.print(f"wrote {len(table)} items of {table['articleType'].nunique()} article types to {out}")
+    rates = dict.fromkeys(DEFECTS, 0.01) if defects == "all" else json.loads(defects)
+    if rates:
+        injected = inject_defects(out, table, rates, seed=seed)
+        injected.to_csv(out / "defects.csv", index=False)
+        console.print(f"injected {len(injected)} defects ({', '.join(sorted(rates))}); ground truth in {out / 'defects.csv'}")
 
 
 @app.command()
 def validate(
     catalog: Annotated[Path, typer.Option(help="Kaggle-layout catalogue folder.")],
-    out: Annotated[Path, typer.Option(help="Output folder: valid.parquet, quarantine.csv, report.html.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder: valid.parquet, quarantine.csv, report.html, data_docs.html, dataset_manifest.json."),
+    ],
+    settings: Annotated[str, typer.Option(help="JSON overrides of the thresholds, e.g. '{\"min_sharpness\": 20}'.")] = "{}",
 ) -> None:
     """Validate a catalogue with Great Expectations; quarantine bad rows with a reason."""
-    from fashionrec.validate import dumps_metrics, validate_catalog, write_outputs
+    from fashionrec.validate import ValidationSettings, output_paths, validate_catalog, write_outputs
 
-    out.mkdir(parents=True, exist_ok=True)
-    result = validate_catalog(catalog)
-    metrics = write_outputs(result, out / "valid.parquet", out / "quarantine.csv", out / "report.html")
-    console.print(dumps_metrics(metrics))
+    result = validate_catalog(catalog, ValidationSettings.from_overrides(json.loads(settings)))
+    metrics = write_outputs(result, catalog, output_paths(out))
+    console.print_json(json.dumps(metrics))
 
 
 @app.command()
@@ -147,11 +160,21 @@ def pipeline_run(
     epochs: int = 8,
     batch_size: int = 64,
     seed: int = 0,
+    validation_settings: Annotated[str, typer.Option(help="JSON overrides of the validation thresholds.")] = "{}",
 ) -> None:
     """Run the whole training pipeline locally with kfp.local, as the cluster would run it."""
     from fashionrec.pipeline_runner import run_local
 
-    deployment = run_local(catalog, workdir, backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, seed=seed)
+    deployment = run_local(
+        catalog,
+        workdir,
+        backbone=backbone,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        validation_settings=json.loads(validation_settings),
+    )
     console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / 'deployment.json'}")
     console.print_json(json.dumps({k: str(v) for k, v in asdict(deployment).items()}))
 

@@ -30,13 +30,13 @@ def run_stages(catalog: Path, root: Path, config: TrainConfig | None = None) -> 
     from fashionrec.featurestore import apply_and_materialize, stage_repo
     from fashionrec.index import build_index
     from fashionrec.package import build_model_store
-    from fashionrec.validate import validate_catalog, write_outputs
+    from fashionrec.validate import output_paths, validate_catalog, write_outputs
 
-    root.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(root / "validation")
     out = StageOutputs(
-        root / "valid.parquet", root / "model", root / "embeddings.parquet", root / "repo", root / "index", root / "model_store"
+        paths.valid, root / "model", root / "embeddings.parquet", root / "repo", root / "index", root / "model_store"
     )
-    write_outputs(validate_catalog(catalog), out.valid, root / "quarantine.csv", root / "report.html")
+    write_outputs(validate_catalog(catalog), catalog, paths)
     train(out.valid, out.model_dir, config or TrainConfig())
     embed_catalog(out.valid, out.model_dir, out.embeddings)
     apply_and_materialize(stage_repo(out.embeddings, out.feature_repo))

@@ -6,8 +6,11 @@ shared across types, so a model has to learn shapes to tell the types apart. Det
 
 from __future__ import annotations
 
+import io
 import math
 import random
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,11 +270,13 @@ def render_item(article: ArticleType, colour: tuple[int, int, int], rng: random.
     mask = Image.new("L", (w, h), 0)
     article.painter(ImageDraw.Draw(mask), at, rng)
     mask = mask.filter(ImageFilter.GaussianBlur(SUPERSAMPLE * 0.4))
-    tint = rng.randint(225, 255)
+    # The backdrop's grey level stays >= 45 away from the product's, so a clean photo always has visible edges.
+    luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    tint = rng.randint(225, 255) if luminance < 180 else rng.randint(int(luminance) - 110, int(luminance) - 60)
     background = Image.new("RGB", (w, h), (tint, tint - rng.randint(0, 12), tint - rng.randint(0, 12)))
     image = Image.composite(_texture(rng, (w, h), colour), background, mask).resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
     pixels = np.asarray(image, dtype=np.float32)
-    pixels += np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(1, 6), pixels.shape)
+    pixels += np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2.5, 6), pixels.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
@@ -317,3 +322,150 @@ def synth_catalog(
     table = pd.DataFrame(rows)
     write_styles(table, out_dir / STYLES_FILE)
     return table
+
+
+# ---- defects: each kind is injected at a known rate, with the quarantine reason validation must give it ----
+
+
+def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small, valid-looking PNG whose header claims width x height (a decompression bomb by size)."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+def _image(path: Path) -> Image.Image:
+    return Image.open(path).convert("RGB")
+
+
+def _rewrite(path: Path, rng: random.Random, kind: str) -> None:
+    """Replace a clean image file with its defective version."""
+    if kind == "corrupt":
+        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(600)))
+    elif kind == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "zero_byte":
+        path.write_bytes(b"")
+    elif kind == "wrong_format":
+        buffer = io.BytesIO()
+        _image(path).save(buffer, format="PNG")
+        path.write_bytes(buffer.getvalue())
+    elif kind == "bomb":
+        path.write_bytes(_png_claiming(20_000, 20_000))
+    elif kind == "tiny":
+        path.write_bytes(_jpeg(_image(path).resize((12, 16))))
+    elif kind == "bad_aspect":
+        path.write_bytes(_jpeg(_image(path).resize((60, 300))))
+    elif kind == "dark":
+        path.write_bytes(_jpeg(Image.eval(_image(path), lambda v: v // 14)))
+    elif kind == "overexposed":
+        path.write_bytes(_jpeg(Image.eval(_image(path), lambda v: min(255, 252 + v // 80)), quality=95))
+    elif kind == "blank":
+        path.write_bytes(_jpeg(Image.new("RGB", (WIDTH, HEIGHT), tuple(rng.randint(60, 200) for _ in range(3)))))  # type: ignore[arg-type]
+    elif kind == "low_contrast":  # the photo squeezed to a grey-level std of about 1.8 around a mid grey
+        pixels = np.asarray(_image(path), dtype=np.float32)
+        squeezed = rng.randint(90, 160) + (pixels - pixels.mean()) * (1.8 / max(float(pixels.std()), 1e-3))
+        path.write_bytes(_jpeg(Image.fromarray(np.clip(squeezed, 0, 255).astype(np.uint8)), quality=98))
+    elif kind == "blurry":
+        path.write_bytes(_jpeg(_image(path).filter(ImageFilter.GaussianBlur(5))))
+    elif kind == "grayscale":
+        path.write_bytes(_jpeg(_image(path).convert("L")))
+    elif kind == "cmyk":
+        path.write_bytes(_jpeg(_image(path).convert("CMYK")))  # type: ignore[arg-type]
+    else:
+        raise ValueError(f"unknown image defect {kind!r}")
+
+
+# kind -> quarantine reason ("" = must stay valid: the image is normalised, not rejected)
+DEFECTS: dict[str, str] = {
+    "corrupt": "not_an_image",
+    "truncated": "truncated_image",
+    "zero_byte": "zero_byte_image",
+    "wrong_format": "format_mismatch",
+    "bomb": "decompression_bomb",
+    "tiny": "image_too_small",
+    "bad_aspect": "bad_aspect_ratio",
+    "dark": "too_dark",
+    "overexposed": "over_exposed",
+    "blank": "blank_image",
+    "low_contrast": "low_contrast",
+    "blurry": "blurry",
+    "grayscale": "",
+    "cmyk": "",
+    "missing_image": "missing_image",
+    "missing_label": "missing_label",
+    "duplicate_id": "duplicate_id",
+    "conflicting_duplicate": "conflicting_duplicate",
+    "orphan_image": "image_without_row",
+    "malformed_row": "malformed_csv_row",
+}
+
+
+def inject_defects(catalog_dir: Path, table: pd.DataFrame, rates: dict[str, float], seed: int = 0) -> pd.DataFrame:
+    """Damage a written catalogue in place: each kind hits ``rate`` of the items (at least one when rate > 0),
+    no item twice. Returns one row per damaged item or extra line: id, defect, expected reason."""
+    unknown = sorted(set(rates) - set(DEFECTS))
+    if unknown:
+        raise ValueError(f"unknown defects {unknown}; known: {sorted(DEFECTS)}")
+    rng = random.Random(seed)
+    images = catalog_dir / IMAGES_DIR
+    styles = table.copy()
+    pool = list(styles.index)
+    rng.shuffle(pool)
+    records: list[dict[str, str]] = []
+    extra_lines: list[str] = []
+    for kind in sorted(rates):
+        count = max(1, round(rates[kind] * len(table))) if rates[kind] > 0 else 0
+        for _ in range(count):
+            if len(pool) < 2:
+                raise ValueError("catalogue too small for these defect rates")
+            row = pool.pop()
+            item_id = str(styles.at[row, "id"])
+            path = images / f"{item_id}.jpg"
+            if kind == "missing_image":
+                path.unlink()
+            elif kind == "missing_label":
+                styles.at[row, "articleType"] = ""
+            elif kind == "duplicate_id":
+                twin = pool.pop()  # a second row takes the same id: both are quarantined (which is right is unknown)
+                (images / f"{styles.at[twin, 'id']!s}.jpg").unlink()
+                styles.at[twin, "id"] = item_id
+                records.append({"id": item_id, "defect": kind, "reason": DEFECTS[kind]})
+                continue
+            elif kind == "conflicting_duplicate":
+                source = pool.pop()  # a lightly re-encoded copy of another item, labelled differently
+                copy = Image.eval(_image(images / f"{styles.at[source, 'id']!s}.jpg"), lambda v: min(255, v + 4))
+                path.write_bytes(_jpeg(copy, quality=80))
+                other_types = [a.name for a in ARTICLE_TYPES if a.name != styles.at[source, "articleType"]]
+                styles.at[row, "articleType"] = rng.choice(other_types)
+                records.append(
+                    {"id": str(styles.at[source, "id"]), "defect": "conflicting_duplicate_source", "reason": DEFECTS[kind]}
+                )
+            elif kind in ("orphan_image", "malformed_row"):
+                pool.append(row)  # the row itself stays clean; the defect is an extra file or line
+                extra_id = str(900_000 + len(records))
+                if kind == "orphan_image":
+                    (images / f"{extra_id}.jpg").write_bytes(path.read_bytes())
+                else:
+                    extra_lines.append(f"{extra_id},Men,Apparel,broken")
+                records.append({"id": extra_id, "defect": kind, "reason": DEFECTS[kind]})
+                continue
+            else:
+                _rewrite(path, rng, kind)
+            records.append({"id": item_id, "defect": kind, "reason": DEFECTS[kind]})
+    write_styles(styles, catalog_dir / STYLES_FILE)
+    if extra_lines:
+        with (catalog_dir / STYLES_FILE).open("a", encoding="utf-8") as f:
+            f.write("\n".join(extra_lines) + "\n")
+    return pd.DataFrame(records, columns=["id", "defect", "reason"])

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -18,6 +17,7 @@ from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM, LABEL_COLUMN
 from fashionrec.dataset import decode_images, read_table, stratified_split
 from fashionrec.model import CosineClassifier, Encoder, build_encoder
 from fashionrec.progress import console, progress_bar
+from fashionrec.provenance import dataset_digest
 
 WEIGHTS_FILE = "encoder.pt"
 MODEL_CONFIG_FILE = "model.json"
@@ -79,15 +79,6 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 0.4
     bias = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 40
     return (x * gain + bias).clamp(0, 255)
-
-
-def dataset_digest(table: pd.DataFrame) -> str:
-    """Digest of the exact training data: image digests and labels, in id order."""
-    ordered = table.sort_values("id")
-    h = hashlib.sha256()
-    for item_id, sha, label in zip(ordered["id"], ordered["image_sha256"], ordered[LABEL_COLUMN], strict=True):
-        h.update(f"{item_id}:{sha}:{label}\n".encode())
-    return h.hexdigest()
 
 
 @torch.no_grad()
