@@ -108,6 +108,7 @@ class LocalTorchServe:
         if shutil.which("java") is None:
             raise ServerStartError("TorchServe needs a Java runtime (17+): `make setup` installs one")
         store = self.model_store_dir / MODEL_STORE_DIR
+        self.work_dir = self.work_dir.resolve()  # TorchServe runs with cwd=work_dir: every path must be absolute
         if not (store / MAR_FILE).is_file():
             raise ServerStartError(f"{store / MAR_FILE} not found: run the pipeline first")
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,7 @@ class LocalTransformer:
         ]
 
     def start(self, timeout: float = 120.0) -> None:
+        self.work_dir = self.work_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(
             "transformer",

@@ -88,3 +88,15 @@ def test_management_api_is_on_loopback_only(servers) -> None:  # type: ignore[no
     assert predictor.management_url.startswith("http://127.0.0.1:")
     config = (predictor.work_dir / "config.properties").read_text()
     assert f"management_address=http://127.0.0.1:{predictor.management_port}" in config
+
+
+def test_servers_start_from_a_relative_work_dir(stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    from fashionrec.serving import LocalTorchServe
+
+    predictor = LocalTorchServe(stages.model_store, Path("relative") / "torchserve")
+    try:
+        predictor.start()
+        assert predictor.work_dir.is_absolute() and (tmp_path / "relative" / "torchserve" / "config.properties").is_file()
+    finally:
+        predictor.stop()
