@@ -15,6 +15,7 @@ def train_encoder(
     batch_size: int = 64,
     learning_rate: float = 0.002,
     seed: int = 0,
+    holdout_fraction: float = 0.2,
 ):
     """Fine-tune a torchvision CNN with a 256-d L2-normalised embedding head on articleType (GPU when present).
 
@@ -26,7 +27,13 @@ def train_encoder(
     from fashionrec.train import TrainConfig, train
 
     config = TrainConfig(
-        backbone=backbone, weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+        backbone=backbone,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
     )
     card = train(Path(valid_catalog.path), Path(model.path), config)
     for name, value in card.metrics.items():

@@ -12,6 +12,8 @@ from kfp.dsl import Artifact, Model
 
 from components.build_index import build_index
 from components.embed_catalog import embed_catalog
+from components.evaluate_model import evaluate_model
+from components.gate_model import gate_model
 from components.materialize_features import materialize_features
 from components.package_model import package_model
 from components.train_encoder import train_encoder
@@ -36,6 +38,9 @@ def training_pipeline(
     learning_rate: float = 0.002,
     seed: int = 0,
     validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
+    holdout_fraction: float = 0.2,
+    production_model_dir: str = "",
+    min_improvement: float = 0.0,
 ) -> TrainingOutputs:
     validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
     validated.set_display_name("validate catalogue (Great Expectations)")
@@ -49,9 +54,25 @@ def training_pipeline(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        holdout_fraction=holdout_fraction,
     )
     trained.set_display_name("train encoder")
     trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
+
+    evaluated = evaluate_model(
+        valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"], holdout_fraction=holdout_fraction
+    )
+    evaluated.set_display_name("evaluate retrieval")
+
+    gated = gate_model(
+        valid_catalog=validated.outputs["valid_catalog"],
+        candidate_evaluation=evaluated.outputs["evaluation"],
+        production_model_dir=production_model_dir,
+        holdout_fraction=holdout_fraction,
+        min_improvement=min_improvement,
+    )
+    gated.set_display_name("gate against production")
+    gated.set_caching_options(False)  # production changes between runs
 
     embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
     embedded.set_display_name("embed catalogue")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fashionrec.config import EMBEDDING_DIM
-from fashionrec.dataset import stratified_split
+from fashionrec.dataset import is_holdout
 from fashionrec.model import BACKBONES, PretrainedWeightsUnavailable, build_encoder
 from fashionrec.train import ModelCard, load_encoder
 
@@ -31,12 +31,14 @@ def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> No
     assert torch.equal(loaded.backbone.state_dict()["conv1.weight"], donor.backbone.state_dict()["conv1.weight"])
 
 
-def test_stratified_split_keeps_every_class_on_both_sides() -> None:
-    labels = np.array([0] * 10 + [1] * 3 + [2] * 1)
-    train, holdout = stratified_split(labels, 0.2, seed=0)
-    assert sorted(np.concatenate([train, holdout])) == list(range(len(labels)))
-    assert set(labels[holdout]) == {0, 1}
-    assert set(labels[train]) == {0, 1, 2}
+def test_holdout_split_is_a_stable_function_of_the_id() -> None:
+    ids = np.arange(10_000, 20_000)
+    held = is_holdout(ids, 0.2)
+    assert 0.18 < held.mean() < 0.22
+    shuffled = np.random.default_rng(0).permutation(ids)
+    assert set(shuffled[is_holdout(shuffled, 0.2)]) == set(ids[held])  # order does not matter
+    assert set(ids[is_holdout(ids, 0.1)]) <= set(ids[held])  # a larger fraction only adds items
+    assert not is_holdout(ids, 0.0).any()
 
 
 def test_trained_model_is_written_and_reloads_identically(stages) -> None:  # type: ignore[no-untyped-def]

@@ -15,16 +15,20 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
     assert set(tasks) == {
         "validate-catalog",
         "train-encoder",
+        "evaluate-model",
+        "gate-model",
         "embed-catalog",
         "materialize-features",
         "build-index",
         "package-model",
     }
     assert tasks["train-encoder"]["dependentTasks"] == ["validate-catalog"]
+    assert tasks["gate-model"]["dependentTasks"] == ["evaluate-model", "validate-catalog"]
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {PROJECT_IMAGE}
     assert set(spec["root"]["outputDefinitions"]["artifacts"]) == {"model_store", "index", "feature_repo"}
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {"catalog_dir", "epochs", "backbone", "weights"}
+    parameters = set(spec["root"]["inputDefinitions"]["parameters"])
+    assert parameters >= {"catalog_dir", "epochs", "backbone", "weights", "validation_settings", "production_model_dir", "min_improvement"}
 
 
 @pytest.mark.integration

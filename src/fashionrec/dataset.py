@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,8 @@ def decode_images(images: pd.Series, size: tuple[int, int], description: str = "
     return out
 
 
-def stratified_split(labels: np.ndarray, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indexes (train, holdout); every class with 2+ items keeps at least one item on each side."""
-    rng = np.random.default_rng(seed)
-    train: list[int] = []
-    holdout: list[int] = []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_holdout = round(len(members) * holdout_fraction) if len(members) > 1 else 0
-        n_holdout = min(max(n_holdout, 1 if len(members) > 1 and holdout_fraction > 0 else 0), len(members) - 1)
-        holdout.extend(members[:n_holdout])
-        train.extend(members[n_holdout:])
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(holdout, dtype=np.int64))
+def is_holdout(item_ids: np.ndarray | pd.Series, fraction: float) -> np.ndarray:
+    """Deterministic split by a hash of the id: stable across runs, models and catalogue growth, so a candidate
+    and the production model are evaluated on the same held-out items and neither trained on them."""
+    buckets = np.array([int(hashlib.sha256(str(int(i)).encode()).hexdigest()[:8], 16) % 10_000 for i in item_ids], dtype=np.int64)
+    return buckets < round(fraction * 10_000)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM, LABEL_COLUMN
-from fashionrec.dataset import decode_images, read_table, stratified_split
+from fashionrec.dataset import decode_images, is_holdout, read_table
 from fashionrec.model import CosineClassifier, Encoder, build_encoder
 from fashionrec.progress import console, progress_bar
 from fashionrec.provenance import dataset_digest
@@ -100,7 +100,8 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
         raise ValueError(f"training needs at least 2 classes of {LABEL_COLUMN}, found {classes}")
     labels = table[LABEL_COLUMN].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
     images = decode_images(table["image"], config.image_size)
-    train_idx, holdout_idx = stratified_split(labels, config.holdout_fraction, config.seed)
+    held_out = is_holdout(table["id"], config.holdout_fraction)
+    train_idx, holdout_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
     encoder = build_encoder(config.backbone, config.weights, config.embedding_dim).to(device)
     classifier = CosineClassifier(config.embedding_dim, len(classes)).to(device)

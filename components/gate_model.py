@@ -1,0 +1,41 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from fashionrec.config import PROJECT_IMAGE
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def gate_model(
+    valid_catalog: Input[Dataset],
+    candidate_evaluation: Input[Artifact],
+    decision: Output[Markdown],
+    production_model_dir: str = "",
+    holdout_fraction: float = 0.2,
+    min_improvement: float = 0.0,
+) -> NamedTuple("GateOutputs", [("promote", bool)]):  # type: ignore[valid-type]
+    """Compare the candidate with the production model on the same held-out split and decide: promote only if
+    precision@5 improves by at least ``min_improvement`` and no guard metric (coverage@10, nDCG@10) regresses
+    beyond its tolerance. No production model (empty ``production_model_dir``) means promote. The decision and its
+    reasons are a Markdown artifact."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from fashionrec.evaluate import evaluate
+    from fashionrec.gate import GatePolicy, decide
+    from fashionrec.train import ModelCard
+
+    candidate = json.loads((Path(candidate_evaluation.path) / "metrics.json").read_text())
+    production = None
+    if production_model_dir:
+        production_card = ModelCard.load(Path(production_model_dir))
+        production = {
+            "model_version": production_card.model_version,
+            **evaluate(Path(valid_catalog.path), Path(production_model_dir), holdout_fraction).metrics,
+        }
+    result = decide(candidate, production, GatePolicy(min_improvement=min_improvement))
+    Path(decision.path).write_text(result.markdown)
+    decision.metadata.update({"promote": result.promote})
+    return namedtuple("GateOutputs", ["promote"])(result.promote)
