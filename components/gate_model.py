@@ -38,4 +38,4 @@ def gate_model(
     result = decide(candidate, production, GatePolicy(min_improvement=min_improvement))
     Path(decision.path).write_text(result.markdown)
     decision.metadata.update({"promote": result.promote})
-    return namedtuple("GateOutputs", ["promote"])(result.promote)
+    return namedtuple("GateOutputs", ["promote"])(result.promote)  # type: ignore[arg-type]

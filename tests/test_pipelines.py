@@ -28,7 +28,15 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
     assert images == {PROJECT_IMAGE}
     assert set(spec["root"]["outputDefinitions"]["artifacts"]) == {"model_store", "index", "feature_repo"}
     parameters = set(spec["root"]["inputDefinitions"]["parameters"])
-    assert parameters >= {"catalog_dir", "epochs", "backbone", "weights", "validation_settings", "production_model_dir", "min_improvement"}
+    assert parameters >= {
+        "catalog_dir",
+        "epochs",
+        "backbone",
+        "weights",
+        "validation_settings",
+        "production_model_dir",
+        "min_improvement",
+    }
 
 
 @pytest.mark.integration

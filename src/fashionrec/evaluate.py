@@ -24,12 +24,20 @@ from fashionrec.train import ModelCard, embed_array, load_encoder, pick_device
 K_VALUES = (1, 5, 10)
 
 
+@dataclass(frozen=True)
+class Example:
+    query: int
+    label: str
+    image: bytes
+    neighbours: list[tuple[int, str, bytes, float]]  # id, label, image, cosine similarity
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
     confusion: list[list[int]]  # rows: true class, columns: predicted (nearest non-query neighbour's class)
     classes: list[str]
-    examples: list[dict[str, object]]  # a few queries with their neighbours, for the report
+    examples: list[Example]  # a few queries with their neighbours, for the report
 
 
 def retrieval_metrics(
@@ -93,19 +101,13 @@ def evaluate(
         confusion[index_of[labels[q]], index_of[labels[first]]] += 1
     metrics["nearest_neighbour_accuracy"] = float(np.trace(confusion) / confusion.sum())
     metrics["queries"] = float(len(query_rows))
-    picks = query_rows[np.linspace(0, len(query_rows) - 1, num=min(examples, len(query_rows))).astype(int)]
-    example_rows = [
-        {
-            "query": int(table.at[q, "id"]),
-            "label": labels[q],
-            "image": bytes(table.at[q, "image"]),
-            "neighbours": [
-                (int(table.at[n, "id"]), labels[n], bytes(table.at[n, "image"]), float(similarities[i, n]))
-                for n in neighbour_ids[i, :5]
-            ],
-        }
-        for i, q in ((int(np.flatnonzero(query_rows == p)[0]), int(p)) for p in picks)
-    ]
+    ids = [int(i) for i in table["id"]]
+    images = [bytes(b) for b in table["image"]]
+    example_rows = []
+    for position in np.linspace(0, len(query_rows) - 1, num=min(examples, len(query_rows))).astype(int).tolist():
+        i, q = int(position), int(query_rows[position])
+        neighbours = [(ids[n], str(labels[n]), images[n], float(similarities[i, n])) for n in neighbour_ids[i, :5]]
+        example_rows.append(Example(ids[q], str(labels[q]), images[q], neighbours))
     return Evaluation(metrics, confusion.tolist(), classes, example_rows)
 
 
@@ -118,12 +120,10 @@ def render_report(evaluation: Evaluation, card: ModelCard) -> str:
     example_rows = []
     for ex in evaluation.examples:
         neighbours = "".join(
-            f"<td>{_thumb(img, '#2a2' if label == ex['label'] else '#c22')}<br>{nid}<br>{html.escape(label)}<br>{score:.3f}</td>"
-            for nid, label, img, score in ex["neighbours"]  # type: ignore[attr-defined]
+            f"<td>{_thumb(img, '#2a2' if label == ex.label else '#c22')}<br>{nid}<br>{html.escape(label)}<br>{score:.3f}</td>"
+            for nid, label, img, score in ex.neighbours
         )
-        example_rows.append(
-            f"<tr><td>{_thumb(ex['image'])}<br>{ex['query']}<br><b>{html.escape(str(ex['label']))}</b></td>{neighbours}</tr>"
-        )  # type: ignore[arg-type]
+        example_rows.append(f"<tr><td>{_thumb(ex.image)}<br>{ex.query}<br><b>{html.escape(ex.label)}</b></td>{neighbours}</tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Model evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:center}}</style></head><body>
 <h1>Model {html.escape(card.model_version)} ({html.escape(card.backbone)})</h1>

@@ -8,6 +8,7 @@ guard metric (catalogue coverage@10, nDCG@10) may drop by more than its toleranc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class GateDecision:
     markdown: str
 
 
-def decide(candidate: dict[str, float], production: dict[str, float] | None, policy: GatePolicy | None = None) -> GateDecision:
+def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy: GatePolicy | None = None) -> GateDecision:
+    """Metrics dicts as evaluate writes them (metrics.json: numbers plus model_version)."""
     policy = policy or GatePolicy()
     for name in [policy.primary, *policy.guards]:
         if name not in candidate:
