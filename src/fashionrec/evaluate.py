@@ -105,9 +105,9 @@ def evaluate(
     images = [bytes(b) for b in table["image"]]
     example_rows = []
     for position in np.linspace(0, len(query_rows) - 1, num=min(examples, len(query_rows))).astype(int).tolist():
-        i, q = int(position), int(query_rows[position])
-        neighbours = [(ids[n], str(labels[n]), images[n], float(similarities[i, n])) for n in neighbour_ids[i, :5]]
-        example_rows.append(Example(ids[q], str(labels[q]), images[q], neighbours))
+        row = int(query_rows[position])
+        neighbours = [(ids[n], str(labels[n]), images[n], float(similarities[position, n])) for n in neighbour_ids[position, :5]]
+        example_rows.append(Example(ids[row], str(labels[row]), images[row], neighbours))
     return Evaluation(metrics, confusion.tolist(), classes, example_rows)
 
 
