@@ -28,75 +28,87 @@ class TrainingOutputs(NamedTuple):
     feature_repo: Artifact
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Validate a fashion catalogue, train the encoder, index and serve-package it")
-def training_pipeline(
-    catalog_dir: str,
-    backbone: str = "resnet18",
-    weights: str = "none",
-    epochs: int = 8,
-    batch_size: int = 64,
-    learning_rate: float = 0.002,
-    seed: int = 0,
-    validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
-    holdout_fraction: float = 0.2,
-    production_model_dir: str = "",
-    min_improvement: float = 0.0,
-) -> TrainingOutputs:
-    validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
-    validated.set_display_name("validate catalogue (Great Expectations)")
-    validated.set_caching_options(False)  # the catalogue folder can change under the same path
+def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
+    """The pipeline; ``gpu`` makes the train step request one NVIDIA GPU (the code falls back to the CPU)."""
 
-    trained = train_encoder(
-        valid_catalog=validated.outputs["valid_catalog"],
-        backbone=backbone,
-        weights=weights,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        holdout_fraction=holdout_fraction,
-    )
-    trained.set_display_name("train encoder")
-    trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
+    @dsl.pipeline(name=PIPELINE_NAME, description="Validate a fashion catalogue, train the encoder, index and serve-package it")
+    def training_pipeline(
+        catalog_dir: str,
+        backbone: str = "resnet18",
+        weights: str = "none",
+        epochs: int = 8,
+        batch_size: int = 64,
+        learning_rate: float = 0.002,
+        seed: int = 0,
+        validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
+        holdout_fraction: float = 0.2,
+        production_model_dir: str = "",
+        min_improvement: float = 0.0,
+    ) -> TrainingOutputs:
+        validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
+        validated.set_display_name("validate catalogue (Great Expectations)")
+        validated.set_caching_options(False)  # the catalogue folder can change under the same path
 
-    evaluated = evaluate_model(
-        valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"], holdout_fraction=holdout_fraction
-    )
-    evaluated.set_display_name("evaluate retrieval")
+        trained = train_encoder(
+            valid_catalog=validated.outputs["valid_catalog"],
+            backbone=backbone,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            holdout_fraction=holdout_fraction,
+        )
+        trained.set_display_name("train encoder")
+        trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
+        # Retries resume from the checkpoint the step writes after every epoch (pre-emptible GPU nodes).
+        trained.set_retry(num_retries=2, backoff_duration="60s")
+        if gpu:
+            trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
 
-    gated = gate_model(
-        valid_catalog=validated.outputs["valid_catalog"],
-        candidate_evaluation=evaluated.outputs["evaluation"],
-        production_model_dir=production_model_dir,
-        holdout_fraction=holdout_fraction,
-        min_improvement=min_improvement,
-    )
-    gated.set_display_name("gate against production")
-    gated.set_caching_options(False)  # production changes between runs
+        evaluated = evaluate_model(
+            valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"], holdout_fraction=holdout_fraction
+        )
+        evaluated.set_display_name("evaluate retrieval")
 
-    embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
-    embedded.set_display_name("embed catalogue")
+        gated = gate_model(
+            valid_catalog=validated.outputs["valid_catalog"],
+            candidate_evaluation=evaluated.outputs["evaluation"],
+            production_model_dir=production_model_dir,
+            holdout_fraction=holdout_fraction,
+            min_improvement=min_improvement,
+        )
+        gated.set_display_name("gate against production")
+        gated.set_caching_options(False)  # production changes between runs
 
-    features = materialize_features(embeddings=embedded.outputs["embeddings"])
-    features.set_display_name("feast apply + materialize")
-    features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
+        embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
+        embedded.set_display_name("embed catalogue")
 
-    index = build_index(embeddings=embedded.outputs["embeddings"])
-    index.set_display_name("FAISS index")
+        features = materialize_features(embeddings=embedded.outputs["embeddings"])
+        features.set_display_name("feast apply + materialize")
+        features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
 
-    packaged = package_model(model=trained.outputs["model"])
-    packaged.set_display_name("TorchServe model store")
+        index = build_index(embeddings=embedded.outputs["embeddings"])
+        index.set_display_name("FAISS index")
 
-    return TrainingOutputs(
-        model_store=packaged.outputs["model_store"],
-        index=index.outputs["index"],
-        feature_repo=features.outputs["feature_repo"],
-    )
+        packaged = package_model(model=trained.outputs["model"])
+        packaged.set_display_name("TorchServe model store")
+
+        return TrainingOutputs(
+            model_store=packaged.outputs["model_store"],
+            index=index.outputs["index"],
+            feature_repo=features.outputs["feature_repo"],
+        )
+
+    return training_pipeline
 
 
-def compile_pipeline(package_path: str) -> None:
-    compiler.Compiler().compile(training_pipeline, package_path=package_path)
+training_pipeline = build_training_pipeline(gpu=True)
+
+
+def compile_pipeline(package_path: str, gpu: bool = True) -> None:
+    compiler.Compiler().compile(build_training_pipeline(gpu), package_path=package_path)
 
 
 if __name__ == "__main__":
-    compile_pipeline(sys.argv[1] if len(sys.argv) > 1 else "training_pipeline.yaml")
+    compile_pipeline(sys.argv[1] if len(sys.argv) > 1 else "training_pipeline.yaml", gpu="--cpu-only" not in sys.argv)

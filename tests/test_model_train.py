@@ -50,3 +50,50 @@ def test_trained_model_is_written_and_reloads_identically(stages) -> None:  # ty
     batch = torch.randint(0, 256, (3, 3, 80, 60), dtype=torch.uint8)
     with torch.no_grad():
         assert torch.allclose(encoder(batch), encoder(batch))
+
+
+def test_interrupted_training_resumes_to_the_same_model(stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A KFP retry after a pre-emption continues from the last epoch's checkpoint and ends with the same model."""
+    import fashionrec.train as training
+
+    config = training.TrainConfig(epochs=3, batch_size=16, seed=2)
+    reference = training.train(stages.valid, tmp_path / "reference", config)
+    assert not (tmp_path / "reference" / training.CHECKPOINT_FILE).exists()  # removed once the model is written
+
+    original, calls = training.augment, {"n": 0}
+
+    def preempted_in_epoch_three(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 7:  # 3 steps per epoch: the first step of epoch 3
+            raise RuntimeError("node pre-empted")
+        return original(images, generator)
+
+    monkeypatch.setattr(training, "augment", preempted_in_epoch_three)
+    with pytest.raises(RuntimeError, match="pre-empted"):
+        training.train(stages.valid, tmp_path / "retried", config)
+    state = torch.load(tmp_path / "retried" / training.CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 2
+    monkeypatch.setattr(training, "augment", original)
+    resumed = training.train(stages.valid, tmp_path / "retried", config)
+    first = torch.load(tmp_path / "reference" / "encoder.pt", weights_only=True)
+    second = torch.load(tmp_path / "retried" / "encoder.pt", weights_only=True)
+    assert all(torch.allclose(first[k].float(), second[k].float(), atol=1e-5) for k in first)
+    assert resumed.metrics["holdout_accuracy"] == pytest.approx(reference.metrics["holdout_accuracy"])
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(stages, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import fashionrec.train as training
+
+    torch.save({"key": {"epochs": 99}, "epoch": 1}, tmp_path / training.CHECKPOINT_FILE)
+    card = training.train(stages.valid, tmp_path, training.TrainConfig(epochs=1, batch_size=16))
+    assert len(card.model_version) == 12
+
+
+def test_precision_choice() -> None:
+    from fashionrec.train import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto") is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype(cpu, "fp8")

@@ -48,6 +48,16 @@ def test_pipeline_runs_locally_with_kfp_local(tiny_catalog: Path, tmp_path: Path
     assert (deployment.feature_repo / "data" / "online_store.db").is_file()
 
 
+def test_gpu_request_is_a_compile_option(tmp_path: Path) -> None:
+    def train_resources(gpu: bool) -> dict:  # type: ignore[type-arg]
+        spec = yaml.safe_load(compile_all(tmp_path / str(gpu), gpu=gpu)[0].read_text())
+        executor = next(e for name, e in spec["deploymentSpec"]["executors"].items() if "train-encoder" in name)
+        return dict(executor["container"]["resources"])
+
+    assert train_resources(True)["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "accelerator" not in train_resources(False)
+
+
 def test_missing_deployment_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="pipeline run"):
         load_deployment(tmp_path)

@@ -143,11 +143,16 @@ def package(
 
 
 @pipeline_app.command("compile")
-def pipeline_compile(out: Annotated[Path, typer.Option(help="Folder for the compiled YAML.")] = Path("build/pipelines")) -> None:
+def pipeline_compile(
+    out: Annotated[Path, typer.Option(help="Folder for the compiled YAML.")] = Path("build/pipelines"),
+    gpu: Annotated[
+        bool, typer.Option(help="The train step requests one nvidia.com/gpu (--no-gpu for CPU-only clusters).")
+    ] = True,
+) -> None:
     """Compile every pipeline to YAML (upload it in the KFP UI)."""
     from fashionrec.pipeline_runner import compile_all
 
-    for path in compile_all(out):
+    for path in compile_all(out, gpu=gpu):
         console.print(f"compiled {path}")
 
 

@@ -33,14 +33,14 @@ def load_pipeline_module(name: str = PIPELINE_MODULES[0]) -> ModuleType:
     return importlib.import_module(name)
 
 
-def compile_all(out_dir: Path) -> list[Path]:
-    """Compile every pipeline module to out_dir/<module>.yaml."""
+def compile_all(out_dir: Path, gpu: bool = True) -> list[Path]:
+    """Compile every pipeline module to out_dir/<module>.yaml (``gpu``: GPU steps request an NVIDIA GPU)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in PIPELINE_MODULES:
         module = load_pipeline_module(name)
         path = out_dir / f"{name.rsplit('.', 1)[-1]}.yaml"
-        module.compile_pipeline(str(path))
+        module.compile_pipeline(str(path), gpu=gpu)
         written.append(path)
     return written
 

@@ -36,6 +36,10 @@ class TrainConfig:
     holdout_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"  # "auto" picks cuda when present
+    precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp16 with a scaler; fp32 on CPU) | bf16 | fp16 | fp32
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the encoder (worth it for long GPU runs)
+    resume: bool = True  # continue from model_dir/checkpoint.pt when it matches this config (KFP retries)
 
 
 @dataclass
@@ -64,6 +68,33 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The mixed-precision dtype for this device, or None for plain fp32."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if precision in ("fp16", "auto"):
+        return torch.float16
+    raise ValueError(f"unknown precision {precision!r}: auto | bf16 | fp16 | fp32")
+
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# A checkpoint is only resumed by a run with the same values of these settings.
+RESUME_KEYS = (
+    "backbone",
+    "weights",
+    "embedding_dim",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "holdout_fraction",
+    "seed",
+)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -105,6 +136,8 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
 
     encoder = build_encoder(config.backbone, config.weights, config.embedding_dim).to(device)
     classifier = CosineClassifier(config.embedding_dim, len(classes)).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    encoder = encoder.to(memory_format=memory_format)
     params = list(encoder.parameters()) + list(classifier.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_idx) / config.batch_size))
@@ -112,33 +145,71 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.15
     )
+    dtype = autocast_dtype(device, config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
-    train_images = torch.from_numpy(images[train_idx])
-    train_labels = torch.from_numpy(labels[train_idx])
+    # The decoded catalogue stays on the device as uint8 (4x smaller than float); batches are cut and augmented there.
+    train_images = torch.from_numpy(images[train_idx]).to(device)
+    train_labels = torch.from_numpy(labels[train_idx]).to(device)
+    forward = torch.compile(encoder) if config.compile else encoder
+    model_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = model_dir / CHECKPOINT_FILE
+    resume_key = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items() if k in RESUME_KEYS} | {
+        "classes": classes
+    }
+    first_epoch = 0
+    if config.resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if state["key"] == resume_key:
+            encoder.load_state_dict(state["encoder"])
+            classifier.load_state_dict(state["classifier"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            generator.set_state(state["generator"])
+            first_epoch = int(state["epoch"])
+            console.print(f"resuming from {checkpoint_path} after epoch {first_epoch}")
+        else:
+            console.print(f"[yellow]ignoring {checkpoint_path}: it was written with other settings[/yellow]")
     console.print(
-        f"training {config.backbone} on {device} ({len(train_idx)} train / {len(holdout_idx)} holdout, {len(classes)} classes)"
+        f"training {config.backbone} on {device} ({len(train_idx)} train / {len(holdout_idx)} holdout, {len(classes)} classes, "
+        f"{'fp32' if dtype is None else str(dtype).removeprefix('torch.')})"
     )
     started = time.perf_counter()
     loss_value = float("nan")
     with progress_bar() as bar:
-        task = bar.add_task("training", total=total_steps, status="")
-        for epoch in range(config.epochs):
+        task = bar.add_task("training", total=total_steps, completed=first_epoch * steps_per_epoch, status="")
+        for epoch in range(first_epoch, config.epochs):
             encoder.train()
             order = torch.randperm(len(train_idx), generator=generator)
             for step in range(steps_per_epoch):
-                batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+                batch = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
                 if len(batch) < 2:  # batch norm needs two samples
                     bar.advance(task)
                     continue
-                x = augment(train_images[batch].to(device), generator)
-                y = train_labels[batch].to(device)
-                loss = F.cross_entropy(classifier(encoder(x)), y, label_smoothing=0.1)
+                x = augment(train_images[batch], generator).contiguous(memory_format=memory_format)
+                with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = F.cross_entropy(classifier(forward(x)).float(), train_labels[batch], label_smoothing=0.1)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 loss_value = float(loss.detach())
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {loss_value:.3f}")
+            torch.save(
+                {
+                    "key": resume_key,
+                    "epoch": epoch + 1,
+                    "encoder": encoder.state_dict(),
+                    "classifier": classifier.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": generator.get_state(),
+                },
+                checkpoint_path,
+            )
     seconds = time.perf_counter() - started
     metrics = {
         "train_loss": loss_value,
@@ -151,10 +222,10 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
             holdout_embeddings = torch.from_numpy(embed_array(encoder, images[holdout_idx], device)).to(device)
             predicted = classifier(holdout_embeddings).argmax(1).cpu().numpy()
         metrics["holdout_accuracy"] = float((predicted == labels[holdout_idx]).mean())
-    model_dir.mkdir(parents=True, exist_ok=True)
-    encoder = encoder.cpu().eval()
+    encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
     weights_path = model_dir / WEIGHTS_FILE
-    torch.save(encoder.state_dict(), weights_path)
+    torch.save({k: v.contiguous() for k, v in encoder.state_dict().items()}, weights_path)
+    checkpoint_path.unlink(missing_ok=True)  # the finished model replaces it
     card = ModelCard(
         model_version=hashlib.sha256(weights_path.read_bytes()).hexdigest()[:12],
         backbone=config.backbone,
