@@ -12,13 +12,14 @@ def gate_model(
     candidate_evaluation: Input[Artifact],
     decision: Output[Markdown],
     production_model_dir: str = "",
+    registry_uri: str = "",
     holdout_fraction: float = 0.2,
     min_improvement: float = 0.0,
 ) -> NamedTuple("GateOutputs", [("promote", bool)]):  # type: ignore[valid-type]
     """Compare the candidate with the production model on the same held-out split and decide: promote only if
     precision@5 improves by at least ``min_improvement`` and no guard metric (coverage@10, nDCG@10) regresses
-    beyond its tolerance. No production model (empty ``production_model_dir``) means promote. The decision and its
-    reasons are a Markdown artifact."""
+    beyond its tolerance. Production is ``production_model_dir`` when given, else the registry's "production" alias
+    at ``registry_uri``; none at all means promote. The decision and its reasons are a Markdown artifact."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -29,6 +30,11 @@ def gate_model(
 
     candidate = json.loads((Path(candidate_evaluation.path) / "metrics.json").read_text())
     production = None
+    if not production_model_dir and registry_uri:
+        from fashionrec.registry import MlflowRegistry
+        from fashionrec.registry import production_model_dir as resolve_production
+
+        production_model_dir = str(resolve_production(MlflowRegistry(registry_uri)) or "")
     if production_model_dir:
         production_card = ModelCard.load(Path(production_model_dir))
         production = {

@@ -16,6 +16,7 @@ from components.evaluate_model import evaluate_model
 from components.gate_model import gate_model
 from components.materialize_features import materialize_features
 from components.package_model import package_model
+from components.register_model import register_model
 from components.train_encoder import train_encoder
 from components.validate_catalog import validate_catalog
 
@@ -26,6 +27,7 @@ class TrainingOutputs(NamedTuple):
     model_store: Model
     index: Artifact
     feature_repo: Artifact
+    promoted: bool
 
 
 def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
@@ -43,6 +45,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
         holdout_fraction: float = 0.2,
         production_model_dir: str = "",
+        registry_uri: str = "",
         min_improvement: float = 0.0,
     ) -> TrainingOutputs:
         validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
@@ -75,6 +78,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
             valid_catalog=validated.outputs["valid_catalog"],
             candidate_evaluation=evaluated.outputs["evaluation"],
             production_model_dir=production_model_dir,
+            registry_uri=registry_uri,
             holdout_fraction=holdout_fraction,
             min_improvement=min_improvement,
         )
@@ -84,7 +88,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
         embedded.set_display_name("embed catalogue")
 
-        features = materialize_features(embeddings=embedded.outputs["embeddings"])
+        features = materialize_features(embeddings=embedded.outputs["embeddings"], promote=gated.outputs["promote"])
         features.set_display_name("feast apply + materialize")
         features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
 
@@ -94,10 +98,33 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         packaged = package_model(model=trained.outputs["model"])
         packaged.set_display_name("TorchServe model store")
 
+        with dsl.If(registry_uri != "", name="registry-configured"):
+            registered = register_model(
+                model=trained.outputs["model"],
+                model_store=packaged.outputs["model_store"],
+                index=index.outputs["index"],
+                evaluation=evaluated.outputs["evaluation"],
+                decision=gated.outputs["decision"],
+                promote=gated.outputs["promote"],
+                registry_uri=registry_uri,
+                params={
+                    "backbone": backbone,
+                    "weights": weights,
+                    "epochs": epochs,
+                    "batch_size": batch_size,
+                    "learning_rate": learning_rate,
+                    "seed": seed,
+                    "holdout_fraction": holdout_fraction,
+                },
+            )
+            registered.set_display_name("register (MLflow) + promote if the gate passed")
+            registered.set_caching_options(False)
+
         return TrainingOutputs(
             model_store=packaged.outputs["model_store"],
             index=index.outputs["index"],
             feature_repo=features.outputs["feature_repo"],
+            promoted=gated.outputs["promote"],
         )
 
     return training_pipeline

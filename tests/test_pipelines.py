@@ -1,10 +1,11 @@
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from fashionrec.config import PROJECT_IMAGE
-from fashionrec.pipeline_runner import PIPELINE_MODULES, compile_all, load_deployment, run_local
+from fashionrec.pipeline_runner import PIPELINE_MODULES, NotPromoted, compile_all, load_deployment, run_local
 
 
 def test_every_pipeline_compiles(tmp_path: Path) -> None:
@@ -46,6 +47,20 @@ def test_pipeline_runs_locally_with_kfp_local(tiny_catalog: Path, tmp_path: Path
     assert (deployment.model_store / "model-store" / "fashionrec.mar").is_file()
     assert (deployment.index_dir / "index.json").is_file()
     assert (deployment.feature_repo / "data" / "online_store.db").is_file()
+    # The first model is promoted (no production yet) and registered with its provenance.
+    from fashionrec.registry import MlflowRegistry, default_registry_uri
+
+    production = MlflowRegistry(default_registry_uri(tmp_path / "run")).production()
+    assert production is not None and production.version == 1
+    assert (
+        json.loads((deployment.model_store.parent.parent / "train-encoder" / "model" / "model.json").read_text())["model_version"]
+        == production.model_version
+    )
+    # A second run of the same data and seed trains the same model: no improvement, so the gate rejects it.
+    run_local(tiny_catalog, tmp_path / "run", epochs=1, batch_size=16)
+    with pytest.raises(NotPromoted, match="gate rejected"):
+        load_deployment(tmp_path / "run")
+    assert MlflowRegistry(default_registry_uri(tmp_path / "run")).production().version == 1  # type: ignore[union-attr]
 
 
 def test_gpu_request_is_a_compile_option(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ data_app = typer.Typer(help="Catalogue data.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The Kubeflow training pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
+model_app = typer.Typer(help="The model registry (MLflow): versions, production alias, promote, rollback.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 DEFAULT_WORKDIR = Path("work")
 Workdir = Annotated[Path, typer.Option(help="Folder for pipeline outputs and deployment.json.")]
@@ -182,6 +184,61 @@ def pipeline_run(
     )
     console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / 'deployment.json'}")
     console.print_json(json.dumps({k: str(v) for k, v in asdict(deployment).items()}))
+
+
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", help="MLflow tracking URI (default: $FASHIONREC_REGISTRY_URI, else sqlite in --workdir)."),
+]
+
+
+def open_registry(registry: str | None, workdir: Path):  # type: ignore[no-untyped-def]
+    from fashionrec.registry import MlflowRegistry, default_registry_uri
+
+    return MlflowRegistry(registry or default_registry_uri(workdir))
+
+
+def print_versions(versions: list) -> None:  # type: ignore[type-arg]
+    table = Table(title="fashionrec model versions")
+    for column in ("version", "aliases", "model_version", "precision_at_5", "ndcg_at_10", "dataset", "git commit"):
+        table.add_column(column, overflow="fold")
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ",".join(v.aliases),
+            v.model_version,
+            f"{v.metrics.get('precision_at_5', float('nan')):.4f}",
+            f"{v.metrics.get('ndcg_at_10', float('nan')):.4f}",
+            v.dataset_digest[:12],
+            v.git_commit[:10],
+        )
+    console.print(table)
+
+
+@model_app.command("list")
+def model_list(workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption = None) -> None:
+    """Every registered version, with its aliases and headline metrics."""
+    print_versions(open_registry(registry, workdir).versions())
+
+
+@model_app.command("show")
+def model_show(version: int, workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption = None) -> None:
+    """One version in full: metrics, parameters, dataset digest, git commit, run id."""
+    console.print_json(json.dumps(asdict(open_registry(registry, workdir).get(version))))
+
+
+@model_app.command("promote")
+def model_promote(version: int, workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption = None) -> None:
+    """Move the production alias to VERSION (the gate does this after a training run that beats production)."""
+    promoted = open_registry(registry, workdir).promote(version)
+    console.print(f"production -> version {promoted.version} (model {promoted.model_version})")
+
+
+@model_app.command("rollback")
+def model_rollback(workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption = None) -> None:
+    """Move the production alias back to the version that held it before."""
+    restored = open_registry(registry, workdir).rollback()
+    console.print(f"production -> version {restored.version} (model {restored.model_version})")
 
 
 @app.command()

@@ -47,10 +47,14 @@ def compile_all(out_dir: Path, gpu: bool = True) -> list[Path]:
 
 def run_local(catalog_dir: Path, work_dir: Path, **parameters: Any) -> Deployment:
     """Run the training pipeline with kfp.local (each component in a subprocess of this Python environment) and
-    record where the serving artifacts are in work_dir/deployment.json."""
+    record where the serving artifacts are, and whether the gate promoted the model, in work_dir/deployment.json.
+    The model registry defaults to work_dir/mlflow.db (``registry_uri`` overrides it)."""
     from kfp import local
 
+    from fashionrec.registry import default_registry_uri
+
     work_dir = work_dir.resolve()
+    parameters.setdefault("registry_uri", default_registry_uri(work_dir))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "pipeline_root"), raise_on_error=True)
     module = load_pipeline_module()
     with warnings.catch_warnings():
@@ -63,13 +67,18 @@ def run_local(catalog_dir: Path, work_dir: Path, **parameters: Any) -> Deploymen
         index_dir=Path(task.outputs["index"].path),
         feature_repo=Path(task.outputs["feature_repo"].path),
     )
-    save_deployment(deployment, work_dir)
+    save_deployment(deployment, work_dir, promoted=bool(task.outputs["promoted"]))
     return deployment
 
 
-def save_deployment(deployment: Deployment, work_dir: Path) -> Path:
+class NotPromoted(RuntimeError):
+    """The gate rejected the model of this run: it must not be served."""
+
+
+def save_deployment(deployment: Deployment, work_dir: Path, promoted: bool = True) -> Path:
     path = work_dir / DEPLOYMENT_FILE
-    path.write_text(json.dumps({k: str(v) for k, v in asdict(deployment).items()}, indent=2), encoding="utf-8")
+    record = {**{k: str(v) for k, v in asdict(deployment).items()}, "promoted": promoted}
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return path
 
 
@@ -78,4 +87,8 @@ def load_deployment(work_dir: Path) -> Deployment:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `fashionrec pipeline run --workdir {work_dir}` first")
     data = json.loads(path.read_text(encoding="utf-8"))
-    return Deployment(**{k: Path(v) for k, v in data.items()})
+    if not data.get("promoted", True):
+        raise NotPromoted(f"the gate rejected the model of the run in {work_dir}: see its gate decision; production is unchanged")
+    return Deployment(
+        model_store=Path(data["model_store"]), index_dir=Path(data["index_dir"]), feature_repo=Path(data["feature_repo"])
+    )

@@ -1,0 +1,47 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Model
+
+from fashionrec.config import PROJECT_IMAGE
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def register_model(
+    model: Input[Model],
+    model_store: Input[Model],
+    index: Input[Artifact],
+    evaluation: Input[Artifact],
+    decision: Input[Markdown],
+    promote: bool,
+    registry_uri: str,
+    params: dict,
+) -> int:
+    """Log the training run (parameters, metrics, artifacts) to the model registry (MLflow), register it as a new
+    version with the model, the TorchServe model store, the index, the evaluation, the gate decision, the dataset
+    digest and the git commit, and move the "production" alias to it when the gate said promote. Returns the
+    registry version number."""
+    import json
+    from pathlib import Path
+
+    from fashionrec.registry import MlflowRegistry
+
+    registry = MlflowRegistry(registry_uri)
+    card = json.loads((Path(model.path) / "model.json").read_text())
+    metrics = {
+        **card["metrics"],
+        **{
+            k: v
+            for k, v in json.loads((Path(evaluation.path) / "metrics.json").read_text()).items()
+            if isinstance(v, (int, float))
+        },
+    }
+    artifacts = {
+        "model": Path(model.path),
+        "model_store": Path(model_store.path),
+        "index": Path(index.path),
+        "evaluation": Path(evaluation.path),
+        "gate": Path(decision.path),
+    }
+    registered = registry.log_and_register(artifacts, params, metrics, card)
+    if promote:
+        registry.promote(registered.version)
+    return registered.version
