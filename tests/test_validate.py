@@ -121,6 +121,23 @@ def test_identical_data_gives_an_identical_digest(tiny_catalog: Path, tmp_path: 
     assert dataset_digest(validate_catalog(copy).valid) != first
 
 
+def test_report_only_checks_count_but_never_quarantine(tiny_catalog: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_catalog, copy)
+    lines = (copy / "styles.csv").read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[7], fields[5] = "20x1", ""  # a year that is not a year, no baseColour
+    lines[1] = ",".join(fields)
+    (copy / "styles.csv").write_text("\n".join(lines) + "\n")
+    result = validate_catalog(copy)
+    assert result.quarantine.empty and len(result.valid) == 60
+    assert result.metrics["invalid_year"] == 1 and result.metrics["missing_baseColour"] == 1
+    reported = {r["reason"]: r for r in result.gx_results}
+    assert reported["invalid_year"]["success"] is False and reported["invalid_year"]["quarantine"] is False
+
+
 def test_clean_catalogue_passes(tiny_catalog: Path) -> None:
     result = validate_catalog(tiny_catalog)
     assert result.gx_success is True and result.quarantine.empty

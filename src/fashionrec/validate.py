@@ -204,6 +204,12 @@ def run_expectations(facts: pd.DataFrame, checks: list[Check]) -> tuple[dict[str
                 column=column, meta={"reason": f"missing_{column}", "quarantine": False}
             )
         )
+    # dtype of the one numeric attribute: reported, since a wrong year does not make a photo unusable
+    suite.add_expectation(
+        gx.expectations.ExpectColumnValuesToMatchRegex(
+            column="year", regex=r"^(?:19|20)\d{2}$", meta={"reason": "invalid_year", "quarantine": False}
+        )
+    )
     columns = sorted({str(c.kwargs["column"]) for c in checks} | set(REPORT_ONLY_COLUMNS))
     batch = batch_definition.get_batch(batch_parameters={"dataframe": facts[columns].reset_index(drop=True)})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
@@ -331,6 +337,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
     modes = valid_facts["mode"].value_counts()
     metrics.update({f"normalised_from_{m}": int(modes[m]) for m in NORMALISED_MODES if m in modes})
     metrics.update({f"missing_{c}": int(facts[c].isna().sum()) for c in REPORT_ONLY_COLUMNS if facts[c].isna().any()})
+    metrics["invalid_year"] = len(failing.get("invalid_year", []))
     return ValidationResult(
         valid=valid.reset_index(drop=True),
         quarantine=quarantine,
