@@ -22,7 +22,11 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
         "materialize-features",
         "build-index",
         "package-model",
+        "condition-1",  # registration runs only when a registry_uri is given
     }
+    registration = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert registration["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--registry_uri'] != ''"
+    assert list(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == ["register-model"]
     assert tasks["train-encoder"]["dependentTasks"] == ["validate-catalog"]
     assert tasks["gate-model"]["dependentTasks"] == ["evaluate-model", "validate-catalog"]
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
