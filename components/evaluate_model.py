@@ -8,6 +8,7 @@ from fashionrec.config import PROJECT_IMAGE
 def evaluate_model(
     valid_catalog: Input[Dataset],
     model: Input[Model],
+    embeddings: Input[Dataset],
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
@@ -16,14 +17,17 @@ def evaluate_model(
 ):
     """Retrieval quality on the held-out split (a fixed function of the item id): precision, recall, hit rate,
     nDCG and mAP at 1/5/10, catalogue coverage and popularity Gini, nearest-neighbour accuracy; the confusion
-    matrix for the KFP UI; an HTML report with example queries and their neighbours."""
+    matrix for the KFP UI; an HTML report with example queries and their neighbours. Scores the embed step's
+    vectors of this model, so the catalogue is encoded once per run."""
     from pathlib import Path
 
-    from fashionrec.evaluate import evaluate, write_evaluation
+    from fashionrec.evaluate import evaluate_embeddings, write_evaluation
     from fashionrec.train import ModelCard
 
     card = ModelCard.load(Path(model.path))
-    result = evaluate(Path(valid_catalog.path), Path(model.path), holdout_fraction=holdout_fraction)
+    result = evaluate_embeddings(
+        Path(valid_catalog.path), Path(embeddings.path), card.model_version, holdout_fraction=holdout_fraction
+    )
     write_evaluation(result, card, Path(evaluation.path))
     Path(report.path).write_text((Path(evaluation.path) / "report.html").read_text())
     for name, value in result.metrics.items():

@@ -69,8 +69,14 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         if gpu:
             trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
 
+        embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
+        embedded.set_display_name("embed catalogue")
+
         evaluated = evaluate_model(
-            valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"], holdout_fraction=holdout_fraction
+            valid_catalog=validated.outputs["valid_catalog"],
+            model=trained.outputs["model"],
+            embeddings=embedded.outputs["embeddings"],
+            holdout_fraction=holdout_fraction,
         )
         evaluated.set_display_name("evaluate retrieval")
 
@@ -84,9 +90,6 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         )
         gated.set_display_name("gate against production")
         gated.set_caching_options(False)  # production changes between runs
-
-        embedded = embed_catalog(valid_catalog=validated.outputs["valid_catalog"], model=trained.outputs["model"])
-        embedded.set_display_name("embed catalogue")
 
         features = materialize_features(embeddings=embedded.outputs["embeddings"], promote=gated.outputs["promote"])
         features.set_display_name("feast apply + materialize")

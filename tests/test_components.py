@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components.build_index import build_index
 from components.embed_catalog import embed_catalog
+from components.evaluate_model import evaluate_model
+from components.gate_model import gate_model
 from components.materialize_features import materialize_features
 from components.package_model import package_model
 from components.train_encoder import train_encoder
@@ -57,6 +59,32 @@ def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> N
     embed_catalog.python_func(valid_catalog=valid, model=model, embeddings=embeddings)
     assert embeddings.metadata == {"rows": 60, "model_version": model.metadata["model_version"]}
 
+    evaluation, eval_metrics, confusion, eval_report = (
+        artifact(Artifact, tmp_path, "evaluation"),
+        artifact(Metrics, tmp_path, "em"),
+        artifact(ClassificationMetrics, tmp_path, "cm"),
+        artifact(HTML, tmp_path, "eval_report"),
+    )
+    evaluate_model.python_func(
+        valid_catalog=valid,
+        model=model,
+        embeddings=embeddings,
+        evaluation=evaluation,
+        metrics=eval_metrics,
+        confusion=confusion,
+        report=eval_report,
+    )
+    assert 0 <= eval_metrics.metadata["precision_at_5"] <= 1
+    assert len(confusion.metadata["confusionMatrix"]["rows"]) == 6
+    assert "data:image/jpeg;base64," in Path(eval_report.path).read_text()
+    decision = artifact(Markdown, tmp_path, "decision")
+    outcome = gate_model.python_func(valid_catalog=valid, candidate_evaluation=evaluation, decision=decision)
+    assert outcome.promote is True and "PROMOTE" in Path(decision.path).read_text()  # no production model yet
+    again = gate_model.python_func(
+        valid_catalog=valid, candidate_evaluation=evaluation, decision=decision, production_model_dir=model.path
+    )
+    assert again.promote is False and "REJECT" in Path(decision.path).read_text()  # the same model is no improvement
+
     repo, feature_metrics = artifact(Artifact, tmp_path, "repo"), artifact(Metrics, tmp_path, "fm")
     materialize_features.python_func(embeddings=embeddings, feature_repo=repo, metrics=feature_metrics)
     assert feature_metrics.metadata["rows_materialized"] == 60
@@ -74,7 +102,17 @@ def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "component", [validate_catalog, train_encoder, embed_catalog, materialize_features, build_index, package_model]
+    "component",
+    [
+        validate_catalog,
+        train_encoder,
+        evaluate_model,
+        gate_model,
+        embed_catalog,
+        materialize_features,
+        build_index,
+        package_model,
+    ],
 )
 def test_components_use_the_project_image_and_document_themselves(component) -> None:  # type: ignore[no-untyped-def]
     container = component.component_spec.implementation.container

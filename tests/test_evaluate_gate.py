@@ -45,6 +45,18 @@ def test_evaluation_of_the_trained_model(stages, tmp_path: Path) -> None:  # typ
     assert (tmp_path / "report.html").read_text().count("data:image/jpeg;base64,") == 6 * len(result.examples)
 
 
+def test_scoring_the_embed_stages_vectors_equals_re_embedding(stages) -> None:  # type: ignore[no-untyped-def]
+    from fashionrec.evaluate import evaluate_embeddings
+
+    card = ModelCard.load(stages.model_dir)
+    from_model = evaluate(stages.valid, stages.model_dir, holdout_fraction=0.2)
+    from_embeddings = evaluate_embeddings(stages.valid, stages.embeddings, card.model_version, holdout_fraction=0.2)
+    assert from_embeddings.metrics == pytest.approx(from_model.metrics, abs=1e-6)
+    assert from_embeddings.confusion == from_model.confusion
+    with pytest.raises(ValueError, match="not another-model"):
+        evaluate_embeddings(stages.valid, stages.embeddings, "another-model")
+
+
 def test_gate_promotes_the_first_model_and_then_only_improvements() -> None:
     base = {"model_version": "a", "precision_at_5": 0.60, "catalogue_coverage_at_10": 0.50, "ndcg_at_10": 0.70}
     first = decide(base, None)

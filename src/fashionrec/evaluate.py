@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionrec.config import LABEL_COLUMN
+from fashionrec.config import FEAST_JOIN_KEY, LABEL_COLUMN
 from fashionrec.dataset import decode_images, is_holdout, read_table
+from fashionrec.embed import read_embeddings
 from fashionrec.train import ModelCard, embed_array, load_encoder, pick_device
 
 K_VALUES = (1, 5, 10)
@@ -79,13 +80,34 @@ def gini(counts: np.ndarray) -> float:
 def evaluate(
     valid_catalog: Path, model_dir: Path, holdout_fraction: float = 0.2, device: str = "auto", examples: int = 6
 ) -> Evaluation:
+    """Embed the catalogue with the model in model_dir, then score it (the gate's path for the production model)."""
     encoder, card = load_encoder(model_dir)
     torch_device = pick_device(device)
     table = read_table(valid_catalog).reset_index(drop=True)
-    labels = table[LABEL_COLUMN].astype(str).to_numpy()
     vectors = embed_array(
         encoder.to(torch_device), decode_images(table["image"], card.image_size, "embedding for evaluation"), torch_device
     )
+    return evaluate_vectors(table, vectors, holdout_fraction, examples)
+
+
+def evaluate_embeddings(
+    valid_catalog: Path, embeddings: Path, model_version: str, holdout_fraction: float = 0.2, examples: int = 6
+) -> Evaluation:
+    """Score the vectors the embed stage already wrote for this model: no second pass over the catalogue."""
+    table = read_table(valid_catalog).reset_index(drop=True)
+    embedded, vectors = read_embeddings(embeddings)
+    versions = set(embedded["model_version"].astype(str))
+    if versions != {model_version}:
+        raise ValueError(f"embeddings come from model(s) {sorted(versions)}, not {model_version}")
+    rows = pd.Index(embedded[FEAST_JOIN_KEY]).get_indexer(table["id"])
+    if (rows < 0).any():
+        raise ValueError(f"{int((rows < 0).sum())} catalogue items have no embedding")
+    return evaluate_vectors(table, vectors[rows], holdout_fraction, examples)
+
+
+def evaluate_vectors(table: pd.DataFrame, vectors: np.ndarray, holdout_fraction: float = 0.2, examples: int = 6) -> Evaluation:
+    """Metrics, confusion matrix and report examples for catalogue ``table`` with ``vectors`` in the same row order."""
+    labels = table[LABEL_COLUMN].astype(str).to_numpy()
     query_rows = np.flatnonzero(is_holdout(table["id"], holdout_fraction))
     if len(query_rows) == 0:
         raise ValueError("no held-out items: the catalogue is too small for this holdout fraction")
