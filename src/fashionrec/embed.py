@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY
 from fashionrec.dataset import decode_images, read_table
-from fashionrec.train import embed_array, load_encoder, pick_device
+from fashionrec.train import ModelCard, embed_array, load_encoder, pick_device
 
 
 def embed_catalog(valid_catalog: Path, model_dir: Path, out_path: Path, device: str = "auto") -> pd.DataFrame:
@@ -21,11 +21,8 @@ def embed_catalog(valid_catalog: Path, model_dir: Path, out_path: Path, device: 
     Columns: item_id, event_timestamp (UTC, one value per run), embedding (list<float32>), model_version,
     dataset_digest, and the attributes served with recommendations.
     """
-    encoder, card = load_encoder(model_dir)
-    torch_device = pick_device(device)
     table = read_table(valid_catalog)
-    images = decode_images(table["image"], card.image_size, "embedding catalogue")
-    vectors = embed_array(encoder.to(torch_device), images, torch_device)
+    vectors, card = encode_table(table, model_dir, device)
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
     out = pd.DataFrame({FEAST_JOIN_KEY: table["id"].astype("int64"), "event_timestamp": now})
     for column in ATTRIBUTE_COLUMNS:
@@ -35,6 +32,14 @@ def embed_catalog(valid_catalog: Path, model_dir: Path, out_path: Path, device: 
     write_embeddings(out, vectors, out_path)
     out["embedding"] = list(vectors)
     return out
+
+
+def encode_table(table: pd.DataFrame, model_dir: Path, device: str = "auto") -> tuple[np.ndarray, ModelCard]:
+    """Embeddings of every image of a validated catalogue table, in row order, with the model's card."""
+    encoder, card = load_encoder(model_dir)
+    torch_device = pick_device(device)
+    images = decode_images(table["image"], card.image_size, f"embedding with model {card.model_version}")
+    return embed_array(encoder.to(torch_device), images, torch_device), card
 
 
 def write_embeddings(table: pd.DataFrame, vectors: np.ndarray, out_path: Path) -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from fashionrec.config import FEAST_JOIN_KEY, LABEL_COLUMN
-from fashionrec.dataset import decode_images, is_holdout, read_table
-from fashionrec.embed import read_embeddings
-from fashionrec.train import ModelCard, embed_array, load_encoder, pick_device
+from fashionrec.dataset import is_holdout, read_table
+from fashionrec.embed import encode_table, read_embeddings
+from fashionrec.train import ModelCard
 
 K_VALUES = (1, 5, 10)
 
@@ -81,12 +81,8 @@ def evaluate(
     valid_catalog: Path, model_dir: Path, holdout_fraction: float = 0.2, device: str = "auto", examples: int = 6
 ) -> Evaluation:
     """Embed the catalogue with the model in model_dir, then score it (the gate's path for the production model)."""
-    encoder, card = load_encoder(model_dir)
-    torch_device = pick_device(device)
     table = read_table(valid_catalog).reset_index(drop=True)
-    vectors = embed_array(
-        encoder.to(torch_device), decode_images(table["image"], card.image_size, "embedding for evaluation"), torch_device
-    )
+    vectors, _ = encode_table(table, model_dir, device)
     return evaluate_vectors(table, vectors, holdout_fraction, examples)
 
 

@@ -243,8 +243,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
     settings = settings or ValidationSettings()
     styles = read_styles(catalog_dir / STYLES_FILE)
     rows = styles.rows.reset_index(drop=True)
-    rows[LABEL_COLUMN] = rows[LABEL_COLUMN].mask(rows[LABEL_COLUMN].str.len() == 0)
-    for column in REPORT_ONLY_COLUMNS:
+    for column in (LABEL_COLUMN, *REPORT_ONLY_COLUMNS):  # an empty field is a missing value
         rows[column] = rows[column].mask(rows[column].str.len() == 0)
     image_facts = compute_facts([image_path(catalog_dir, i) for i in rows["id"]], workers=settings.workers or None)
     facts = pd.concat([rows, image_facts], axis=1)
