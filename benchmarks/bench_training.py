@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from fashionrec.dataset import read_table
 from fashionrec.model import CosineClassifier, build_encoder
-from fashionrec.synth import synth_catalog
 from fashionrec.train import TrainConfig, autocast_dtype, pick_device, train
-from fashionrec.validate import output_paths, validate_catalog, write_outputs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,6 +35,7 @@ def bare_loop(config: TrainConfig, classes: int, steps: int) -> float:
     encoder = build_encoder(config.backbone).to(device).to(memory_format=torch.channels_last)
     head = CosineClassifier(config.embedding_dim, classes).to(device)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=config.learning_rate)
+    forward = torch.compile(encoder) if config.compile else encoder
     x = torch.randint(0, 256, (config.batch_size, 3, *config.image_size), dtype=torch.uint8, device=device).contiguous(
         memory_format=torch.channels_last
     )
@@ -46,7 +46,7 @@ def bare_loop(config: TrainConfig, classes: int, steps: int) -> float:
                 torch.cuda.synchronize()
             started = time.perf_counter()
         with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(head(encoder(x)).float(), y)
+            loss = F.cross_entropy(head(forward(x)).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -55,20 +55,39 @@ def bare_loop(config: TrainConfig, classes: int, steps: int) -> float:
     return steps * config.batch_size / (time.perf_counter() - started)
 
 
+def synth_and_validate(root: Path, items_per_type: int) -> Path:
+    from fashionrec.synth import synth_catalog
+    from fashionrec.validate import output_paths, validate_catalog, write_outputs
+
+    synth_catalog(root / "catalog", items_per_type=items_per_type)
+    paths = output_paths(root / "validation")
+    write_outputs(validate_catalog(root / "catalog"), root / "catalog", paths)
+    return paths.valid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items-per-type", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder in both loops")
+    parser.add_argument(
+        "--valid-table",
+        type=Path,
+        help="an existing valid.parquet from the validate stage (skips synth + validation, e.g. on a GPU machine without GX)",
+    )
+    parser.add_argument("--results", default="training.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, resume=False)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, compile=args.compile, resume=False
+    )
     device = pick_device(config.device)
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         root = Path(tmp)
-        table = synth_catalog(root / "catalog", items_per_type=args.items_per_type)
-        paths = output_paths(root / "validation")
-        write_outputs(validate_catalog(root / "catalog"), root / "catalog", paths)
-        card = train(paths.valid, root / "model", config)
+        valid = args.valid_table or synth_and_validate(root, args.items_per_type)
+        card = train(valid, root / "model", config)
+        train_items = len(read_table(valid))
     ours = card.metrics["train_images_per_second"]
     steps = max(5, int(card.metrics["train_seconds"] * ours / args.batch_size / 2))
     bare = bare_loop(config, len(card.classes), steps)
@@ -83,7 +102,7 @@ def main() -> None:
     report.add_row("bare torch loop (resident batch)", f"{bare:,.0f}", "1.00")
     Console().print(report)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training.json").write_text(
+    (RESULTS / args.results).write_text(
         json.dumps(
             {
                 "machine": {
@@ -95,7 +114,8 @@ def main() -> None:
                 },
                 "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
                 "batch_size": args.batch_size,
-                "train_items": len(table),
+                "train_items": train_items,
+                "compile": args.compile,
                 "ours_images_per_second": ours,
                 "bare_images_per_second": bare,
                 "ratio": ours / bare,

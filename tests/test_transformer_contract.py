@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from kserve import InferRequest, ModelServer
+from kserve import ModelServer
 from kserve.predictor_config import PredictorConfig
 from kserve.protocol.rest.server import RESTServer
 
 from fashionrec.client import image_request, item_request, parse_hits
 from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MODEL_NAME
 from fashionrec.encoder_service import EncoderService
-from fashionrec.imaging import decode_base64
-from fashionrec.transformer import FashionrecTransformer
+from fashionrec.imaging import load_batch
+from fashionrec.predictor_client import Embeddings
+from fashionrec.transformer import FashionrecTransformer, Query, guard_app
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 
@@ -32,14 +33,10 @@ class InProcessEncoderTransformer(FashionrecTransformer):
         self.encoder_calls = 0
         self.served_version: str | None = None
 
-    async def encode(self, request: InferRequest, headers):  # type: ignore[no-untyped-def, override]
+    async def encode(self, query: Query, headers):  # type: ignore[no-untyped-def, override]
         self.encoder_calls += 1
-        from fashionrec.imaging import load_batch
-
-        payloads = [decode_base64(item) for item in request.inputs[0].data]
-        return self.service.embed(
-            load_batch(payloads, self.service.image_size)
-        ), self.served_version or self.service.model_version
+        vectors = self.service.embed(load_batch(query.images, self.service.image_size))
+        return Embeddings(vectors, self.served_version or self.service.model_version)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +59,7 @@ def client(transformer: InProcessEncoderTransformer) -> TestClient:
     server.register_model(transformer)
     rest = RESTServer("kserve.model_server:app", server.dataplane, server.model_repository_extension, http_port=0)
     app = FastAPI()
+    guard_app(app)
     rest._register_endpoints(app)
     rest._add_exception_handlers(app)
     return TestClient(app, raise_server_exceptions=False)

@@ -59,6 +59,8 @@ TORCHSERVE_GRPC_MANAGEMENT_PORT = 7071
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_BATCH = 64
+# Whole request bodies above this get a 413 before anything reads them (64 small JPEGs as base64 fit many times).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 # Layout of the artifacts that serving consumes.
 MAR_FILE = f"{MODEL_NAME}.mar"

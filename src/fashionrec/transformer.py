@@ -1,21 +1,30 @@
 """The FAISS transformer: a kserve.Model in front of the encoder predictor.
 
 - ``image`` requests: validate the images here (bad ones never reach the predictor), get embeddings from the
-  predictor over v2, search FAISS, enrich the hits with item attributes from Feast.
+  predictor (v2 REST or gRPC, pooled connections), search FAISS, enrich the hits from the Feast online store.
 - ``item_id`` requests: the item's embedding comes from the Feast online store; no predictor hop.
-Every answer carries the model_version of the index, and an embedding from any other model version is refused
-(never mix vectors of two models).
+
+Never mix models: every embedding carries the model_version that made it and is only searched in the index of that
+version. The transformer holds the current index snapshot and the one before it (so requests in flight during a hot
+swap finish on the model they started with); an embedding that matches neither is refused with a 503 and counted in
+``fashionrec_stale_embeddings``. ``POST /v2/repository/models/<name>/load`` reloads the snapshot from
+``--index_dir``/``--feature_repo`` (flip those, e.g. as symlinks, then call it) without dropping a request.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import binascii
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
+from kserve.model_repository import ModelRepository
 
 from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
@@ -23,76 +32,186 @@ from fashionrec.config import (
     INPUT_IMAGE,
     INPUT_ITEM_ID,
     MAX_BATCH,
+    MAX_REQUEST_BYTES,
     MAX_TOP_K,
-    OUTPUT_EMBEDDING,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
 )
 from fashionrec.featurestore import OnlineFeatures
 from fashionrec.imaging import ImageDecodeError, decode_base64, decode_image
 from fashionrec.index import ItemIndex
+from fashionrec.predictor_client import Embeddings, PredictorClient, make_predictor
+from fashionrec.serving_metrics import RequestGuard, transformer_metrics
 
-QUERY_KIND = "fashionrec_query"  # request parameter that tells predict() which path a request takes
-
-
-def _parameter(request: InferRequest, name: str) -> Any:
-    return (request.parameters or {}).get(name)
+KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight across one swap
 
 
-def parse_top_k(request: InferRequest) -> int:
-    value = _parameter(request, "top_k")
+def parse_top_k(parameters: dict[str, Any] | None) -> int:
+    value = (parameters or {}).get("top_k")
     if value is None:
         return DEFAULT_TOP_K
+    message = f"top_k must be an integer between 1 and {MAX_TOP_K}, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidInput(f"top_k must be an integer between 1 and {MAX_TOP_K}")
+        raise InvalidInput(message)
     try:
         top_k = int(value)
-    except ValueError as exc:
-        raise InvalidInput(f"top_k must be an integer between 1 and {MAX_TOP_K}, got {value!r}") from exc
-    if not 1 <= top_k <= MAX_TOP_K or top_k != float(value):
-        raise InvalidInput(f"top_k must be an integer between 1 and {MAX_TOP_K}, got {value!r}")
+        exact = top_k == float(value)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(message) from exc
+    if not exact or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInput(message)
     return top_k
 
 
-def image_payloads(tensor: InferInput) -> list[bytes]:
-    """The raw image bytes of a BYTES input: base64 strings in JSON, or raw bytes with the binary extension."""
+def _check_batch(size: int) -> None:
+    if size == 0:
+        raise InvalidInput("the input holds no queries")
+    if size > MAX_BATCH:
+        raise InvalidInput(f"{size} queries in one request, above the limit of {MAX_BATCH}")
+
+
+def _declared_size(tensor: InferInput) -> int:
+    shape = tensor.shape
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or len(shape) not in (1, 2):
+        raise InvalidInput(f"input '{tensor.name}' shape must be [n] or [n, 1], got {shape}")
+    if len(shape) == 2 and shape[1] != 1:
+        raise InvalidInput(f"input '{tensor.name}' shape must be [n] or [n, 1], got {shape}")
+    return shape[0]
+
+
+def image_payloads(tensor: InferInput) -> tuple[list[bytes], list[str] | None]:
+    """Raw image bytes of a BYTES input, and the base64 strings as sent (JSON) so they can be forwarded as they are.
+
+    BYTES come as base64 strings in JSON, or raw with the binary tensor extension (Inference-Header-Content-Length).
+    """
     if tensor.datatype != "BYTES":
         raise InvalidInput(f"input '{INPUT_IMAGE}' must have datatype BYTES, got {tensor.datatype}")
-    data = (
-        list(np.asarray(tensor.as_numpy(), dtype=object).reshape(-1)) if tensor._raw_data is not None else list(tensor.data or [])
-    )
-    if not data:
-        raise InvalidInput(f"input '{INPUT_IMAGE}' has no images")
+    declared = _declared_size(tensor)
+    if tensor._raw_data is not None:
+        try:
+            items = list(np.asarray(tensor.as_numpy(), dtype=object).reshape(-1))
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"input '{INPUT_IMAGE}' binary data does not hold {declared} BYTES elements: {exc}") from exc
+        encoded = None
+    else:
+        items = tensor.data if isinstance(tensor.data, list) else [tensor.data]
+        encoded = [i for i in items if isinstance(i, str)]
+        if len(encoded) != len(items):
+            encoded = None
+    if len(items) != declared:
+        raise InvalidInput(f"input '{INPUT_IMAGE}' shape {tensor.shape} does not match its {len(items)} elements")
+    _check_batch(len(items))
     payloads = []
-    for i, item in enumerate(data):
+    for i, item in enumerate(items):
         try:
             payloads.append(bytes(item) if isinstance(item, (bytes, bytearray)) else decode_base64(item))
-        except (ImageDecodeError, TypeError) as exc:
+        except (ImageDecodeError, TypeError, ValueError, binascii.Error) as exc:
             raise InvalidInput(f"image {i}: {exc}") from exc
-    return payloads
+    return payloads, encoded
+
+
+def item_ids(tensor: InferInput) -> list[int]:
+    if tensor.datatype not in ("INT64", "INT32", "UINT64", "UINT32"):
+        raise InvalidInput(f"input '{INPUT_ITEM_ID}' must have datatype INT64, got {tensor.datatype}")
+    declared = _declared_size(tensor)
+    try:
+        values = np.asarray(tensor.as_numpy()).reshape(-1)
+        ids = [int(v) for v in values]
+        if values.dtype.kind not in "iu" or any(not -(2**63) <= i < 2**63 for i in ids):
+            raise ValueError(f"got {values.dtype} values")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"input '{INPUT_ITEM_ID}' must hold 64-bit integers: {exc}") from exc
+    if len(ids) != declared:
+        raise InvalidInput(f"input '{INPUT_ITEM_ID}' shape {tensor.shape} does not match its {len(ids)} elements")
+    _check_batch(len(ids))
+    return ids
+
+
+class Query(InferRequest):  # type: ignore[misc]
+    """A validated request, as preprocess hands it to predict (in-process only; never serialised)."""
+
+    def __init__(self, source: InferRequest, top_k: int, ids: list[int] | None = None, images: list[bytes] | None = None,
+                 encoded: list[str] | None = None) -> None:  # fmt: skip
+        name, size = (INPUT_ITEM_ID, len(ids)) if ids is not None else (INPUT_IMAGE, len(images or []))
+        super().__init__(
+            model_name=source.model_name,
+            infer_inputs=[InferInput(name, [size], "INT64" if ids is not None else "BYTES")],
+            request_id=source.id,
+        )
+        self.top_k = top_k
+        self.ids = ids
+        self.images = images or []
+        self.encoded = encoded
+
+
+@dataclass(frozen=True)
+class ServingSnapshot:
+    """One model version's index and the Feast store holding its vectors: always swapped together."""
+
+    index: ItemIndex
+    features: OnlineFeatures
+
+    @property
+    def model_version(self) -> str:
+        return self.index.meta.model_version
+
+    @classmethod
+    def load(cls, index_dir: Path, feature_repo: Path) -> ServingSnapshot:
+        return cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
 
 
 class FashionrecTransformer(Model):  # type: ignore[misc]
-    def __init__(self, name: str, index_dir: Path, feature_repo: Path) -> None:
+    def __init__(self, name: str, index_dir: Path, feature_repo: Path, predictor: PredictorClient | None = None) -> None:
         super().__init__(name)
         self.index_dir = index_dir
         self.feature_repo = feature_repo
-        self.index: ItemIndex | None = None
-        self.features: OnlineFeatures | None = None
+        self.predictor = predictor
+        self.snapshots: OrderedDict[str, ServingSnapshot] = OrderedDict()
+        self.current: ServingSnapshot | None = None
 
     def load(self) -> bool:
         import faiss
 
         faiss.omp_set_num_threads(1)  # searches are tiny; OpenMP threads only contend with the event loop
-        self.index = ItemIndex.load(self.index_dir)
-        self.features = OnlineFeatures(self.feature_repo)
+        self._install(ServingSnapshot.load(self.index_dir, self.feature_repo))
         self.ready = True
         return self.ready
 
+    async def reload(self) -> None:
+        """Hot swap: load the snapshot now at index_dir/feature_repo off the event loop, then switch in one step."""
+        snapshot = await asyncio.to_thread(ServingSnapshot.load, self.index_dir, self.feature_repo)
+        self._install(snapshot)
+        transformer_metrics().swaps.inc()
+
+    def _install(self, snapshot: ServingSnapshot) -> None:
+        snapshots = OrderedDict(self.snapshots)
+        snapshots.pop(snapshot.model_version, None)
+        snapshots[snapshot.model_version] = snapshot
+        while len(snapshots) > KEEP_SNAPSHOTS:
+            snapshots.popitem(last=False)
+        # Two plain assignments on the event loop thread: no request sees a half-installed snapshot.
+        self.snapshots, self.current = snapshots, snapshot
+        metrics = transformer_metrics()
+        metrics.index_items.set(snapshot.index.meta.count)
+        meta = snapshot.index.meta
+        metrics.model.info(
+            {"model_version": meta.model_version, "index_type": meta.index_type, "dataset_digest": meta.dataset_digest}
+        )
+
     @property
     def model_version(self) -> str:
-        assert self.index is not None
-        return self.index.meta.model_version
+        assert self.current is not None
+        return self.current.model_version
+
+    def snapshot_for(self, version: str | None, source: str) -> ServingSnapshot:
+        snapshot = self.snapshots.get(str(version))
+        if snapshot is None:
+            transformer_metrics().stale.labels(source=source).inc()
+            raise ServerNotReady(
+                f"the {source} gave embeddings of model_version {version}, which matches no loaded index "
+                f"(serving {list(self.snapshots)}); refusing to mix models"
+            )
+        return snapshot
 
     # v2 model metadata
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -108,118 +227,110 @@ class FashionrecTransformer(Model):  # type: ignore[misc]
             *({"name": column, "datatype": "BYTES", "shape": [-1, -1]} for column in ATTRIBUTE_COLUMNS),
         ]
 
-    async def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> InferRequest:
+    async def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> Query:
         if not isinstance(payload, InferRequest):
             raise InvalidInput("use the v2 protocol: POST /v2/models/<name>/infer")
-        top_k = parse_top_k(payload)
+        top_k = parse_top_k(payload.parameters)
         names = [i.name for i in payload.inputs]
-        unknown = sorted(set(names) - {INPUT_IMAGE, INPUT_ITEM_ID})
-        if unknown or len(names) != 1:
+        if len(names) != 1 or names[0] not in (INPUT_IMAGE, INPUT_ITEM_ID):
             raise InvalidInput(f"send exactly one input, '{INPUT_IMAGE}' (BYTES) or '{INPUT_ITEM_ID}' (INT64); got {names}")
         tensor = payload.inputs[0]
         if tensor.name == INPUT_ITEM_ID:
-            ids = self._item_ids(tensor)
-            return InferRequest(
-                model_name=self.name,
-                infer_inputs=[InferInput(INPUT_ITEM_ID, [len(ids)], "INT64", ids)],
-                request_id=payload.id,
-                parameters={"top_k": top_k, QUERY_KIND: "item"},
-            )
-        payloads = image_payloads(tensor)
-        self._check_batch(len(payloads))
-        for i, data in enumerate(payloads):
+            return Query(payload, top_k, ids=item_ids(tensor))
+        images, encoded = image_payloads(tensor)
+        for i, data in enumerate(images):
             try:
                 decode_image(data)
             except ImageDecodeError as exc:
                 raise InvalidInput(f"image {i}: {exc}") from exc
-        encoded = [base64.b64encode(p).decode("ascii") for p in payloads]
-        return InferRequest(
-            model_name=self.name,
-            infer_inputs=[InferInput(INPUT_IMAGE, [len(encoded)], "BYTES", encoded)],
-            request_id=payload.id,
-            parameters={"top_k": top_k, QUERY_KIND: "image"},
-        )
+        return Query(payload, top_k, images=images, encoded=encoded)
 
-    def _check_batch(self, size: int) -> None:
-        if size > MAX_BATCH:
-            raise InvalidInput(f"{size} queries in one request, above the limit of {MAX_BATCH}")
-
-    def _item_ids(self, tensor: InferInput) -> list[int]:
-        if tensor.datatype not in ("INT64", "INT32"):
-            raise InvalidInput(f"input '{INPUT_ITEM_ID}' must have datatype INT64, got {tensor.datatype}")
-        try:
-            ids = [int(v) for v in np.asarray(tensor.as_numpy()).reshape(-1)]
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"input '{INPUT_ITEM_ID}' must hold integers: {exc}") from exc
-        if not ids:
-            raise InvalidInput(f"input '{INPUT_ITEM_ID}' is empty")
-        self._check_batch(len(ids))
-        return ids
-
-    async def encode(self, request: InferRequest, headers: dict[str, str] | None) -> tuple[np.ndarray, str | None]:
-        """The predictor hop: embeddings of the request's images and the model_version that made them."""
-        response: InferResponse = await super().predict(request, headers)
-        outputs = {o.name: o for o in response.outputs}
-        if OUTPUT_EMBEDDING not in outputs:
-            raise ServerNotReady(f"predictor answered without an '{OUTPUT_EMBEDDING}' output")
-        version = response.model_version or (response.parameters or {}).get("model_version")
-        return np.asarray(outputs[OUTPUT_EMBEDDING].as_numpy(), dtype=np.float32), version
+    async def encode(self, query: Query, headers: dict[str, str] | None) -> Embeddings:
+        """The predictor hop: embeddings of the query's images and the model_version that made them."""
+        if self.predictor is None:
+            config = self.predictor_config
+            if config is None or not config.predictor_host:
+                raise ServerNotReady("no predictor configured (--predictor_host)")
+            self.predictor = make_predictor(config.protocol, config.predictor_host, self.name, float(config.timeout or 30))
+        return await self.predictor.embed(query.images, query.encoded, query.id)
 
     async def predict(
-        self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+        self, payload: Query, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> InferResponse:
-        assert self.index is not None and self.features is not None
-        top_k = int(_parameter(payload, "top_k"))
-        exclude: list[int | None]
-        if _parameter(payload, QUERY_KIND) == "item":
-            ids = [int(v) for v in payload.inputs[0].data]
-            vectors, versions = self.features.embeddings(ids)
-            missing = [i for i, v in zip(ids, vectors, strict=True) if v is None]
+        assert self.current is not None
+        metrics = transformer_metrics()
+        if payload.ids is not None:
+            started = time.perf_counter()
+            vectors, versions = self.current.features.embeddings(payload.ids)
+            metrics.feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
+            missing = [i for i, v in zip(payload.ids, vectors, strict=True) if v is None]
             if missing:
-                raise InvalidInput(f"unknown item_id(s) {missing}: not in the online store")
-            self._check_version(versions)
+                raise InvalidInput(f"unknown item_id(s) {missing[:10]}: not in the online store")
+            if len(set(versions)) != 1:
+                metrics.stale.labels(source="feast").inc()
+                raise ServerNotReady(
+                    f"the online store holds these items under several model versions {sorted(set(map(str, versions)))}"
+                )
+            snapshot = self.snapshot_for(versions[0], "feast")
             queries = np.stack([v for v in vectors if v is not None])
-            exclude = list(ids)  # "more like this item": the item itself is not a recommendation
+            exclude: list[int | None] = list(payload.ids)  # "more like this item": the item itself is not a hit
         else:
-            queries, version = await self.encode(payload, headers)
-            self._check_version([version])
+            started = time.perf_counter()
+            embeddings = await self.encode(payload, headers)
+            metrics.predictor_seconds.observe(time.perf_counter() - started)
+            snapshot = self.snapshot_for(embeddings.model_version, "predictor")
+            queries = embeddings.vectors
             exclude = [None] * len(queries)
-        scores, hits = self.index.search(queries, min(top_k + 1, self.index.meta.count))
+            if queries.shape != (len(payload.images), snapshot.index.meta.dimension):
+                raise ServerNotReady(f"the encoder returned embeddings of shape {list(queries.shape)}")
+        return self._answer(payload, snapshot, queries, exclude)
+
+    def _answer(self, query: Query, snapshot: ServingSnapshot, queries: np.ndarray, exclude: list[int | None]) -> InferResponse:
+        metrics = transformer_metrics()
+        top_k = query.top_k
+        started = time.perf_counter()
+        scores, hits = snapshot.index.search(queries, min(top_k + 1, snapshot.index.meta.count))  # one call per batch
+        metrics.faiss_seconds.observe(time.perf_counter() - started)
         item_ids = np.full((len(queries), top_k), -1, dtype=np.int64)
         item_scores = np.zeros((len(queries), top_k), dtype=np.float32)
         for row in range(len(queries)):
             keep = [(s, h) for s, h in zip(scores[row], hits[row], strict=True) if h != -1 and h != exclude[row]][:top_k]
             for col, (score, hit) in enumerate(keep):
                 item_ids[row, col], item_scores[row, col] = hit, score
+        found = sorted({int(i) for i in item_ids.reshape(-1) if i != -1})
+        started = time.perf_counter()
+        attributes = snapshot.features.attributes(found) if found else {c: [] for c in ATTRIBUTE_COLUMNS}
+        metrics.feast_seconds.labels(read="attributes").observe(time.perf_counter() - started)
+        position = {item: n for n, item in enumerate(found)}
+        outputs = [
+            InferOutput(OUTPUT_ITEM_ID, list(item_ids.shape), "INT64", item_ids.tolist()),
+            InferOutput(OUTPUT_SCORE, list(item_scores.shape), "FP32", item_scores.tolist()),
+        ]
+        for column in ATTRIBUTE_COLUMNS:
+            values = [("" if i == -1 else (attributes[column][position[int(i)]] or "")) for i in item_ids.reshape(-1)]
+            outputs.append(InferOutput(column, list(item_ids.shape), "BYTES", values))
         return InferResponse(
-            response_id=payload.id or "",
-            model_name=self.name,
-            model_version=self.model_version,
-            infer_outputs=[
-                InferOutput(OUTPUT_ITEM_ID, list(item_ids.shape), "INT64", item_ids),
-                InferOutput(OUTPUT_SCORE, list(item_scores.shape), "FP32", item_scores),
-            ],
+            response_id=query.id or "", model_name=self.name, model_version=snapshot.model_version, infer_outputs=outputs
         )
 
-    def _check_version(self, versions: list[str | None]) -> None:
-        stale = sorted({str(v) for v in versions if v != self.model_version})
-        if stale:
-            raise ServerNotReady(
-                f"embedding model_version {stale} does not match the index's {self.model_version}; refusing to mix models"
-            )
 
-    async def postprocess(
-        self, result: InferResponse, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
-    ) -> InferResponse:
-        assert self.features is not None
-        ids = np.asarray(result.outputs[0].data, dtype=np.int64).reshape(result.outputs[0].shape)
-        flat = [int(i) for i in ids.reshape(-1) if i != -1]
-        attributes = self.features.attributes(sorted(set(flat))) if flat else {c: [] for c in ATTRIBUTE_COLUMNS}
-        position = {item: n for n, item in enumerate(sorted(set(flat)))}
-        for column in ATTRIBUTE_COLUMNS:
-            values = [("" if i == -1 else (attributes[column][position[int(i)]] or "")) for i in ids.reshape(-1)]
-            result.outputs.append(InferOutput(column, list(ids.shape), "BYTES", values))
-        return result
+class TransformerRepository(ModelRepository):  # type: ignore[misc]
+    """KServe's model repository extension: ``POST /v2/repository/models/<name>/load`` hot-swaps the snapshot."""
+
+    async def load(self, name: str) -> bool:
+        model = self.get_model(name)
+        if not isinstance(model, FashionrecTransformer):
+            raise KeyError(f"no model named {name!r}")
+        await model.reload()
+        return True
+
+    def unload(self, name: str) -> None:
+        raise InvalidInput("the transformer cannot serve without an index; load a new one instead of unloading")
+
+
+def guard_app(app: Any, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    """Put the size limit and the status/latency metrics in front of KServe's FastAPI app (before it starts)."""
+    app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,10 +342,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
+    parser.add_argument("--max_request_bytes", type=int, default=MAX_REQUEST_BYTES, help="larger bodies get a 413")
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(args.model_name, index_dir=args.index_dir, feature_repo=args.feature_repo)
     model.load()
-    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc).start([model])
+    guard_app(model_server.app, args.max_request_bytes)
+    ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        registered_models=TransformerRepository(),
+    ).start([model])
 
 
 if __name__ == "__main__":

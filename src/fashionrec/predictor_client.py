@@ -1,0 +1,150 @@
+"""The transformer's hop to the encoder predictor: one long-lived, pooled async connection set per process.
+
+- ``v2`` (REST, JSON): works with TorchServe (which speaks only the infer endpoint of v2) and with the KServe-hosted
+  encoder. aiohttp with a keep-alive pool: KServe's own httpx-based client costs about twice as much per call.
+- ``grpc-v2``: the v2 gRPC protocol, only the KServe-hosted encoder has it (TorchServe's gRPC is its own API).
+
+Both return the embeddings with the model_version that made them; the transformer decides what to do with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from kserve.errors import InvalidInput, ServerNotReady
+
+from fashionrec.config import INPUT_IMAGE, OUTPUT_EMBEDDING
+
+PROTOCOLS = ("v2", "grpc-v2")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # [n, dim] float32
+    model_version: str | None
+
+
+class PredictorClient(Protocol):
+    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
+        """Embed raw images; ``encoded`` is their base64 form when the caller already has it (saves re-encoding)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def predictor_error(status: int, body: bytes) -> Exception:
+    """A predictor's non-200 answer as the exception KServe turns into the right status for our client."""
+    try:
+        parsed = orjson.loads(body)
+        message = str(parsed.get("error") or parsed.get("message") or parsed) if isinstance(parsed, dict) else str(parsed)
+    except orjson.JSONDecodeError:
+        message = body[:300].decode("utf-8", "replace")
+    if 400 <= status < 500 and status not in (404, 408, 429):
+        return InvalidInput(f"the encoder refused the request: {message}")
+    return ServerNotReady(f"the encoder answered {status}: {message}")
+
+
+def parse_v2_embeddings(body: dict[str, Any]) -> Embeddings:
+    outputs = {o.get("name"): o for o in body.get("outputs") or [] if isinstance(o, dict)}
+    if OUTPUT_EMBEDDING not in outputs:
+        raise ServerNotReady(f"the encoder answered without an '{OUTPUT_EMBEDDING}' output")
+    tensor = outputs[OUTPUT_EMBEDDING]
+    vectors = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    # KServe 0.21's REST response parser drops model_version, so the encoder repeats it in parameters.
+    version = body.get("model_version") or (body.get("parameters") or {}).get("model_version")
+    return Embeddings(vectors, None if version is None else str(version))
+
+
+class RestPredictor:
+    """v2 REST over a keep-alive aiohttp pool, created lazily inside the server's event loop."""
+
+    def __init__(self, host: str, model_name: str, timeout_s: float = 30.0, pool_size: int = 64) -> None:
+        base = host if host.startswith(("http://", "https://")) else f"http://{host}"
+        self.url = f"{base.rstrip('/')}/v2/models/{model_name}/infer"
+        self.timeout_s = timeout_s
+        self.pool_size = pool_size
+        self._session: Any = None
+
+    def _client(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=60, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
+        import base64
+
+        import aiohttp
+
+        data = encoded if encoded is not None else [base64.b64encode(i).decode("ascii") for i in images]
+        body: dict[str, Any] = {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(data)], "data": data}]}
+        if request_id:
+            body["id"] = request_id
+        try:
+            async with self._client().post(
+                self.url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ServerNotReady(f"the encoder at {self.url} is unreachable: {exc!r}") from exc
+        if status != 200:
+            raise predictor_error(status, raw)
+        return parse_v2_embeddings(orjson.loads(raw))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class GrpcPredictor:
+    """v2 gRPC (KServe's InferenceGRPCClient: one channel, multiplexed)."""
+
+    def __init__(self, host: str, model_name: str, timeout_s: float = 30.0) -> None:
+        self.host = host
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self._client: Any = None
+
+    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
+        import grpc
+        from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+        if self._client is None:
+            # KServe's default retry policy re-sends only on UNAVAILABLE (the encoder not answering), which is safe.
+            self._client = InferenceGRPCClient(self.host, timeout=self.timeout_s)
+        tensor = InferInput(INPUT_IMAGE, [len(images)], "BYTES")
+        tensor.set_data_from_numpy(np.array(images, dtype=np.object_), binary_data=True)
+        request = InferRequest(model_name=self.model_name, infer_inputs=[tensor], request_id=request_id)
+        try:
+            response = await self._client.infer(request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidInput(f"the encoder refused the request: {exc.details()}") from exc
+            raise ServerNotReady(f"the encoder at {self.host} answered {exc.code().name}: {exc.details()}") from exc
+        outputs = {o.name: o for o in response.outputs}
+        if OUTPUT_EMBEDDING not in outputs:
+            raise ServerNotReady(f"the encoder answered without an '{OUTPUT_EMBEDDING}' output")
+        vectors = np.asarray(outputs[OUTPUT_EMBEDDING].as_numpy(), dtype=np.float32)
+        version = response.model_version or (response.parameters or {}).get("model_version")
+        return Embeddings(vectors, None if version is None else str(version))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def make_predictor(protocol: str, host: str, model_name: str, timeout_s: float = 30.0) -> PredictorClient:
+    if protocol == "v2":
+        return RestPredictor(host, model_name, timeout_s)
+    if protocol == "grpc-v2":
+        return GrpcPredictor(host, model_name, timeout_s)
+    raise ValueError(f"predictor protocol must be one of {PROTOCOLS}, got {protocol!r}")
