@@ -15,7 +15,7 @@ from PIL import Image
 from fashionrec.config import EMBEDDING_DIM, MAX_BATCH, MODEL_NAME
 from fashionrec.encoder_service import CARD_FILE, EXPORTED_FILE, EncoderService
 from fashionrec.model import build_encoder
-from fashionrec.package import TorchServeSettings, build_model_store, torchserve_properties
+from fashionrec.package import TorchServeSettings, build_model_store, mar_version, torchserve_properties
 
 torchserve = pytest.importorskip("ts")  # part of the [encoder] extra, installed by `make setup`
 
@@ -117,7 +117,10 @@ def test_model_store_layout_for_kserve(stages) -> None:  # type: ignore[no-untyp
     assert "service_envelope" not in config  # the handler parses v2 itself
     assert "management_address=http://127.0.0.1:" in config
     snapshot = json.loads(next(line for line in config.splitlines() if line.startswith("model_snapshot=")).split("=", 1)[1])
-    assert snapshot["models"][MODEL_NAME]["1.0"]["marName"] == f"{MODEL_NAME}.mar"
+    version = json.loads((stages.model_dir / "model.json").read_text())["model_version"]
+    # Registered under the trained model's version, so a hot swap can register the next one beside it.
+    assert snapshot["models"][MODEL_NAME][version]["marName"] == f"{MODEL_NAME}.mar"
+    assert mar_version(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") == version
     with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
         names = set(mar.namelist())
     assert {
@@ -132,7 +135,7 @@ def test_model_store_layout_for_kserve(stages) -> None:  # type: ignore[no-untyp
 
 
 def test_properties_render_the_settings() -> None:
-    text = torchserve_properties(TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m"))
+    text = torchserve_properties(TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m"), "abc123")
     assert '"batchSize":16' in text and '"maxBatchDelay":7' in text and "-Xmx256m" in text
     assert "disable_token_authorization=true" in text and "metrics_mode=prometheus" in text
 

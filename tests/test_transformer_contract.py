@@ -15,11 +15,12 @@ from kserve.predictor_config import PredictorConfig
 from kserve.protocol.rest.server import RESTServer
 
 from fashionrec.client import image_request, item_request, parse_hits
-from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MODEL_NAME
+from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MAX_REQUEST_BYTES, MODEL_NAME
 from fashionrec.encoder_service import EncoderService
 from fashionrec.imaging import load_batch
 from fashionrec.predictor_client import Embeddings
-from fashionrec.transformer import FashionrecTransformer, Query, guard_app
+from fashionrec.serving_metrics import guard_app
+from fashionrec.transformer import FashionrecTransformer, Query
 
 INFER = f"/v2/models/{MODEL_NAME}/infer"
 
@@ -59,7 +60,7 @@ def client(transformer: InProcessEncoderTransformer) -> TestClient:
     server.register_model(transformer)
     rest = RESTServer("kserve.model_server:app", server.dataplane, server.model_repository_extension, http_port=0)
     app = FastAPI()
-    guard_app(app)
+    guard_app(app, MAX_REQUEST_BYTES)
     rest._register_endpoints(app)
     rest._add_exception_handlers(app)
     return TestClient(app, raise_server_exceptions=False)

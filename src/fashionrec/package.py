@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from fashionrec.train import load_encoder
 
 # The fashionrec modules the handler needs at run time inside the stock TorchServe image.
 HANDLER_MODULES = ("__init__.py", "config.py", "imaging.py", "encoder_service.py")
-MAR_VERSION = "1.0"
 
 
 def handler_file() -> Path:
@@ -75,13 +75,14 @@ class TorchServeSettings:
     java_heap: str = "512m"
 
 
-def torchserve_properties(settings: TorchServeSettings) -> str:
+def torchserve_properties(settings: TorchServeSettings, model_version: str) -> str:
+    """config.properties; the model is registered under its model_version, so a hot swap can add the next one."""
     snapshot = {
         "name": "startup.cfg",
         "modelCount": 1,
         "models": {
             MODEL_NAME: {
-                MAR_VERSION: {
+                model_version: {
                     "defaultVersion": True,
                     "marName": MAR_FILE,
                     "minWorkers": settings.workers,
@@ -127,7 +128,10 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
     store = out_dir / MODEL_STORE_DIR
     store.mkdir(parents=True, exist_ok=True)
     (out_dir / TS_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    (out_dir / TS_CONFIG_FILE).write_text(torchserve_properties(settings or TorchServeSettings()), encoding="utf-8")
+    model_version = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))["model_version"]
+    (out_dir / TS_CONFIG_FILE).write_text(
+        torchserve_properties(settings or TorchServeSettings(), model_version), encoding="utf-8"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
         export_encoder(model_dir, staging / EXPORTED_FILE)
@@ -145,7 +149,7 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
                 "--model-name",
                 MODEL_NAME,
                 "--version",
-                MAR_VERSION,
+                model_version,
                 "--serialized-file",
                 str(staging / EXPORTED_FILE),
                 "--handler",
@@ -160,3 +164,9 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
             capture_output=True,
         )
     return store / MAR_FILE
+
+
+def mar_version(mar: Path) -> str:
+    """The model version recorded in a .mar's manifest (the trained model's model_version)."""
+    with zipfile.ZipFile(mar) as archive:
+        return str(json.loads(archive.read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"])

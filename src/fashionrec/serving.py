@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
-from fashionrec.package import TorchServeSettings, torchserve_properties
+from fashionrec.package import TorchServeSettings, mar_version, torchserve_properties
 
 
 class ServerStartError(RuntimeError):
@@ -104,14 +104,21 @@ class LocalTorchServe:
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}"
 
+    @property
+    def live_store(self) -> Path:
+        return self.work_dir.resolve() / MODEL_STORE_DIR
+
     def start(self, timeout: float = 180.0) -> None:
         if shutil.which("java") is None:
             raise ServerStartError("TorchServe needs a Java runtime (17+): `make setup` installs one")
-        store = self.model_store_dir / MODEL_STORE_DIR
+        source = self.model_store_dir / MODEL_STORE_DIR / MAR_FILE
         self.work_dir = self.work_dir.resolve()  # TorchServe runs with cwd=work_dir: every path must be absolute
-        if not (store / MAR_FILE).is_file():
-            raise ServerStartError(f"{store / MAR_FILE} not found: run the pipeline first")
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if not source.is_file():
+            raise ServerStartError(f"{source} not found: run the pipeline first")
+        # A live store of its own: a hot swap adds archives to it without touching the pipeline's output.
+        store = self.live_store
+        store.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, store / MAR_FILE)
         settings = replace(
             self.settings,
             inference_address=self.inference_url,
@@ -122,7 +129,7 @@ class LocalTorchServe:
             model_store=str(store.resolve()),
         )
         config = self.work_dir / "config.properties"
-        config.write_text(torchserve_properties(settings), encoding="utf-8")
+        config.write_text(torchserve_properties(settings, mar_version(store / MAR_FILE)), encoding="utf-8")
         torchserve = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or "torchserve"
         self.process = ManagedProcess(
             "torchserve",
@@ -153,11 +160,60 @@ class LocalTorchServe:
 
 
 @dataclass
+class LocalKServeEncoder:
+    """The no-JVM predictor runtime: the same .mar served by fashionrec.kserve_encoder under kserve.ModelServer."""
+
+    model_store_dir: Path
+    work_dir: Path
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        """The container arguments of the kserve-encoder predictor, with local paths and ports."""
+        return [
+            f"--model_name={MODEL_NAME}",
+            f"--model_dir={self.model_store_dir.resolve()}",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+        ]
+
+    def predictor_host(self, protocol: str) -> str:
+        return f"127.0.0.1:{self.grpc_port if protocol == 'grpc-v2' else self.http_port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.work_dir = self.work_dir.resolve()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(
+            "kserve-encoder",
+            [sys.executable, "-m", "fashionrec.kserve_encoder", *self.args()],
+            self.work_dir / "encoder.log",
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        self.process.start()
+        wait_until(
+            lambda: httpx.get(f"{self.inference_url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200,
+            self.process,
+            timeout,
+            "KServe encoder",
+        )
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
 class LocalTransformer:
     index_dir: Path
     feature_repo: Path
     predictor_host: str  # host:port of the v2 predictor
     work_dir: Path
+    predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     process: ManagedProcess | None = None
@@ -171,11 +227,11 @@ class LocalTransformer:
         return [
             f"--model_name={MODEL_NAME}",
             f"--predictor_host={self.predictor_host}",
-            "--predictor_protocol=v2",
+            f"--predictor_protocol={self.predictor_protocol}",
             f"--http_port={self.http_port}",
             f"--grpc_port={self.grpc_port}",
-            f"--index_dir={self.index_dir.resolve()}",
-            f"--feature_repo={self.feature_repo.resolve()}",
+            f"--index_dir={self.index_dir.absolute()}",
+            f"--feature_repo={self.feature_repo.absolute()}",
         ]
 
     def start(self, timeout: float = 120.0) -> None:
@@ -209,16 +265,36 @@ class Deployment:
     feature_repo: Path
 
 
+RUNTIMES = ("torchserve", "kserve")
+
+
 @contextlib.contextmanager
-def serve_locally(deployment: Deployment, work_dir: Path | None = None) -> Iterator[tuple[LocalTorchServe, LocalTransformer]]:
-    """Start TorchServe and the transformer on free loopback ports; stop both on exit, whatever happens."""
+def serve_locally(
+    deployment: Deployment, work_dir: Path | None = None, runtime: str = "torchserve", protocol: str = "v2"
+) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
+    """Start the predictor (TorchServe, or the KServe-hosted encoder) and the transformer on free loopback ports;
+    stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if protocol == "grpc-v2" and runtime != "kserve":
+        raise ValueError("TorchServe has no v2 gRPC endpoint (its gRPC is its own API): use runtime='kserve' for grpc-v2")
     with contextlib.ExitStack() as stack:
         root = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fashionrec-serve-")))
-        predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
+        predictor: LocalTorchServe | LocalKServeEncoder
+        if runtime == "kserve":
+            predictor = LocalKServeEncoder(deployment.model_store, root / "encoder")
+            host = predictor.predictor_host(protocol)
+        else:
+            predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
+            host = f"127.0.0.1:{predictor.inference_port}"
         stack.callback(predictor.stop)
         predictor.start()
+        from fashionrec.hotswap import LIVE_FEATURE_REPO, LIVE_INDEX, link_deployment
+
+        # The transformer reads through a symlink that a hot swap flips (fashionrec.hotswap).
+        current = link_deployment(deployment, root / "live")
         transformer = LocalTransformer(
-            deployment.index_dir, deployment.feature_repo, f"127.0.0.1:{predictor.inference_port}", root / "transformer"
+            current / LIVE_INDEX, current / LIVE_FEATURE_REPO, host, root / "transformer", predictor_protocol=protocol
         )
         stack.callback(transformer.stop)
         transformer.start()

@@ -122,3 +122,8 @@ def _replay(body: bytes) -> Any:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def guard_app(app: Any, max_request_bytes: int) -> None:
+    """Put the size limit and the status/latency metrics in front of KServe's FastAPI app (before it starts)."""
+    app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes)

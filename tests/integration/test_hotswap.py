@@ -1,0 +1,67 @@
+"""Hot swap on the real chain: queries keep flowing while a second model version is registered in TorchServe and
+the transformer loads its index. Zero requests may fail, and answers turn to the new model_version."""
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fashionrec.client import image_request
+from fashionrec.config import MODEL_NAME
+from fashionrec.hotswap import served_versions, swap
+from fashionrec.serving import serve_locally
+from fashionrec.stages import run_stages
+from fashionrec.train import TrainConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def second_version(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Another model trained on the same catalogue (other seed, so other weights and another model_version)."""
+    return run_stages(tiny_catalog, tmp_path_factory.mktemp("v2"), TrainConfig(epochs=2, batch_size=16, seed=7))
+
+
+def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(
+    stages, second_version, tiny_catalog: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    with serve_locally(stages.deployment, tmp_path) as (predictor, transformer):
+
+        def query_until_stopped() -> None:
+            with httpx.Client(timeout=60) as client:
+                while not stop.is_set():
+                    response = client.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body)
+                    version = response.json().get("model_version", "") if response.status_code == 200 else response.text
+                    answers.append((time.monotonic(), response.status_code, version))
+
+        workers = [threading.Thread(target=query_until_stopped) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            time.sleep(1.5)
+            old, new = swap(predictor, transformer.url, tmp_path / "live", second_version.deployment, drain_s=1.0)
+            swapped_at = time.monotonic()
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+        metrics = httpx.get(f"{transformer.url}/metrics").text
+        versions_left = served_versions(predictor)
+
+    assert old != new
+    failed = [a for a in answers if a[1] != 200]
+    assert not failed, failed[:3]
+    seen = [v for _, _, v in answers]
+    assert old in seen and new in seen
+    assert all(v == new for t, _, v in answers if t > swapped_at + 0.5)  # after the swap, only the new model answers
+    assert versions_left == {new: True}  # the old version was unregistered from TorchServe
+    assert "fashionrec_index_swaps_total 1.0" in metrics
+    assert f'model_version="{new}"' in metrics
+    assert 'fashionrec_stale_embeddings_total{source="predictor"}' not in metrics
