@@ -14,7 +14,7 @@ from kserve import ModelServer
 from kserve.predictor_config import PredictorConfig
 from kserve.protocol.rest.server import RESTServer
 
-from fashionrec.client import image_request, item_request, parse_hits
+from fashionrec.client import binary_image_request, image_request, item_request, parse_hits
 from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MAX_REQUEST_BYTES, MODEL_NAME
 from fashionrec.encoder_service import EncoderService
 from fashionrec.imaging import load_batch
@@ -145,3 +145,72 @@ def test_metadata_and_readiness(client: TestClient) -> None:
     assert {i["name"] for i in metadata["inputs"]} == {"image", "item_id"}
     assert {"item_id", "score", "articleType"} <= {o["name"] for o in metadata["outputs"]}
     assert client.get("/v2/models/unknown/ready").status_code == 404
+
+
+def test_binary_tensor_extension_gives_the_same_answer_as_base64(client: TestClient, tiny_catalog: Path) -> None:
+    images = [image_of(tiny_catalog, 10000), image_of(tiny_catalog, 10031)]
+    body, headers = binary_image_request(images, top_k=3)
+    binary = client.post(INFER, content=body, headers=headers)
+    assert binary.status_code == 200, binary.text
+    as_json = client.post(INFER, json=image_request(images, top_k=3)).json()
+    assert [[h.item_id for h in row] for row in parse_hits(binary.json())] == [
+        [h.item_id for h in row] for row in parse_hits(as_json)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b"{not json", {"Content-Type": "application/json"}, ""),
+        (b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 9}}]}',
+         {"Inference-Header-Content-Length": "40"}, ""),  # header length pointing into the middle of the JSON
+        (b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 4}}]}\x05\x00\x00\x00',
+         {"Inference-Header-Content-Length": "103"}, ""),  # element longer than the data
+    ],
+)  # fmt: skip
+def test_malformed_bodies_get_a_4xx(client: TestClient, body: bytes, headers: dict, message: str) -> None:  # type: ignore[type-arg]
+    response = client.post(INFER, content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+    assert "error" in response.json()
+
+
+def test_oversized_body_gets_a_413_before_it_is_read(client: TestClient) -> None:
+    response = client.post(INFER, content=b"x" * (MAX_REQUEST_BYTES + 1), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "above the limit" in response.json()["error"]
+
+
+def test_stale_embeddings_are_counted(client: TestClient, transformer, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import REGISTRY
+
+    def stale() -> float:
+        return REGISTRY.get_sample_value("fashionrec_stale_embeddings_total", {"source": "predictor"}) or 0.0
+
+    before = stale()
+    transformer.served_version = "another-model"
+    try:
+        assert client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).status_code == 503
+    finally:
+        transformer.served_version = None
+    assert stale() == before + 1
+    metrics = client.get("/metrics").text
+    assert "fashionrec_faiss_seconds_bucket" in metrics and "fashionrec_predictor_seconds_count" in metrics
+    assert f'fashionrec_model_info{{dataset_digest="' in metrics and "fashionrec_index_items 60.0" in metrics
+
+
+def test_the_previous_snapshot_keeps_serving_its_own_version(transformer, tiny_catalog: Path, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    """During a swap, embeddings of the old model are searched in the old index, never in the new one."""
+    import dataclasses
+
+    current = transformer.current
+    renamed = dataclasses.replace(current.index.meta, model_version="next-model")
+    from fashionrec.index import ItemIndex
+    from fashionrec.transformer import ServingSnapshot
+
+    transformer._install(ServingSnapshot(ItemIndex(current.index.index, renamed), current.features))
+    try:
+        old = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()
+        assert old["model_version"] == current.model_version  # the encoder still answers with the old version
+        assert transformer.model_version == "next-model" and set(transformer.snapshots) == {current.model_version, "next-model"}
+    finally:
+        transformer._install(current)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,28 @@ def image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> dict[str, 
         "inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}],
         "parameters": {"top_k": top_k},
     }
+
+
+def binary_image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> tuple[bytes, dict[str, str]]:
+    """The same query with the v2 binary tensor extension: raw image bytes after the JSON header, no base64.
+
+    Returns (body, headers); BYTES elements are each prefixed with their length (4 bytes, little endian).
+    """
+    raw = b"".join(struct.pack("<I", len(i)) + i for i in images)
+    header = {
+        "inputs": [
+            {
+                "name": INPUT_IMAGE,
+                "datatype": "BYTES",
+                "shape": [len(images)],
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "parameters": {"top_k": top_k},
+    }
+    encoded = json.dumps(header).encode()
+    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(encoded))}
+    return encoded + raw, headers
 
 
 def item_request(item_ids: list[int], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:

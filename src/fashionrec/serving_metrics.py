@@ -79,24 +79,42 @@ class RequestGuard:
             await send(message)
 
         try:
-            length = dict(scope.get("headers") or []).get(b"content-length")
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await self._refuse(send_and_record, f"request body of {int(length)} bytes")
                 return
-            if length is None and scope.get("method") in ("POST", "PUT"):
-                # Chunked upload: read it here, up to the limit, then hand the handler the bytes it would have read.
-                body, more, total = [], True, 0
+            binary_header = headers.get(b"inference-header-content-length")
+            if (length is None or binary_header is not None) and scope.get("method") in ("POST", "PUT"):
+                # Read the body here (bounded): chunked uploads, and binary tensor requests that are rewritten below.
+                chunks, more, total = [], True, 0
                 while more:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return
-                    body.append(message.get("body", b""))
-                    total += len(body[-1])
+                    chunks.append(message.get("body", b""))
+                    total += len(chunks[-1])
                     more = message.get("more_body", False)
                     if total > self.max_body_bytes:
-                        await self._refuse(send_and_record, "request body above")
+                        await self._refuse(send_and_record, "request body")
                         return
-                receive = _replay(b"".join(body))
+                body = b"".join(chunks)
+                if binary_header is not None:
+                    try:
+                        body = binary_to_json(body, binary_header)
+                    except ValueError as exc:
+                        await self._answer(send_and_record, 400, f"binary tensor request: {exc}")
+                        return
+                    kept = [
+                        (k, v)
+                        for k, v in scope["headers"]
+                        if k not in (b"content-length", b"content-type", b"inference-header-content-length")
+                    ]
+                    scope = {
+                        **scope,
+                        "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                    }
+                receive = _replay(body)
             await self.app(scope, receive, send_and_record)
         finally:
             metrics.requests.labels(status=str(status)).inc()
@@ -105,10 +123,76 @@ class RequestGuard:
 
     async def _refuse(self, send: Any, what: str) -> None:
         message = f"{what} is above the limit of {self.max_body_bytes} bytes; send fewer or smaller images per request"
-        body = orjson.dumps({"error": message})
+        await self._answer(send, 413, message)
+
+    @staticmethod
+    async def _answer(send: Any, status: int, message: str) -> None:
+        body = orjson.dumps({"error": message})  # the v2 error body
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_NUMPY_TYPES = {
+    "BOOL": "?", "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "u1", "UINT16": "<u2",
+    "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}  # fmt: skip
+
+
+def binary_to_json(body: bytes, header_length: bytes) -> bytes:
+    """A v2 binary tensor request (JSON header + raw tensors) as the equivalent JSON request; BYTES become base64.
+
+    KServe 0.21 reads binary BYTES tensors by decoding them as UTF-8, so raw image bytes fail there with a 500.
+    Every structural problem is a ValueError (the guard answers 400).
+    """
+    import base64
+    import struct
+
+    import numpy as np
+
+    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+        raise ValueError(
+            f"Inference-Header-Content-Length {header_length.decode(errors='replace')!r} does not fit a {len(body)}-byte body"
+        )
+    split = int(header_length)
+    try:
+        request = orjson.loads(body[:split])
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the JSON header is not JSON: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise ValueError("the JSON header needs an 'inputs' list")
+    offset = split
+    for tensor in request["inputs"]:
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(body):
+            raise ValueError(f"binary_data_size {size!r} of input {tensor.get('name')!r} runs past the end of the body")
+        raw, offset = body[offset : offset + size], offset + size
+        datatype = tensor.get("datatype")
+        if datatype == "BYTES":
+            items, at = [], 0
+            while at < len(raw):
+                if at + 4 > len(raw):
+                    raise ValueError(f"input {tensor.get('name')!r}: truncated BYTES length prefix")
+                (n,) = struct.unpack_from("<I", raw, at)
+                if at + 4 + n > len(raw):
+                    raise ValueError(f"input {tensor.get('name')!r}: a BYTES element runs past its tensor")
+                items.append(base64.b64encode(raw[at + 4 : at + 4 + n]).decode("ascii"))
+                at += 4 + n
+            tensor["data"] = items
+        elif datatype in _NUMPY_TYPES:
+            dtype = np.dtype(_NUMPY_TYPES[datatype])
+            if len(raw) % dtype.itemsize:
+                raise ValueError(f"input {tensor.get('name')!r}: {len(raw)} bytes is not a whole number of {datatype}")
+            tensor["data"] = np.frombuffer(raw, dtype=dtype).tolist()
+        else:
+            raise ValueError(f"input {tensor.get('name')!r}: unknown datatype {datatype!r}")
+        parameters.pop("binary_data_size")  # type: ignore[union-attr]
+    if offset != len(body):
+        raise ValueError(f"{len(body) - offset} bytes after the last tensor")
+    return orjson.dumps(request)
 
 
 def _replay(body: bytes) -> Any:
@@ -125,5 +209,14 @@ def _replay(body: bytes) -> Any:
 
 
 def guard_app(app: Any, max_request_bytes: int) -> None:
-    """Put the size limit and the status/latency metrics in front of KServe's FastAPI app (before it starts)."""
+    """Put the size limit and the status/latency metrics in front of KServe's FastAPI app (before it starts), and
+    answer bodies FastAPI cannot parse with a v2 error body and a 400 instead of its own 422 ``detail`` list."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import ORJSONResponse
+
+    async def invalid_body(request: Any, exc: RequestValidationError) -> ORJSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:5])
+        return ORJSONResponse({"error": f"not a v2 inference request: {problems}"}, status_code=400)
+
+    app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes)
