@@ -195,7 +195,7 @@ def test_stale_embeddings_are_counted(client: TestClient, transformer, tiny_cata
     assert stale() == before + 1
     metrics = client.get("/metrics").text
     assert "fashionrec_faiss_seconds_bucket" in metrics and "fashionrec_predictor_seconds_count" in metrics
-    assert f'fashionrec_model_info{{dataset_digest="' in metrics and "fashionrec_index_items 60.0" in metrics
+    assert 'fashionrec_model_info{dataset_digest="' in metrics and "fashionrec_index_items 60.0" in metrics
 
 
 def test_the_previous_snapshot_keeps_serving_its_own_version(transformer, tiny_catalog: Path, client: TestClient) -> None:  # type: ignore[no-untyped-def]

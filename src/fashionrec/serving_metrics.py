@@ -213,10 +213,15 @@ def guard_app(app: Any, max_request_bytes: int) -> None:
     answer bodies FastAPI cannot parse with a v2 error body and a 400 instead of its own 422 ``detail`` list."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def invalid_body(request: Any, exc: RequestValidationError) -> ORJSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:5])
         return ORJSONResponse({"error": f"not a v2 inference request: {problems}"}, status_code=400)
 
+    async def http_error(request: Any, exc: StarletteHTTPException) -> ORJSONResponse:
+        return ORJSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
     app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes)

@@ -3,14 +3,17 @@ kserve.ModelServer, started exactly as `fashionrec serve` starts them."""
 
 import base64
 import concurrent.futures
+import json
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fashionrec.client import QueryError, image_request, infer, item_request, parse_hits
-from fashionrec.config import EMBEDDING_DIM, MODEL_NAME
+from fashionrec.client import QueryError, binary_image_request, image_request, infer, item_request, parse_hits
+from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME
 from fashionrec.index import ItemIndex
 from fashionrec.serving import serve_locally
 
@@ -100,3 +103,97 @@ def test_servers_start_from_a_relative_work_dir(stages, tmp_path: Path, monkeypa
         assert predictor.work_dir.is_absolute() and (tmp_path / "relative" / "torchserve" / "config.properties").is_file()
     finally:
         predictor.stop()
+
+
+_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF"
+_payload_items = st.one_of(
+    st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()),
+    st.binary(max_size=64).map(lambda b: base64.b64encode(_JPEG_HEAD + b).decode()),  # truncated JPEG
+    st.text(max_size=20),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    st.none(),
+    st.booleans(),
+)
+_tensors = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["image", "item_id", "colour", ""]),
+        "datatype": st.sampled_from(["BYTES", "INT64", "FP32", "INT32", "BOOL", "nonsense"]),
+        "shape": st.one_of(st.lists(st.integers(min_value=-2, max_value=70), max_size=3), st.text(max_size=3)),
+        "data": st.one_of(st.lists(_payload_items, max_size=70), _payload_items),
+    }
+)
+_bodies = st.one_of(
+    st.fixed_dictionaries(
+        {"inputs": st.lists(_tensors, max_size=3)},
+        optional={
+            "parameters": st.dictionaries(st.sampled_from(["top_k", "x"]), _payload_items, max_size=2),
+            "id": _payload_items,
+        },
+    ).map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=200),
+)
+
+
+def test_fuzzed_payloads_get_only_2xx_or_4xx_and_serving_goes_on(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+    _, transformer = servers
+    url = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
+    answered: list[int] = []
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body=_bodies, binary_header=st.one_of(st.none(), st.integers(min_value=-5, max_value=300)))
+    def throw(body: bytes, binary_header: int | None) -> None:
+        headers = {"Content-Type": "application/json"}
+        if binary_header is not None:
+            headers["Inference-Header-Content-Length"] = str(binary_header)
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        answered.append(response.status_code)
+        assert response.status_code < 500 or (response.status_code == 503 and "model_version" in response.text), (
+            body[:300],
+            response.text[:300],
+        )
+        if response.status_code >= 400:
+            assert "error" in response.json()
+
+    throw()
+    assert len(answered) == 150 and any(400 <= s < 500 for s in answered)
+    # Still serving, and correctly, after the barrage.
+    assert parse_hits(infer(transformer.url, image_request(images(tiny_catalog, 10002))))[0][0].item_id == 10002
+
+
+def test_binary_tensor_request_against_the_real_server(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+    _, transformer = servers
+    body, headers = binary_image_request(images(tiny_catalog, 10005, 10006), top_k=2)
+    response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", content=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert [h[0].item_id for h in parse_hits(response.json())] == [10005, 10006]
+
+
+def test_oversized_request_gets_a_413_and_prometheus_counts_it(servers) -> None:  # type: ignore[no-untyped-def]
+    _, transformer = servers
+    response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", content=b"0" * (MAX_REQUEST_BYTES + 10), timeout=60)
+    assert response.status_code == 413 and "above the limit" in response.json()["error"]
+    metrics = httpx.get(f"{transformer.url}/metrics").text
+    assert 'fashionrec_requests_total{status="413"}' in metrics
+    assert "fashionrec_feast_seconds_bucket" in metrics and "fashionrec_request_seconds_count" in metrics
+
+
+def test_torchserve_exposes_prometheus_metrics(servers) -> None:  # type: ignore[no-untyped-def]
+    predictor, _ = servers
+    metrics = httpx.get(f"http://127.0.0.1:{predictor.metrics_port}/metrics", timeout=10).text
+    assert "ts_inference_requests_total" in metrics
+
+
+@pytest.mark.parametrize("protocol", ["v2", "grpc-v2"])
+def test_kserve_hosted_encoder_serves_the_same_answers(stages, tiny_catalog: Path, tmp_path: Path, protocol: str) -> None:  # type: ignore[no-untyped-def]
+    """The no-JVM runtime: the same .mar under kserve.ModelServer, reached over v2 REST or v2 gRPC."""
+    with serve_locally(stages.deployment, tmp_path, runtime="kserve", protocol=protocol) as (encoder, transformer):
+        response = infer(transformer.url, image_request(images(tiny_catalog, 10003, 10040), top_k=3))
+        assert [h[0].item_id for h in parse_hits(response)] == [10003, 10040]
+        assert response["model_version"] == ItemIndex.load(stages.index_dir).meta.model_version
+        direct = httpx.post(
+            f"{encoder.inference_url}/v2/models/{MODEL_NAME}/infer",
+            json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["bm90IGFuIGltYWdl"]}]},
+        )
+        assert direct.status_code == 400 and "image 0" in direct.json()["error"]
+        assert httpx.get(f"{encoder.inference_url}/v2/models/{MODEL_NAME}").json()["outputs"][0]["name"] == "embedding"
