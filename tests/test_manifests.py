@@ -1,11 +1,14 @@
 """The Kubernetes manifests agree with the code that runs locally: names, image, arguments."""
 
+import copy
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fashionrec.config import MODEL_NAME, PROJECT_IMAGE, TRANSFORMER_GRPC_PORT, TRANSFORMER_HTTP_PORT
-from fashionrec.serving import LocalTransformer
+from fashionrec.manifest_schema import validate_custom_resource
+from fashionrec.serving import LocalKServeEncoder, LocalTransformer
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 
@@ -35,6 +38,7 @@ def test_transformer_arguments_match_the_local_run() -> None:
     assert set(in_cluster) == set(local) - {"--predictor_host"}
     assert in_cluster["--model_name"] == local["--model_name"] == MODEL_NAME
     assert in_cluster["--predictor_protocol"] == local["--predictor_protocol"] == "v2"
+    assert in_cluster["--max_request_bytes"] == local["--max_request_bytes"]
     assert in_cluster["--http_port"] == str(TRANSFORMER_HTTP_PORT) and in_cluster["--grpc_port"] == str(TRANSFORMER_GRPC_PORT)
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_HTTP_PORT}
 
@@ -42,13 +46,80 @@ def test_transformer_arguments_match_the_local_run() -> None:
 def test_kustomization_lists_every_manifest() -> None:
     listed = set(load("kustomization.yaml")["resources"])
     assert listed == {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
-    service_account = load("serviceaccount.yaml")["metadata"]["name"]
+    service_account = load("serviceaccount.yaml")
     isvc = load("inferenceservice.yaml")["spec"]
-    assert isvc["predictor"]["serviceAccountName"] == isvc["transformer"]["serviceAccountName"] == service_account
+    assert (
+        isvc["predictor"]["serviceAccountName"]
+        == isvc["transformer"]["serviceAccountName"]
+        == service_account["metadata"]["name"]
+    )
+    assert service_account["secrets"][0]["name"] == load("storage-secret.yaml")["metadata"]["name"]
 
 
-def test_core_kubernetes_objects_validate_against_the_api_schema() -> None:
+@pytest.mark.parametrize("name", sorted(p.name for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml"))
+def test_every_manifest_validates_against_its_schema(name: str) -> None:
+    """Core objects against the Kubernetes API schema, KServe resources against KServe's generated OpenAPI models."""
     import kubernetes_validate
 
-    for name in ("serviceaccount.yaml",):
-        kubernetes_validate.validate(load(name), "1.30", strict=True)
+    document = load(name)
+    if document["apiVersion"].startswith("serving.kserve.io/"):
+        assert validate_custom_resource(document) == []
+    else:
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def test_the_schema_check_catches_typos_and_wrong_types() -> None:
+    isvc = load("inferenceservice.yaml")
+    isvc["spec"]["transformer"]["containers"][0]["readinesProbe"] = isvc["spec"]["transformer"]["containers"][0].pop(
+        "readinessProbe"
+    )
+    isvc["spec"]["predictor"]["minReplicas"] = "one"
+    errors = validate_custom_resource(isvc)
+    assert any("readinesProbe: unknown field of V1Container" in e for e in errors)
+    assert any("minReplicas: expected int" in e for e in errors)
+
+
+def test_pods_run_as_non_root_with_probes_and_limits() -> None:
+    spec = load("inferenceservice.yaml")["spec"]
+    for component in ("predictor", "transformer"):
+        assert spec[component]["securityContext"]["runAsNonRoot"] is True
+    container = spec["transformer"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{MODEL_NAME}/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    for resources in (container["resources"], spec["predictor"]["model"]["resources"]):
+        assert set(resources) == {"requests", "limits"}
+
+
+def apply_json_patch(document: dict, operations: list[dict]) -> dict:  # type: ignore[type-arg]
+    patched = copy.deepcopy(document)
+    for op in operations:
+        *parents, leaf = op["path"].strip("/").split("/")
+        target = patched
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        assert op["op"] in ("add", "replace")
+        if op["op"] == "replace":
+            assert (int(leaf) < len(target)) if isinstance(target, list) else leaf in target, op["path"]
+        if isinstance(target, list):
+            target[int(leaf)] = op["value"]
+        else:
+            target[leaf] = op["value"]
+    return patched
+
+
+def test_kserve_encoder_overlay_selects_the_no_jvm_runtime_over_grpc() -> None:
+    overlay = MANIFESTS / "overlays" / "kserve-encoder"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    operations = yaml.safe_load((overlay / kustomization["patches"][0]["path"]).read_text())
+    isvc = apply_json_patch(load("inferenceservice.yaml"), operations)
+    assert validate_custom_resource(isvc) == []
+    runtime = load("servingruntime-kserve-encoder.yaml")
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == runtime["spec"]["supportedModelFormats"][0]["name"]
+    assert "--predictor_protocol=grpc-v2" in isvc["spec"]["transformer"]["containers"][0]["args"]
+    container = runtime["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "fashionrec.kserve_encoder"]
+    local = LocalKServeEncoder(Path("m"), Path("w")).args()
+    assert {a.split("=")[0] for a in container["args"]} == {a.split("=")[0] for a in local}
+    assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_GRPC_PORT}

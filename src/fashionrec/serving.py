@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
+from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR
 from fashionrec.package import TorchServeSettings, mar_version, torchserve_properties
 
 
@@ -232,6 +232,7 @@ class LocalTransformer:
             f"--grpc_port={self.grpc_port}",
             f"--index_dir={self.index_dir.absolute()}",
             f"--feature_repo={self.feature_repo.absolute()}",
+            f"--max_request_bytes={MAX_REQUEST_BYTES}",
         ]
 
     def start(self, timeout: float = 120.0) -> None:
