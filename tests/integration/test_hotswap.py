@@ -11,7 +11,7 @@ import pytest
 from fashionrec.client import image_request
 from fashionrec.config import MODEL_NAME
 from fashionrec.hotswap import served_versions, swap
-from fashionrec.serving import serve_locally
+from fashionrec.serving import LocalTorchServe, serve_locally
 from fashionrec.stages import run_stages
 from fashionrec.train import TrainConfig
 
@@ -32,6 +32,7 @@ def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(
     stop = threading.Event()
 
     with serve_locally(stages.deployment, tmp_path) as (predictor, transformer):
+        assert isinstance(predictor, LocalTorchServe)  # the swap drives TorchServe's management API
 
         def query_until_stopped() -> None:
             with httpx.Client(timeout=60) as client:
