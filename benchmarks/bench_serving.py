@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import os
 import platform
@@ -60,12 +61,7 @@ def timed(call: Callable[[], object]) -> float:
 def sequential(call: Callable[[int], object], requests: int, warmup: int = 10) -> dict[str, float]:
     for i in range(warmup):
         call(i)
-    timings = []
-    for i in range(requests):
-        started = time.perf_counter()
-        call(i)
-        timings.append((time.perf_counter() - started) * 1000)
-    return summarise(timings)
+    return summarise([timed(functools.partial(call, i)) for i in range(requests)])
 
 
 def poster(client: httpx.Client, url: str, bodies: list[dict[str, object]]) -> Callable[[int], object]:
@@ -78,12 +74,7 @@ def at_concurrency(url: str, bodies: list[dict[str, object]], requests: int) -> 
 
     def worker(n: int) -> list[float]:
         post = poster(clients[n], url, bodies)
-        timings = []
-        for i in range(n, requests, CONCURRENCY):
-            started = time.perf_counter()
-            post(i)
-            timings.append((time.perf_counter() - started) * 1000)
-        return timings
+        return [timed(functools.partial(post, i)) for i in range(n, requests, CONCURRENCY)]
 
     with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
         list(pool.map(lambda n: clients[n].post(url, json=bodies[0]), range(CONCURRENCY)))  # warm every connection

@@ -124,7 +124,7 @@ class OnlineFeatures:
 
         keys = [EntityKey(join_keys=[FEAST_JOIN_KEY], entity_values=[Value(int64_val=int(i))]) for i in item_ids]
         rows = self._online.online_read(self.store.config, view, keys, features)
-        return [None if values is None else values for _, values in rows]
+        return [values for _, values in rows]
 
     def attributes(self, item_ids: list[int]) -> dict[str, list[str | None]]:
         rows = self._read(self._attribute_view, item_ids, list(ATTRIBUTE_COLUMNS))

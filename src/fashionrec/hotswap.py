@@ -14,7 +14,6 @@ transformer's per-version snapshots are what make old and new predictor pods saf
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -23,10 +22,7 @@ import httpx
 
 from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
 from fashionrec.package import TorchServeSettings, mar_version
-from fashionrec.serving import Deployment, LocalTorchServe
-
-LIVE_INDEX = "index"
-LIVE_FEATURE_REPO = "feature_repo"
+from fashionrec.serving import Deployment, LocalTorchServe, link_deployment
 
 
 class SwapError(RuntimeError):
@@ -36,19 +32,6 @@ class SwapError(RuntimeError):
 def _check(response: httpx.Response, what: str) -> None:
     if response.status_code != 200:
         raise SwapError(f"{what} failed with {response.status_code}: {response.text[:500]}")
-
-
-def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
-    """Make live_dir/current point at a folder linking this deployment's index and Feast repo; the transformer is
-    started with live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
-    bundle = live_dir / f"bundle-{time.monotonic_ns()}"
-    bundle.mkdir(parents=True)
-    (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
-    (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
-    staged = live_dir / f".current-{time.monotonic_ns()}"
-    staged.symlink_to(bundle, target_is_directory=True)
-    os.replace(staged, live_dir / "current")
-    return live_dir / "current"
 
 
 def register_version(predictor: LocalTorchServe, model_store: Path, settings: TorchServeSettings | None = None) -> str:

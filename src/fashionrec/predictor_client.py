@@ -9,11 +9,15 @@ Both return the embeddings with the model_version that made them; the transforme
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+import grpc
 import numpy as np
 import orjson
+from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.errors import InvalidInput, ServerNotReady
 
 from fashionrec.config import INPUT_IMAGE, OUTPUT_EMBEDDING
@@ -69,8 +73,6 @@ class RestPredictor:
         self._session: Any = None
 
     def _client(self) -> Any:
-        import aiohttp
-
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=60, ttl_dns_cache=300),
@@ -80,10 +82,6 @@ class RestPredictor:
         return self._session
 
     async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
-        import base64
-
-        import aiohttp
-
         data = encoded if encoded is not None else [base64.b64encode(i).decode("ascii") for i in images]
         body: dict[str, Any] = {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(data)], "data": data}]}
         if request_id:
@@ -115,9 +113,6 @@ class GrpcPredictor:
         self._client: Any = None
 
     async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
-        import grpc
-        from kserve import InferenceGRPCClient, InferInput, InferRequest
-
         if self._client is None:
             # KServe's default retry policy re-sends only on UNAVAILABLE (the encoder not answering), which is safe.
             self._client = InferenceGRPCClient(self.host, timeout=self.timeout_s)

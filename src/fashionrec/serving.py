@@ -159,6 +159,15 @@ class LocalTorchServe:
             self.process.stop()
 
 
+def start_model_server(name: str, module: str, args: list[str], work_dir: Path, url: str, timeout: float) -> ManagedProcess:
+    """Start `python -m module args` (a kserve.ModelServer) and wait until the model answers ready on url."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    process = ManagedProcess(name, [sys.executable, "-m", module, *args], work_dir / f"{name}.log", env={"OMP_NUM_THREADS": "1"})
+    process.start()
+    wait_until(lambda: httpx.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200, process, timeout, name)
+    return process
+
+
 @dataclass
 class LocalKServeEncoder:
     """The no-JVM predictor runtime: the same .mar served by fashionrec.kserve_encoder under kserve.ModelServer."""
@@ -187,19 +196,8 @@ class LocalKServeEncoder:
 
     def start(self, timeout: float = 120.0) -> None:
         self.work_dir = self.work_dir.resolve()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.process = ManagedProcess(
-            "kserve-encoder",
-            [sys.executable, "-m", "fashionrec.kserve_encoder", *self.args()],
-            self.work_dir / "encoder.log",
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        self.process.start()
-        wait_until(
-            lambda: httpx.get(f"{self.inference_url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200,
-            self.process,
-            timeout,
-            "KServe encoder",
+        self.process = start_model_server(
+            "kserve-encoder", "fashionrec.kserve_encoder", self.args(), self.work_dir, self.inference_url, timeout
         )
 
     def stop(self) -> None:
@@ -237,20 +235,7 @@ class LocalTransformer:
 
     def start(self, timeout: float = 120.0) -> None:
         self.work_dir = self.work_dir.resolve()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.process = ManagedProcess(
-            "transformer",
-            [sys.executable, "-m", "fashionrec.transformer", *self.args()],
-            self.work_dir / "transformer.log",
-            env={"OMP_NUM_THREADS": "1"},
-        )
-        self.process.start()
-        wait_until(
-            lambda: httpx.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200,
-            self.process,
-            timeout,
-            "transformer",
-        )
+        self.process = start_model_server("transformer", "fashionrec.transformer", self.args(), self.work_dir, self.url, timeout)
 
     def stop(self) -> None:
         if self.process:
@@ -267,6 +252,22 @@ class Deployment:
 
 
 RUNTIMES = ("torchserve", "kserve")
+# The transformer reads through live/current/{index,feature_repo}; a hot swap flips live/current.
+LIVE_INDEX = "index"
+LIVE_FEATURE_REPO = "feature_repo"
+
+
+def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
+    """Make live_dir/current point at a folder linking this deployment's index and Feast repo; the transformer is
+    started with live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
+    bundle = live_dir / f"bundle-{time.monotonic_ns()}"
+    bundle.mkdir(parents=True)
+    (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
+    (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
+    staged = live_dir / f".current-{time.monotonic_ns()}"
+    staged.symlink_to(bundle, target_is_directory=True)
+    os.replace(staged, live_dir / "current")
+    return live_dir / "current"
 
 
 @contextlib.contextmanager
@@ -290,8 +291,6 @@ def serve_locally(
             host = f"127.0.0.1:{predictor.inference_port}"
         stack.callback(predictor.stop)
         predictor.start()
-        from fashionrec.hotswap import LIVE_FEATURE_REPO, LIVE_INDEX, link_deployment
-
         # The transformer reads through a symlink that a hot swap flips (fashionrec.hotswap).
         current = link_deployment(deployment, root / "live")
         transformer = LocalTransformer(
