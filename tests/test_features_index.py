@@ -94,3 +94,21 @@ def test_materialize_twice_is_idempotent(stages, tmp_path: Path) -> None:  # typ
     first = apply_and_materialize(repo)
     second = apply_and_materialize(repo)
     assert first == second and first.rows == 60
+
+
+def test_live_link_flips_between_deployments_from_a_relative_folder(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The transformer reads live/current/{index,feature_repo}; a swap re-points it, also when live/ is relative."""
+    from fashionrec.serving import LIVE_FEATURE_REPO, LIVE_INDEX, Deployment, link_deployment
+
+    monkeypatch.chdir(tmp_path)
+    deployments = []
+    for name in ("v1", "v2"):
+        (tmp_path / name / "index").mkdir(parents=True)
+        (tmp_path / name / "index" / "index.json").write_text(name)
+        (tmp_path / name / "repo").mkdir()
+        deployments.append(Deployment(tmp_path / name / "store", tmp_path / name / "index", tmp_path / name / "repo"))
+    current = link_deployment(deployments[0], Path("serve") / "live")
+    assert (current / LIVE_INDEX / "index.json").read_text() == "v1"
+    assert link_deployment(deployments[1], Path("serve") / "live") == current
+    assert (current / LIVE_INDEX / "index.json").read_text() == "v2"
+    assert (current / LIVE_FEATURE_REPO).resolve() == (tmp_path / "v2" / "repo").resolve()

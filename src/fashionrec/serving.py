@@ -265,7 +265,7 @@ def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
     (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
     (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
     staged = live_dir / f".current-{time.monotonic_ns()}"
-    staged.symlink_to(bundle, target_is_directory=True)
+    staged.symlink_to(bundle.name, target_is_directory=True)  # relative to live_dir, so a relative live_dir works
     os.replace(staged, live_dir / "current")
     return live_dir / "current"
 
