@@ -47,6 +47,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         production_model_dir: str = "",
         registry_uri: str = "",
         min_improvement: float = 0.0,
+        index_kind: str = "auto",
     ) -> TrainingOutputs:
         validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
         validated.set_display_name("validate catalogue (Great Expectations)")
@@ -95,7 +96,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         features.set_display_name("feast apply + materialize")
         features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
 
-        index = build_index(embeddings=embedded.outputs["embeddings"])
+        index = build_index(embeddings=embedded.outputs["embeddings"], index_kind=index_kind)
         index.set_display_name("FAISS index")
 
         packaged = package_model(model=trained.outputs["model"])

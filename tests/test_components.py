@@ -93,7 +93,10 @@ def test_components_run_the_whole_chain(tiny_catalog: Path, tmp_path: Path) -> N
     index = artifact(Artifact, tmp_path, "index")
     build_index.python_func(embeddings=embeddings, index=index)
     assert index.metadata["count"] == 60 and index.metadata["model_version"] == model.metadata["model_version"]
-    assert index.metadata["dataset_digest"] == digest
+    assert index.metadata["dataset_digest"] == digest and index.metadata["index_kind"] == "flat"  # 60 items: exact
+    hnsw = artifact(Artifact, tmp_path, "hnsw")
+    build_index.python_func(embeddings=embeddings, index=hnsw, index_kind="hnsw")
+    assert hnsw.metadata["index_kind"] == "hnsw" and hnsw.metadata["index_params"]["ef_search"] > 0
 
     store = artifact(Model, tmp_path, "store")
     package_model.python_func(model=model, model_store=store)

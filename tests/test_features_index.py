@@ -1,8 +1,10 @@
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 from fashionrec.config import ATTRIBUTE_COLUMNS, EMBEDDING_DIM
 from fashionrec.embed import read_embeddings, write_embeddings
 from fashionrec.featurestore import OnlineFeatures, apply_and_materialize, stage_repo, template_dir
-from fashionrec.index import ItemIndex, build_index
+from fashionrec.index import EXACT_SEARCH_LIMIT, HNSW_LIMIT, ItemIndex, build_index, choose_index_spec
 from fashionrec.train import ModelCard
 
 
@@ -45,6 +47,69 @@ def test_index_refuses_vectors_of_two_model_versions(stages, tmp_path: Path) -> 
     write_embeddings(table, vectors, tmp_path / "mixed.parquet")
     with pytest.raises(ValueError, match="2 model versions"):
         build_index(tmp_path / "mixed.parquet", tmp_path / "index")
+
+
+def test_index_kind_follows_catalogue_size() -> None:
+    assert choose_index_spec(EXACT_SEARCH_LIMIT).kind == "flat"
+    assert choose_index_spec(EXACT_SEARCH_LIMIT + 1).kind == "hnsw"
+    assert choose_index_spec(HNSW_LIMIT).kind == "hnsw"
+    ivf = choose_index_spec(HNSW_LIMIT + 1)
+    assert ivf.kind == "ivf" and ivf.params["nlist"] == int(4 * (HNSW_LIMIT + 1) ** 0.5)
+    assert 1 <= ivf.params["nprobe"] < ivf.params["nlist"]
+    assert choose_index_spec(10, "hnsw").kind == "hnsw"  # forced, whatever the size
+    assert choose_index_spec(1000, "ivf").params["nlist"] == 20  # never more lists than k-means can train
+    with pytest.raises(ValueError, match="index kind must be one of"):
+        choose_index_spec(10, "annoy")
+    with pytest.raises(ValueError, match="at least one item"):
+        choose_index_spec(0)
+
+
+def _clustered_unit_vectors(count: int, dimension: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((count // 50, dimension))
+    vectors = centres[rng.integers(0, len(centres), count)] + 0.5 * rng.standard_normal((count, dimension))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "search_param"), [("hnsw", "ef_search"), ("ivf", "nprobe")])
+def test_approximate_index_finds_what_exact_search_finds_and_keeps_its_parameters(
+    kind: str, search_param: str, tmp_path: Path
+) -> None:
+    import faiss
+
+    vectors = _clustered_unit_vectors(4000, 64, seed=1)
+    item_ids = np.arange(len(vectors)) * 3 + 10_000
+    queries = _clustered_unit_vectors(4000, 64, seed=1)[:200] + 0.01
+    exact = ItemIndex.build(item_ids, vectors, "v1", "digest", kind="flat")
+    approximate = ItemIndex.build(item_ids, vectors, "v1", "digest", kind=kind)
+    _, want = exact.search(queries, 10)
+    _, got = approximate.search(queries, 10)
+    recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.9, recall
+    assert set(got.ravel()) <= set(item_ids)  # ids, not row numbers
+
+    approximate.save(tmp_path / kind)
+    written = json.loads((tmp_path / kind / "index.json").read_text())
+    assert written["index_kind"] == kind and written["index_params"] == approximate.meta.index_params
+    # Search parameters come from index.json on load (FAISS does not keep all of them in the file).
+    written["index_params"][search_param] = 3
+    (tmp_path / kind / "index.json").write_text(json.dumps(written))
+    loaded = ItemIndex.load(tmp_path / kind)  # holds the FAISS objects that `inner` points into
+    inner: Any = faiss.downcast_index(loaded.index.index)  # type: ignore[attr-defined]
+    assert (inner.hnsw.efSearch if kind == "hnsw" else inner.nprobe) == 3
+    loaded.tune(**{search_param: 5})
+    assert (inner.hnsw.efSearch if kind == "hnsw" else inner.nprobe) == 5 and loaded.meta.index_params[search_param] == 5
+    with pytest.raises(ValueError, match="has no search parameter"):
+        loaded.tune(**{"nprobe" if kind == "hnsw" else "ef_search": 5})
+
+
+def test_index_json_that_disagrees_with_the_index_is_refused(tmp_path: Path) -> None:
+    vectors = _clustered_unit_vectors(500, 16, seed=2)
+    ItemIndex.build(np.arange(500), vectors, "v1", "digest", kind="hnsw").save(tmp_path)
+    written = json.loads((tmp_path / "index.json").read_text())
+    (tmp_path / "index.json").write_text(json.dumps({**written, "index_kind": "flat", "index_params": {}}))
+    with pytest.raises(ValueError, match=r"index\.json says 'flat', the index is a IndexHNSWFlat"):
+        ItemIndex.load(tmp_path)
 
 
 def test_online_store_serves_what_was_materialized_from_any_working_directory(

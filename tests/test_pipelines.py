@@ -41,6 +41,7 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
         "validation_settings",
         "production_model_dir",
         "min_improvement",
+        "index_kind",
     }
 
 

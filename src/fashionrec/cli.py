@@ -126,11 +126,12 @@ def features(
 def index(
     embeddings: Annotated[Path, typer.Option(help="Embeddings parquet.")],
     out: Annotated[Path, typer.Option(help="Index folder to write.")],
+    kind: Annotated[str, typer.Option(help="auto (by catalogue size), flat (exact), hnsw or ivf.")] = "auto",
 ) -> None:
     """Build the FAISS index."""
     from fashionrec.index import build_index
 
-    console.print(asdict(build_index(embeddings, out)))
+    console.print(asdict(build_index(embeddings, out, kind)))
 
 
 @app.command()
