@@ -39,6 +39,7 @@ def test_transformer_arguments_match_the_local_run() -> None:
     assert in_cluster["--model_name"] == local["--model_name"] == MODEL_NAME
     assert in_cluster["--predictor_protocol"] == local["--predictor_protocol"] == "v2"
     assert in_cluster["--max_request_bytes"] == local["--max_request_bytes"]
+    assert in_cluster["--enable_latency_logging"] == local["--enable_latency_logging"] == "false"
     assert in_cluster["--http_port"] == str(TRANSFORMER_HTTP_PORT) and in_cluster["--grpc_port"] == str(TRANSFORMER_GRPC_PORT)
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_HTTP_PORT}
 

@@ -73,10 +73,13 @@ def image_of(tiny_catalog: Path, item_id: int) -> bytes:
 def test_image_query_returns_own_item_first_with_attributes(client: TestClient, tiny_catalog: Path, transformer) -> None:  # type: ignore[no-untyped-def]
     response = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000), image_of(tiny_catalog, 10007)], top_k=4))
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
     body = response.json()
     assert body["model_version"] == transformer.model_version
     outputs = {o["name"]: o for o in body["outputs"]}
     assert outputs["item_id"]["datatype"] == "INT64" and outputs["item_id"]["shape"] == [2, 4]
+    assert len(outputs["item_id"]["data"]) == 8 and all(isinstance(i, int) for i in outputs["item_id"]["data"])  # flat
     assert outputs["score"]["datatype"] == "FP32" and outputs["score"]["shape"] == [2, 4]
     assert set(ATTRIBUTE_COLUMNS) <= set(outputs)
     hits = parse_hits(body)
@@ -214,3 +217,31 @@ def test_the_previous_snapshot_keeps_serving_its_own_version(transformer, tiny_c
         assert transformer.model_version == "next-model" and set(transformer.snapshots) == {current.model_version, "next-model"}
     finally:
         transformer._install(current)
+
+
+def test_grpc_answer_carries_the_same_tensors_as_rest(transformer, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import orjson
+    from kserve import InferRequest, InferResponse
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
+
+    grpc_request = ModelInferRequest(model_name=MODEL_NAME, id="grpc-1")
+    image = grpc_request.inputs.add(name="image", datatype="BYTES", shape=[2])
+    image.contents.bytes_contents.extend([image_of(tiny_catalog, 10000), image_of(tiny_catalog, 10007)])
+    grpc_request.parameters["top_k"].int64_param = 3
+
+    async def answer() -> InferResponse:
+        return await transformer.predict(await transformer.preprocess(InferRequest.from_grpc(grpc_request)))
+
+    response = asyncio.run(answer())
+    over_grpc = InferResponse.from_grpc(response.to_grpc())
+    over_rest = orjson.loads(response.to_rest()[0])
+    assert over_rest["id"] == over_grpc.id == "grpc-1" and over_rest["model_version"] == transformer.model_version
+    rest_outputs = {o["name"]: o for o in over_rest["outputs"]}
+    assert set(rest_outputs) == {o.name for o in over_grpc.outputs} == {"item_id", "score", *ATTRIBUTE_COLUMNS}
+    for output in over_grpc.outputs:
+        assert output.shape == rest_outputs[output.name]["shape"] == [2, 3]
+        values = [v.decode() if isinstance(v, bytes) else v for v in output.data]
+        assert values == pytest.approx(rest_outputs[output.name]["data"], abs=1e-6)
+    assert rest_outputs["item_id"]["data"][0] == 10000  # its own image first

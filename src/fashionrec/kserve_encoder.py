@@ -94,7 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     model = EncoderModel(args.model_name, args.model_dir)
     model.load()
     guard_app(model_server.app, args.max_request_bytes)
-    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc).start([model])
+    ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+    ).start([model])
 
 
 if __name__ == "__main__":

@@ -71,11 +71,19 @@ class RequestGuard:
         metrics = transformer_metrics()
         started = time.perf_counter()
         status = 500
+        infer = scope.get("path", "").endswith("/infer")
+        held_start: dict[str, Any] | None = None
 
         async def send_and_record(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, held_start
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if infer:  # label it once the body is known (see _label_json_body)
+                    held_start = message
+                    return
+            elif held_start is not None:
+                await send(_label_json_body(held_start, message))
+                held_start = None
             await send(message)
 
         try:
@@ -118,7 +126,7 @@ class RequestGuard:
             await self.app(scope, receive, send_and_record)
         finally:
             metrics.requests.labels(status=str(status)).inc()
-            if scope.get("path", "").endswith("/infer"):
+            if infer:
                 metrics.request_seconds.observe(time.perf_counter() - started)
 
     async def _refuse(self, send: Any, what: str) -> None:
@@ -131,6 +139,21 @@ class RequestGuard:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _label_json_body(start: dict[str, Any], first_body: dict[str, Any]) -> dict[str, Any]:
+    """The response start with content-type and content-length filled in where the handler left them out.
+
+    The transformer's infer answer is pre-encoded JSON (``transformer.RecommendationResponse``), which KServe sends as
+    a bare body with neither header (its path for binary-extension answers); clients and proxies need both.
+    """
+    headers = list(start.get("headers") or [])
+    names = {name.lower() for name, _ in headers}
+    if b"content-type" not in names and b"inference-header-content-length" not in names:
+        headers.append((b"content-type", b"application/json"))
+    if b"content-length" not in names and b"transfer-encoding" not in names and not first_body.get("more_body"):
+        headers.append((b"content-length", str(len(first_body.get("body", b""))).encode()))
+    return {**start, "headers": headers}
 
 
 _NUMPY_TYPES = {

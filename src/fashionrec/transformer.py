@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.model_repository import ModelRepository
@@ -46,7 +47,10 @@ KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight acro
 
 
 def parse_top_k(parameters: dict[str, Any] | None) -> int:
-    value = (parameters or {}).get("top_k")
+    value: Any = (parameters or {}).get("top_k")
+    if hasattr(value, "WhichOneof"):  # over gRPC: an InferParameter message, one of bool/int64/string/double
+        choice = value.WhichOneof("parameter_choice")
+        value = getattr(value, choice) if choice else None
     if value is None:
         return DEFAULT_TOP_K
     message = f"top_k must be an integer between 1 and {MAX_TOP_K}, got {value!r}"
@@ -77,6 +81,28 @@ class Query(InferRequest):  # type: ignore[misc]
         self.ids = ids
         self.images = images or []
         self.encoded = encoded
+
+
+class RecommendationResponse(InferResponse):  # type: ignore[misc]
+    """The transformer's answer; its REST form is encoded once, by orjson, from the flat lists built for it.
+
+    KServe's ``to_rest`` runs every output through numpy and back, then its endpoint validates the dict with pydantic
+    and FastAPI encodes it again: ~0.7 ms for one query's 10 hits on this machine, a third of the hop budget. A
+    ``to_rest`` that gives bytes is sent as the body unchanged (KServe's own binary-extension path does the same);
+    ``serving_metrics.RequestGuard`` labels it application/json. The gRPC form is KServe's own ``to_grpc``.
+    """
+
+    def to_rest(self) -> tuple[bytes, None]:
+        outputs = [{"name": o.name, "shape": o.shape, "datatype": o.datatype, "data": o.data} for o in self.outputs]
+        body = {"id": self.id, "model_name": self.model_name, "model_version": self.model_version, "outputs": outputs}
+        return orjson.dumps(body, default=_utf8), None
+
+
+def _utf8(value: object) -> str:
+    """orjson's fallback: KServe's to_grpc turns BYTES strings into bytes in place."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @dataclass(frozen=True)
@@ -237,14 +263,16 @@ class FashionrecTransformer(Model):  # type: ignore[misc]
         attributes = snapshot.features.attributes(found) if found else {c: [] for c in ATTRIBUTE_COLUMNS}
         metrics.feast_seconds.labels(read="attributes").observe(time.perf_counter() - started)
         position = {item: n for n, item in enumerate(found)}
+        shape = list(item_ids.shape)
+        flat_ids = item_ids.ravel().tolist()  # v2 tensors travel flattened, row-major, in JSON and in gRPC alike
         outputs = [
-            InferOutput(OUTPUT_ITEM_ID, list(item_ids.shape), "INT64", item_ids.tolist()),
-            InferOutput(OUTPUT_SCORE, list(item_scores.shape), "FP32", item_scores.tolist()),
+            InferOutput(OUTPUT_ITEM_ID, shape, "INT64", flat_ids),
+            InferOutput(OUTPUT_SCORE, shape, "FP32", item_scores.ravel().tolist()),
         ]
         for column in ATTRIBUTE_COLUMNS:
-            values = [("" if i == -1 else (attributes[column][position[int(i)]] or "")) for i in item_ids.reshape(-1)]
-            outputs.append(InferOutput(column, list(item_ids.shape), "BYTES", values))
-        return InferResponse(
+            values = attributes[column]
+            outputs.append(InferOutput(column, shape, "BYTES", ["" if i == -1 else values[position[i]] or "" for i in flat_ids]))
+        return RecommendationResponse(
             response_id=query.id or "", model_name=self.name, model_version=snapshot.model_version, infer_outputs=outputs
         )
 
@@ -281,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         enable_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
         registered_models=TransformerRepository(),
     ).start([model])
 
