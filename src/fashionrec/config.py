@@ -55,6 +55,11 @@ TORCHSERVE_METRICS_PORT = 8082
 TORCHSERVE_GRPC_INFERENCE_PORT = 7070
 TORCHSERVE_GRPC_MANAGEMENT_PORT = 7071
 
+# Dynamic batching of the encoder (TorchServe's batch_size/max_batch_delay, and fashionrec.batching in the
+# KServe-hosted encoder): requests arriving within the delay share one forward pass of up to this many images.
+DYNAMIC_BATCH_SIZE = 8
+DYNAMIC_BATCH_DELAY_MS = 5
+
 # Request limits: anything larger is rejected with a 4xx before it reaches the model.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000

@@ -7,7 +7,6 @@ so the transformer can use ``--predictor_protocol grpc-v2``. TorchServe is archi
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,7 +15,17 @@ from typing import Any
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from fashionrec.config import EMBEDDING_DIM, INPUT_IMAGE, MAR_FILE, MAX_REQUEST_BYTES, MODEL_STORE_DIR, OUTPUT_EMBEDDING
+from fashionrec.batching import MicroBatcher
+from fashionrec.config import (
+    DYNAMIC_BATCH_DELAY_MS,
+    DYNAMIC_BATCH_SIZE,
+    EMBEDDING_DIM,
+    INPUT_IMAGE,
+    MAR_FILE,
+    MAX_REQUEST_BYTES,
+    MODEL_STORE_DIR,
+    OUTPUT_EMBEDDING,
+)
 from fashionrec.encoder_service import CARD_FILE, EXPORTED_FILE, EncoderService
 from fashionrec.imaging import ImageDecodeError, load_batch
 from fashionrec.serving_metrics import guard_app
@@ -43,9 +52,11 @@ class EncoderModel(Model):  # type: ignore[misc]
         super().__init__(name)
         self.model_dir = model_dir
         self.service: EncoderService | None = None
+        self.batcher: MicroBatcher | None = None
 
     def load(self) -> bool:
         self.service = load_service(self.model_dir)
+        self.batcher = MicroBatcher(self.service.embed, DYNAMIC_BATCH_SIZE, DYNAMIC_BATCH_DELAY_MS / 1000)
         self.ready = True
         return self.ready
 
@@ -58,7 +69,7 @@ class EncoderModel(Model):  # type: ignore[misc]
     async def predict(
         self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> InferResponse:
-        assert self.service is not None
+        assert self.service is not None and self.batcher is not None
         if not isinstance(payload, InferRequest) or len(payload.inputs) != 1 or payload.inputs[0].name != INPUT_IMAGE:
             raise InvalidInput(f"send exactly one input named '{INPUT_IMAGE}' (BYTES)")
         images, _ = image_payloads(payload.inputs[0])
@@ -66,8 +77,8 @@ class EncoderModel(Model):  # type: ignore[misc]
             batch = load_batch(images, self.service.image_size)
         except ImageDecodeError as exc:
             raise InvalidInput(str(exc)) from exc
-        # Off the event loop: requests keep being parsed while one forward pass runs.
-        vectors = await asyncio.to_thread(self.service.embed, batch)
+        # Shares a forward pass with concurrent requests, off the event loop (fashionrec.batching).
+        vectors = await self.batcher.submit(batch)
         output = InferOutput(OUTPUT_EMBEDDING, list(vectors.shape), "FP32")
         output.set_data_from_numpy(vectors, binary_data=False)
         version = self.service.model_version

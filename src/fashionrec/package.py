@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from fashionrec.config import (
+    DYNAMIC_BATCH_DELAY_MS,
+    DYNAMIC_BATCH_SIZE,
     MAR_FILE,
     MAX_BATCH,
     MODEL_NAME,
@@ -69,8 +71,8 @@ class TorchServeSettings:
     grpc_management_port: int = TORCHSERVE_GRPC_MANAGEMENT_PORT
     model_store: str = "/mnt/models/model-store"
     workers: int = 1
-    batch_size: int = 8
-    max_batch_delay_ms: int = 5
+    batch_size: int = DYNAMIC_BATCH_SIZE
+    max_batch_delay_ms: int = DYNAMIC_BATCH_DELAY_MS
     response_timeout_s: int = 60
     java_heap: str = "512m"
 
