@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
+import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -243,19 +245,37 @@ def model_rollback(workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption 
 
 
 @app.command()
-def serve(workdir: Workdir = DEFAULT_WORKDIR) -> None:
+def serve(
+    workdir: Workdir = DEFAULT_WORKDIR,
+    watch: Annotated[
+        float, typer.Option(help="Every this many seconds, hot-swap to a newer promoted run in the workdir (0: never).")
+    ] = 0.0,
+) -> None:
     """Serve the last pipeline run: TorchServe (encoder) + the FAISS transformer on loopback, until Ctrl-C."""
-    from fashionrec.pipeline_runner import load_deployment
-    from fashionrec.serving import serve_locally
+    from fashionrec.hotswap import SwapError, swap_if_newer
+    from fashionrec.pipeline_runner import NotPromoted, load_deployment
+    from fashionrec.serving import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with serve_locally(load_deployment(workdir)) as (predictor, transformer):
+    serving_dir = Path(tempfile.mkdtemp(prefix="fashionrec-serve-"))
+    with serve_locally(load_deployment(workdir), serving_dir) as (predictor, transformer):
         console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
+        assert isinstance(predictor, LocalTorchServe)
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+            while not stop.wait(watch or None):
+                try:
+                    swapped = swap_if_newer(predictor, transformer.url, serving_dir / LIVE_DIR, load_deployment(workdir))
+                except (NotPromoted, FileNotFoundError):
+                    continue  # a rejected or unfinished run: keep serving what is served
+                except SwapError as exc:
+                    console.print(f"[red]hot swap failed, still serving the previous version: {exc}[/red]")
+                    continue
+                if swapped:
+                    console.print(f"hot-swapped model_version {swapped[0]} -> {swapped[1]} with no request dropped")
+    shutil.rmtree(serving_dir, ignore_errors=True)
 
 
 def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]

@@ -87,3 +87,15 @@ def swap(
     time.sleep(drain_s)  # requests already queued on the old version finish before it goes
     _check(httpx.delete(f"{predictor.management_url}/models/{MODEL_NAME}/{old}", timeout=60), f"unregistering {old}")
     return old, version
+
+
+def swap_if_newer(
+    predictor: LocalTorchServe, transformer_url: str, live_dir: Path, latest: Deployment | None, drain_s: float = 2.0
+) -> tuple[str, str] | None:
+    """One tick of a watch loop: swap to ``latest`` when its model version is not the one served; None otherwise."""
+    if latest is None:
+        return None
+    served = next(v for v, default in served_versions(predictor).items() if default)
+    if mar_version(latest.model_store / MODEL_STORE_DIR / MAR_FILE) == served:
+        return None
+    return swap(predictor, transformer_url, live_dir, latest, drain_s)

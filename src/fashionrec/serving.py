@@ -259,6 +259,7 @@ class Deployment:
 
 RUNTIMES = ("torchserve", "kserve")
 # The transformer reads through live/current/{index,feature_repo}; a hot swap flips live/current.
+LIVE_DIR = "live"
 LIVE_INDEX = "index"
 LIVE_FEATURE_REPO = "feature_repo"
 
@@ -298,7 +299,7 @@ def serve_locally(
         stack.callback(predictor.stop)
         predictor.start()
         # The transformer reads through a symlink that a hot swap flips (fashionrec.hotswap).
-        current = link_deployment(deployment, root / "live")
+        current = link_deployment(deployment, root / LIVE_DIR)
         transformer = LocalTransformer(
             current / LIVE_INDEX, current / LIVE_FEATURE_REPO, host, root / "transformer", predictor_protocol=protocol
         )

@@ -10,8 +10,8 @@ import pytest
 
 from fashionrec.client import image_request
 from fashionrec.config import MODEL_NAME
-from fashionrec.hotswap import served_versions, swap
-from fashionrec.serving import LocalTorchServe, serve_locally
+from fashionrec.hotswap import served_versions, swap_if_newer
+from fashionrec.serving import LIVE_DIR, LocalTorchServe, serve_locally
 from fashionrec.stages import run_stages
 from fashionrec.train import TrainConfig
 
@@ -46,7 +46,10 @@ def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(
             worker.start()
         try:
             time.sleep(1.5)
-            old, new = swap(predictor, transformer.url, tmp_path / "live", second_version.deployment, drain_s=1.0)
+            assert swap_if_newer(predictor, transformer.url, tmp_path / LIVE_DIR, stages.deployment) is None  # served
+            swapped = swap_if_newer(predictor, transformer.url, tmp_path / LIVE_DIR, second_version.deployment, drain_s=1.0)
+            assert swapped is not None
+            old, new = swapped
             swapped_at = time.monotonic()
             time.sleep(1.5)
         finally:
