@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import signal
 import tempfile
 import threading
@@ -258,8 +257,10 @@ def serve(
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    serving_dir = Path(tempfile.mkdtemp(prefix="fashionrec-serve-"))
-    with serve_locally(load_deployment(workdir), serving_dir) as (predictor, transformer):
+    with (
+        tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
+        serve_locally(load_deployment(workdir), Path(tmp)) as (predictor, transformer),
+    ):
         console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
@@ -267,7 +268,7 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(watch or None):
                 try:
-                    swapped = swap_if_newer(predictor, transformer.url, serving_dir / LIVE_DIR, load_deployment(workdir))
+                    swapped = swap_if_newer(predictor, transformer.url, Path(tmp) / LIVE_DIR, load_deployment(workdir))
                 except (NotPromoted, FileNotFoundError):
                     continue  # a rejected or unfinished run: keep serving what is served
                 except SwapError as exc:
@@ -275,7 +276,6 @@ def serve(
                     continue
                 if swapped:
                     console.print(f"hot-swapped model_version {swapped[0]} -> {swapped[1]} with no request dropped")
-    shutil.rmtree(serving_dir, ignore_errors=True)
 
 
 def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]

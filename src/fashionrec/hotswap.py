@@ -70,14 +70,23 @@ def served_versions(predictor: LocalTorchServe) -> dict[str, bool]:
     return versions
 
 
+def default_version(predictor: LocalTorchServe) -> str:
+    """The version TorchServe answers with now."""
+    return next(v for v, default in served_versions(predictor).items() if default)
+
+
+def deployment_version(deployment: Deployment) -> str:
+    return mar_version(deployment.model_store / MODEL_STORE_DIR / MAR_FILE)
+
+
 def swap(
     predictor: LocalTorchServe, transformer_url: str, live_dir: Path, new: Deployment, drain_s: float = 2.0
 ) -> tuple[str, str]:
     """Run the four steps; returns (old version, new version)."""
-    old = next(v for v, default in served_versions(predictor).items() if default)
+    old = default_version(predictor)
+    if deployment_version(new) == old:
+        raise SwapError(f"version {old} is already the one served")
     version = register_version(predictor, new.model_store)
-    if version == old:
-        raise SwapError(f"version {version} is already the one served")
     link_deployment(new, live_dir)
     _check(httpx.post(f"{transformer_url}/v2/repository/models/{MODEL_NAME}/load", timeout=120), "transformer index load")
     _check(
@@ -93,9 +102,6 @@ def swap_if_newer(
     predictor: LocalTorchServe, transformer_url: str, live_dir: Path, latest: Deployment | None, drain_s: float = 2.0
 ) -> tuple[str, str] | None:
     """One tick of a watch loop: swap to ``latest`` when its model version is not the one served; None otherwise."""
-    if latest is None:
-        return None
-    served = next(v for v, default in served_versions(predictor).items() if default)
-    if mar_version(latest.model_store / MODEL_STORE_DIR / MAR_FILE) == served:
+    if latest is None or deployment_version(latest) == default_version(predictor):
         return None
     return swap(predictor, transformer_url, live_dir, latest, drain_s)
