@@ -22,13 +22,12 @@ from fashionrec.config import (
     EMBEDDING_DIM,
     INPUT_IMAGE,
     MAR_FILE,
-    MAX_REQUEST_BYTES,
     MODEL_STORE_DIR,
     OUTPUT_EMBEDDING,
 )
 from fashionrec.encoder_service import CARD_FILE, EXPORTED_FILE, EncoderService
 from fashionrec.imaging import ImageDecodeError, load_batch
-from fashionrec.serving_metrics import guard_app
+from fashionrec.kserve_main import model_server_parser, run_model_server
 from fashionrec.v2_inputs import image_payloads
 
 
@@ -94,23 +93,10 @@ class EncoderModel(Model):  # type: ignore[misc]
 
 def main(argv: list[str] | None = None) -> None:
     """Run the encoder under kserve.ModelServer: KServe's standard arguments plus --model_dir (the storage mount)."""
-    import argparse
-
-    from kserve import ModelServer, model_server
-
-    parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+    parser = model_server_parser(__doc__)
     parser.add_argument("--model_dir", type=Path, default=Path("/mnt/models"), help="the package stage's output")
-    parser.add_argument("--max_request_bytes", type=int, default=MAX_REQUEST_BYTES, help="larger bodies get a 413")
     args, _ = parser.parse_known_args(argv)
-    model = EncoderModel(args.model_name, args.model_dir)
-    model.load()
-    guard_app(model_server.app, args.max_request_bytes)
-    ModelServer(
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        enable_grpc=args.enable_grpc,
-        enable_latency_logging=args.enable_latency_logging,
-    ).start([model])
+    run_model_server(EncoderModel(args.model_name, args.model_dir), args)
 
 
 if __name__ == "__main__":

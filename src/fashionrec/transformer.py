@@ -31,7 +31,6 @@ from fashionrec.config import (
     DEFAULT_TOP_K,
     INPUT_IMAGE,
     INPUT_ITEM_ID,
-    MAX_REQUEST_BYTES,
     MAX_TOP_K,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
@@ -39,8 +38,9 @@ from fashionrec.config import (
 from fashionrec.featurestore import OnlineFeatures
 from fashionrec.imaging import ImageDecodeError, decode_image
 from fashionrec.index import ItemIndex
+from fashionrec.kserve_main import model_server_parser, run_model_server
 from fashionrec.predictor_client import Embeddings, PredictorClient, make_predictor
-from fashionrec.serving_metrics import guard_app, transformer_metrics
+from fashionrec.serving_metrics import transformer_metrics
 from fashionrec.v2_inputs import image_payloads, item_ids
 
 KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight across one swap
@@ -293,25 +293,12 @@ class TransformerRepository(ModelRepository):  # type: ignore[misc]
 
 def main(argv: list[str] | None = None) -> None:
     """Run the transformer under kserve.ModelServer with KServe's standard arguments plus index and Feast paths."""
-    import argparse
-
-    from kserve import ModelServer, model_server
-
-    parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+    parser = model_server_parser(__doc__)
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
-    parser.add_argument("--max_request_bytes", type=int, default=MAX_REQUEST_BYTES, help="larger bodies get a 413")
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(args.model_name, index_dir=args.index_dir, feature_repo=args.feature_repo)
-    model.load()
-    guard_app(model_server.app, args.max_request_bytes)
-    ModelServer(
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        enable_grpc=args.enable_grpc,
-        enable_latency_logging=args.enable_latency_logging,
-        registered_models=TransformerRepository(),
-    ).start([model])
+    run_model_server(model, args, registered_models=TransformerRepository())
 
 
 if __name__ == "__main__":
