@@ -36,8 +36,8 @@ lint: setup ## ruff + mypy
 compile: setup ## compile every pipeline to build/pipelines/*.yaml
 	$(BIN)/fashionrec pipeline compile --out build/pipelines
 
-unit: setup ## fast tests only
-	$(BIN)/pytest -m "not integration and not behaviour" -q
+unit: setup ## fast tests only: no server, no training
+	$(BIN)/pytest -m "not integration and not behaviour and not trained" -q
 
 integration: setup ## tests that start real servers
 	$(BIN)/pytest -m integration -q

@@ -3,7 +3,7 @@
     python benchmarks/bench_index.py [--sizes 20000 200000] [--queries 500]
 
 For each catalogue size, the same generated embeddings (L2-normalised, clustered like a product catalogue, 256-d)
-go into the exact index and into the two approximate ones that `fashionrec.index.choose_index_spec` picks above
+go into the exact index and into the two approximate ones that `fashionrec.retrieval.index.choose_index_spec` picks above
 100k items, with the parameters it would store. Reports build time, index size, single-query latency (the
 transformer searches one request's batch at a time), throughput for batches of 8, and recall@10 against exact
 search on held-out queries. Prints a table and writes benchmarks/results/index.json.
@@ -26,7 +26,7 @@ from rich.progress import track
 from rich.table import Table
 
 from fashionrec.config import EMBEDDING_DIM
-from fashionrec.index import ItemIndex, choose_index_spec
+from fashionrec.retrieval.index import ItemIndex, choose_index_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("flat", "hnsw", "ivf")

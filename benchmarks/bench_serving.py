@@ -29,14 +29,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fashionrec.client import image_request, item_request
 from fashionrec.config import MODEL_NAME
-from fashionrec.encoder_service import EncoderService
+from fashionrec.data.synth import synth_catalog
 from fashionrec.imaging import load_batch
-from fashionrec.serving import serve_locally
-from fashionrec.stages import run_stages
-from fashionrec.synth import synth_catalog
-from fashionrec.train import TrainConfig
+from fashionrec.local.processes import serve_locally
+from fashionrec.local.stages import run_stages
+from fashionrec.params import TrainConfig
+from fashionrec.serving.client import image_request, item_request
+from fashionrec.serving.encoder_service import EncoderService
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = 8

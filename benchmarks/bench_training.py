@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from fashionrec.dataset import read_table
-from fashionrec.model import CosineClassifier, build_encoder
-from fashionrec.train import TrainConfig, autocast_dtype, pick_device, train
+from fashionrec.data.table import read_table
+from fashionrec.params import TrainConfig
+from fashionrec.training.model import CosineClassifier, build_encoder
+from fashionrec.training.train import autocast_dtype, pick_device, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,8 +57,9 @@ def bare_loop(config: TrainConfig, classes: int, steps: int) -> float:
 
 
 def synth_and_validate(root: Path, items_per_type: int) -> Path:
-    from fashionrec.synth import synth_catalog
-    from fashionrec.validate import output_paths, validate_catalog, write_outputs
+    from fashionrec.data.synth import synth_catalog
+    from fashionrec.data.validation.quarantine import validate_catalog
+    from fashionrec.data.validation.report import output_paths, write_outputs
 
     synth_catalog(root / "catalog", items_per_type=items_per_type)
     paths = output_paths(root / "validation")

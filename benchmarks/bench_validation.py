@@ -22,10 +22,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from fashionrec.catalog import STYLES_FILE, image_path, write_styles
-from fashionrec.imagefacts import compute_facts
-from fashionrec.synth import ARTICLE_TYPES, synth_catalog
-from fashionrec.validate import ValidationSettings, build_checks, run_expectations, validate_catalog
+from fashionrec.data.catalog import STYLES_FILE, image_path, write_styles
+from fashionrec.data.imagefacts import compute_facts
+from fashionrec.data.synth import ARTICLE_TYPES, synth_catalog
+from fashionrec.data.validation.checks import ValidationSettings, build_checks, run_expectations
+from fashionrec.data.validation.quarantine import validate_catalog
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -14,22 +14,23 @@ def evaluate_model(
     confusion: Output[ClassificationMetrics],
     report: Output[HTML],
     holdout_fraction: float = 0.2,
-):
+) -> None:
     """Retrieval quality on the held-out split (a fixed function of the item id): precision, recall, hit rate,
     nDCG and mAP at 1/5/10, catalogue coverage and popularity Gini, nearest-neighbour accuracy; the confusion
     matrix for the KFP UI; an HTML report with example queries and their neighbours. Scores the embed step's
     vectors of this model, so the catalogue is encoded once per run."""
     from pathlib import Path
 
-    from fashionrec.evaluate import evaluate_embeddings, write_evaluation
-    from fashionrec.train import ModelCard
+    from fashionrec.config import REPORT_FILE
+    from fashionrec.training.card import ModelCard
+    from fashionrec.training.evaluate import evaluate_embeddings, write_evaluation
 
     card = ModelCard.load(Path(model.path))
     result = evaluate_embeddings(
         Path(valid_catalog.path), Path(embeddings.path), card.model_version, holdout_fraction=holdout_fraction
     )
     write_evaluation(result, card, Path(evaluation.path))
-    Path(report.path).write_text((Path(evaluation.path) / "report.html").read_text())
+    Path(report.path).write_text((Path(evaluation.path) / REPORT_FILE).read_text())
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     confusion.log_confusion_matrix(result.classes, result.confusion)

@@ -24,15 +24,16 @@ def gate_model(
     from collections import namedtuple
     from pathlib import Path
 
-    from fashionrec.evaluate import evaluate
-    from fashionrec.gate import GatePolicy, decide
-    from fashionrec.train import ModelCard
+    from fashionrec.config import METRICS_FILE
+    from fashionrec.training.card import ModelCard
+    from fashionrec.training.evaluate import evaluate
+    from fashionrec.training.gate import GatePolicy, decide
 
-    candidate = json.loads((Path(candidate_evaluation.path) / "metrics.json").read_text())
+    candidate = json.loads((Path(candidate_evaluation.path) / METRICS_FILE).read_text())
     production = None
     if not production_model_dir and registry_uri:
-        from fashionrec.registry import MlflowRegistry
-        from fashionrec.registry import production_model_dir as resolve_production
+        from fashionrec.training.registry import MlflowRegistry
+        from fashionrec.training.registry import production_model_dir as resolve_production
 
         production_model_dir = str(resolve_production(MlflowRegistry(registry_uri)) or "")
     if production_model_dir:

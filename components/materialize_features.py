@@ -7,7 +7,7 @@ from fashionrec.config import PROJECT_IMAGE
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 def materialize_features(
     embeddings: Input[Dataset], feature_repo: Output[Artifact], metrics: Output[Metrics], promote: bool = True
-):
+) -> None:
     """Stage the Feast repo with the embeddings as its offline source, then `feast apply` and `feast materialize`
     (in-process, the same calls the CLI makes) into the online store that serving reads.
 
@@ -16,7 +16,7 @@ def materialize_features(
     from dataclasses import asdict
     from pathlib import Path
 
-    from fashionrec.featurestore import apply_and_materialize, stage_repo
+    from fashionrec.retrieval.feast_store import apply_and_materialize, stage_repo
 
     repo = stage_repo(Path(embeddings.path), Path(feature_repo.path))
     if not promote:

@@ -5,12 +5,12 @@ from fashionrec.config import PROJECT_IMAGE
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def package_model(model: Input[Model], model_store: Output[Model]):
+def package_model(model: Input[Model], model_store: Output[Model]) -> None:
     """Export the encoder (torch.export) into a self-contained TorchServe .mar, laid out as KServe's TorchServe
     runtime reads it from storageUri: config/config.properties + model-store/fashionrec.mar."""
     from pathlib import Path
 
-    from fashionrec.package import build_model_store
+    from fashionrec.training.package import build_model_store
 
     mar = build_model_store(Path(model.path), Path(model_store.path))
     model_store.metadata.update({"mar_bytes": mar.stat().st_size, **model.metadata})

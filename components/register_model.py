@@ -22,16 +22,15 @@ def register_model(
     import json
     from pathlib import Path
 
-    from fashionrec.registry import MlflowRegistry
+    from fashionrec.config import METRICS_FILE, MODEL_CARD_FILE
+    from fashionrec.training.registry import MlflowRegistry
 
     registry = MlflowRegistry(registry_uri)
-    card = json.loads((Path(model.path) / "model.json").read_text())
+    card = json.loads((Path(model.path) / MODEL_CARD_FILE).read_text())
     metrics = {
         **card["metrics"],
         **{
-            k: v
-            for k, v in json.loads((Path(evaluation.path) / "metrics.json").read_text()).items()
-            if isinstance(v, (int, float))
+            k: v for k, v in json.loads((Path(evaluation.path) / METRICS_FILE).read_text()).items() if isinstance(v, (int, float))
         },
     }
     artifacts = {

@@ -14,7 +14,7 @@ def validate_catalog(
     dataset_manifest: Output[Artifact],
     metrics: Output[Metrics],
     validation_settings: dict = {},  # noqa: B006 (KFP parameters need literal defaults)
-):
+) -> None:
     """Validate a Kaggle-layout catalogue (styles.csv + images/) with a Great Expectations suite.
 
     Outputs: the valid rows with their image bytes (parquet); the quarantine (CSV: kind, line, id, reason, measured
@@ -26,8 +26,9 @@ def validate_catalog(
     import json
     from pathlib import Path
 
-    from fashionrec.validate import OutputPaths, ValidationSettings, write_outputs
-    from fashionrec.validate import validate_catalog as run_validation
+    from fashionrec.data.validation.checks import ValidationSettings
+    from fashionrec.data.validation.quarantine import validate_catalog as run_validation
+    from fashionrec.data.validation.report import OutputPaths, write_outputs
 
     settings = ValidationSettings.from_overrides(validation_settings)
     result = run_validation(Path(catalog_dir), settings)

@@ -7,6 +7,6 @@ The objects are built by the fashionrec package so that the pipeline, serving an
 - both read ``data/item_embeddings.parquet`` (written by the embed stage), with ``event_timestamp`` as the event time.
 """
 
-from fashionrec.featurestore import feast_objects
+from fashionrec.retrieval.feast_store import feast_objects
 
 item, item_source, item_embedding, item_attributes = feast_objects()

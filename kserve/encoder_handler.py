@@ -1,4 +1,4 @@
-"""TorchServe handler of the fashionrec encoder: a thin adapter over fashionrec.encoder_service.
+"""TorchServe handler of the fashionrec encoder: a thin adapter over fashionrec.serving.encoder_service.
 
 Packed into the .mar with the fashionrec modules it needs, so the stock TorchServe image can serve it. It parses
 v2 request bodies itself (run with TorchServe's service envelope off: the kservev2 envelope reads only the first
@@ -12,10 +12,10 @@ from typing import Any
 
 from ts.torch_handler.base_handler import BaseHandler
 
-from fashionrec.encoder_service import EncoderService
+from fashionrec.serving.encoder_service import EncoderService
 
 
-class EncoderHandler(BaseHandler):  # type: ignore[misc]
+class EncoderHandler(BaseHandler):
     def initialize(self, context: Any) -> None:
         self.service = EncoderService.load(Path(context.system_properties["model_dir"]))
         self.context = context

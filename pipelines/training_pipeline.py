@@ -5,10 +5,11 @@ Compile: `python -m pipelines.training_pipeline OUT.yaml` from the repo root (CI
 """
 
 import sys
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Model
+from kfp.dsl.graph_component import GraphComponent
 
 from components.build_index import build_index
 from components.embed_catalog import embed_catalog
@@ -19,6 +20,7 @@ from components.package_model import package_model
 from components.register_model import register_model
 from components.train_encoder import train_encoder
 from components.validate_catalog import validate_catalog
+from fashionrec.params import PipelineSettings, TrainConfig, kfp_signature, run_parameters
 
 PIPELINE_NAME = "fashionrec-training"
 
@@ -30,39 +32,26 @@ class TrainingOutputs(NamedTuple):
     promoted: bool
 
 
-def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
+def build_training_pipeline(gpu: bool = True) -> GraphComponent:
     """The pipeline; ``gpu`` makes the train step request one NVIDIA GPU (the code falls back to the CPU)."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Validate a fashion catalogue, train the encoder, index and serve-package it")
-    def training_pipeline(
-        catalog_dir: str,
-        backbone: str = "resnet18",
-        weights: str = "none",
-        epochs: int = 8,
-        batch_size: int = 64,
-        learning_rate: float = 0.002,
-        seed: int = 0,
-        validation_settings: dict = {},  # noqa: B006 (overrides of fashionrec.validate.ValidationSettings)
-        holdout_fraction: float = 0.2,
-        production_model_dir: str = "",
-        registry_uri: str = "",
-        min_improvement: float = 0.0,
-        index_kind: str = "auto",
-    ) -> TrainingOutputs:
-        validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=validation_settings)
+    @kfp_signature(TrainConfig, PipelineSettings)
+    def training_pipeline(catalog_dir: str, **parameters: Any) -> TrainingOutputs:
+        """Validate a fashion catalogue, train and evaluate the encoder, gate it against production, and build what
+        serving needs (Feast online store, FAISS index, TorchServe model store); register it in the model registry.
+
+        Args:
+            catalog_dir: Kaggle-layout catalogue folder (styles.csv + images/) as the pipeline's pods see it.
+        """
+        train = {p.name: parameters[p.name] for p in run_parameters(TrainConfig, pipeline=True)}
+        holdout_fraction = parameters["holdout_fraction"]
+        registry_uri = parameters["registry_uri"]
+        validated = validate_catalog(catalog_dir=catalog_dir, validation_settings=parameters["validation_settings"])
         validated.set_display_name("validate catalogue (Great Expectations)")
         validated.set_caching_options(False)  # the catalogue folder can change under the same path
 
-        trained = train_encoder(
-            valid_catalog=validated.outputs["valid_catalog"],
-            backbone=backbone,
-            weights=weights,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            holdout_fraction=holdout_fraction,
-        )
+        trained = train_encoder(valid_catalog=validated.outputs["valid_catalog"], config=train)
         trained.set_display_name("train encoder")
         trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
         # Retries resume from the checkpoint the step writes after every epoch (pre-emptible GPU nodes).
@@ -84,10 +73,10 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         gated = gate_model(
             valid_catalog=validated.outputs["valid_catalog"],
             candidate_evaluation=evaluated.outputs["evaluation"],
-            production_model_dir=production_model_dir,
+            production_model_dir=parameters["production_model_dir"],
             registry_uri=registry_uri,
             holdout_fraction=holdout_fraction,
-            min_improvement=min_improvement,
+            min_improvement=parameters["min_improvement"],
         )
         gated.set_display_name("gate against production")
         gated.set_caching_options(False)  # production changes between runs
@@ -96,7 +85,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
         features.set_display_name("feast apply + materialize")
         features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
 
-        index = build_index(embeddings=embedded.outputs["embeddings"], index_kind=index_kind)
+        index = build_index(embeddings=embedded.outputs["embeddings"], index_kind=parameters["index_kind"])
         index.set_display_name("FAISS index")
 
         packaged = package_model(model=trained.outputs["model"])
@@ -111,15 +100,7 @@ def build_training_pipeline(gpu: bool = True):  # type: ignore[no-untyped-def]
                 decision=gated.outputs["decision"],
                 promote=gated.outputs["promote"],
                 registry_uri=registry_uri,
-                params={
-                    "backbone": backbone,
-                    "weights": weights,
-                    "epochs": epochs,
-                    "batch_size": batch_size,
-                    "learning_rate": learning_rate,
-                    "seed": seed,
-                    "holdout_fraction": holdout_fraction,
-                },
+                params=train,
             )
             registered.set_display_name("register (MLflow) + promote if the gate passed")
             registered.set_caching_options(False)

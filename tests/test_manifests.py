@@ -6,14 +6,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fashionrec.config import MODEL_NAME, PROJECT_IMAGE, TRANSFORMER_GRPC_PORT, TRANSFORMER_HTTP_PORT
-from fashionrec.manifest_schema import validate_custom_resource
-from fashionrec.serving import LocalKServeEncoder, LocalTransformer
+from fashionrec.config import (
+    IMAGE_KSERVE_DIR,
+    MODEL_NAME,
+    TRANSFORMER_GRPC_PORT,
+    TRANSFORMER_HTTP_PORT,
+    TRANSFORMER_IMAGE,
+)
+from fashionrec.local.processes import LocalKServeEncoder, LocalTransformer
+from fashionrec.serving.entrypoints import kserve_file
+from fashionrec.serving.manifest_schema import validate_custom_resource
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 
 
-def load(name: str) -> dict:  # type: ignore[type-arg]
+def load(name: str) -> dict:
     document = yaml.safe_load((MANIFESTS / name).read_text())
     assert isinstance(document, dict)
     return document
@@ -26,8 +33,17 @@ def test_inference_service_shares_the_model_name_and_image() -> None:
     predictor = isvc["spec"]["predictor"]["model"]
     assert predictor["modelFormat"]["name"] == "pytorch" and predictor["protocolVersion"] == "v2"
     container = isvc["spec"]["transformer"]["containers"][0]
-    assert container["image"] == PROJECT_IMAGE
-    assert container["command"] == ["python", "-m", "fashionrec.transformer"]
+    assert container["image"] == TRANSFORMER_IMAGE
+    assert container["command"] == ["python", f"{IMAGE_KSERVE_DIR}/{LocalTransformer.entrypoint}"]
+    assert kserve_file(LocalTransformer.entrypoint).parent.name == "kserve"  # what `fashionrec serve` runs
+
+
+def test_the_images_hold_kserve_where_the_manifests_run_it_and_the_transformers_has_no_torch() -> None:
+    dockerfile = (MANIFESTS.parent / "Dockerfile").read_text()
+    stages = {block.split()[2]: block for block in dockerfile.split("\nFROM ")[1:]}  # "<image> AS <name> ..."
+    assert f"WORKDIR {Path(IMAGE_KSERVE_DIR).parent}" in stages["base"] and "COPY kserve ./kserve" in stages["base"]
+    assert "torch" not in stages["transformer"] and '".[transformer]"' in stages["transformer"]
+    assert "torch==" in stages["pipeline"] and dockerfile.rstrip().split("\nFROM ")[-1].startswith("base AS pipeline")
 
 
 def test_transformer_arguments_match_the_local_run() -> None:
@@ -92,7 +108,7 @@ def test_pods_run_as_non_root_with_probes_and_limits() -> None:
         assert set(resources) == {"requests", "limits"}
 
 
-def apply_json_patch(document: dict, operations: list[dict]) -> dict:  # type: ignore[type-arg]
+def apply_json_patch(document: dict, operations: list[dict]) -> dict:
     patched = copy.deepcopy(document)
     for op in operations:
         *parents, leaf = op["path"].strip("/").split("/")
@@ -120,7 +136,7 @@ def test_kserve_encoder_overlay_selects_the_no_jvm_runtime_over_grpc() -> None:
     assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == runtime["spec"]["supportedModelFormats"][0]["name"]
     assert "--predictor_protocol=grpc-v2" in isvc["spec"]["transformer"]["containers"][0]["args"]
     container = runtime["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "fashionrec.kserve_encoder"]
+    assert container["command"] == ["python", f"{IMAGE_KSERVE_DIR}/{LocalKServeEncoder.entrypoint}"]
     local = LocalKServeEncoder(Path("m"), Path("w")).args()
     assert {a.split("=")[0] for a in container["args"]} == {a.split("=")[0] for a in local}
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_GRPC_PORT}

@@ -9,13 +9,17 @@ import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from fashionrec.config import DEFAULT_TOP_K, MODEL_NAME
-from fashionrec.progress import console
+from fashionrec.config import DEFAULT_TOP_K, DEFECTS_FILE, DEPLOYMENT_FILE, MODEL_NAME, PIPELINE_LOG_FILE
+from fashionrec.console import console, print_hits, print_versions
+
+if TYPE_CHECKING:
+    from fashionrec.training.registry import MlflowRegistry
+
+from fashionrec.params import IndexKind, PipelineSettings, TrainConfig, cli_signature, from_values
 
 app = typer.Typer(help="Visual 'more like this' recommendations for fashion catalogues.", no_args_is_help=True)
 data_app = typer.Typer(help="Catalogue data.", no_args_is_help=True)
@@ -42,15 +46,15 @@ def data_synth(
     """Write a synthetic catalogue in the Kaggle 'Fashion Product Images (Small)' layout, optionally damaged.
 
     Injected defects are listed with the quarantine reason validation must give them in OUT/defects.csv."""
-    from fashionrec.synth import DEFECTS, inject_defects, synth_catalog
+    from fashionrec.data.synth import DEFECTS, inject_defects, synth_catalog
 
     table = synth_catalog(out, items_per_type=items_per_type, seed=seed, n_types=types)
     console.print(f"wrote {len(table)} items of {table['articleType'].nunique()} article types to {out}")
     rates = dict.fromkeys(DEFECTS, 0.01) if defects == "all" else json.loads(defects)
     if rates:
         injected = inject_defects(out, table, rates, seed=seed)
-        injected.to_csv(out / "defects.csv", index=False)
-        console.print(f"injected {len(injected)} defects ({', '.join(sorted(rates))}); ground truth in {out / 'defects.csv'}")
+        injected.to_csv(out / DEFECTS_FILE, index=False)
+        console.print(f"injected {len(injected)} defects ({', '.join(sorted(rates))}); ground truth in {out / DEFECTS_FILE}")
 
 
 @app.command()
@@ -63,7 +67,9 @@ def validate(
     settings: Annotated[str, typer.Option(help="JSON overrides of the thresholds, e.g. '{\"min_sharpness\": 20}'.")] = "{}",
 ) -> None:
     """Validate a catalogue with Great Expectations; quarantine bad rows with a reason."""
-    from fashionrec.validate import ValidationSettings, output_paths, validate_catalog, write_outputs
+    from fashionrec.data.validation.checks import ValidationSettings
+    from fashionrec.data.validation.quarantine import validate_catalog
+    from fashionrec.data.validation.report import output_paths, write_outputs
 
     result = validate_catalog(catalog, ValidationSettings.from_overrides(json.loads(settings)))
     metrics = write_outputs(result, catalog, output_paths(out))
@@ -71,42 +77,27 @@ def validate(
 
 
 @app.command()
+@cli_signature(TrainConfig)
 def train(
     valid: Annotated[Path, typer.Option(help="valid.parquet from `fashionrec validate`.")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
-    backbone: str = "resnet18",
-    weights: Annotated[str, typer.Option(help="none | imagenet | path to a local backbone state_dict.")] = "none",
-    epochs: int = 8,
-    batch_size: int = 64,
-    learning_rate: float = 2e-3,
-    seed: int = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    **config: Any,
 ) -> None:
     """Train the encoder on articleType."""
-    from fashionrec.train import TrainConfig
-    from fashionrec.train import train as run_training
+    from fashionrec.training.train import train as run_training
 
-    config = TrainConfig(
-        backbone=backbone,
-        weights=weights,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        device=device,
-    )
-    card = run_training(valid, out, config)
+    card = run_training(valid, out, from_values(TrainConfig, config))
     console.print_json(json.dumps(asdict(card) | {"classes": len(card.classes)}))
 
 
 @app.command()
 def embed(
-    valid: Annotated[Path, typer.Option(help="valid.parquet")],
+    valid: Annotated[Path, typer.Option(help="valid.parquet from `fashionrec validate`.")],
     model: Annotated[Path, typer.Option(help="Model folder.")],
     out: Annotated[Path, typer.Option(help="Embeddings parquet to write.")],
 ) -> None:
     """Embed every valid item (Feast's offline source)."""
-    from fashionrec.embed import embed_catalog
+    from fashionrec.training.embed import embed_catalog
 
     table = embed_catalog(valid, model, out)
     console.print(f"{len(table)} embeddings of model {table['model_version'].iloc[0]} -> {out}")
@@ -118,7 +109,7 @@ def features(
     repo: Annotated[Path, typer.Option(help="Feast repo folder to stage and materialize.")],
 ) -> None:
     """Stage the Feast repo, then apply + materialize into the online store."""
-    from fashionrec.featurestore import apply_and_materialize, stage_repo
+    from fashionrec.retrieval.feast_store import apply_and_materialize, stage_repo
 
     console.print(apply_and_materialize(stage_repo(embeddings, repo)))
 
@@ -127,10 +118,10 @@ def features(
 def index(
     embeddings: Annotated[Path, typer.Option(help="Embeddings parquet.")],
     out: Annotated[Path, typer.Option(help="Index folder to write.")],
-    kind: Annotated[str, typer.Option(help="auto (by catalogue size), flat (exact), hnsw or ivf.")] = "auto",
+    kind: Annotated[IndexKind, typer.Option(help="auto (by catalogue size), flat (exact), hnsw or ivf.")] = IndexKind.AUTO,
 ) -> None:
     """Build the FAISS index."""
-    from fashionrec.index import build_index
+    from fashionrec.retrieval.index import build_index
 
     console.print(asdict(build_index(embeddings, out, kind)))
 
@@ -141,7 +132,7 @@ def package(
     out: Annotated[Path, typer.Option(help="Model store folder: config/ + model-store/.")],
 ) -> None:
     """Export the encoder into a TorchServe model store for KServe."""
-    from fashionrec.package import build_model_store
+    from fashionrec.training.package import build_model_store
 
     console.print(f"wrote {build_model_store(model, out)}")
 
@@ -154,37 +145,28 @@ def pipeline_compile(
     ] = True,
 ) -> None:
     """Compile every pipeline to YAML (upload it in the KFP UI)."""
-    from fashionrec.pipeline_runner import compile_all
+    from fashionrec.local.pipeline_runner import compile_all
 
     for path in compile_all(out, gpu=gpu):
         console.print(f"compiled {path}")
 
 
 @pipeline_app.command("run")
+@cli_signature(TrainConfig, PipelineSettings)
 def pipeline_run(
     catalog: Annotated[Path, typer.Option(help="Kaggle-layout catalogue folder (styles.csv + images/).")],
     workdir: Workdir = DEFAULT_WORKDIR,
-    backbone: str = "resnet18",
-    weights: Annotated[str, typer.Option(help="none | imagenet | path to a local backbone state_dict.")] = "none",
-    epochs: int = 8,
-    batch_size: int = 64,
-    seed: int = 0,
-    validation_settings: Annotated[str, typer.Option(help="JSON overrides of the validation thresholds.")] = "{}",
+    **parameters: Any,
 ) -> None:
     """Run the whole training pipeline locally with kfp.local, as the cluster would run it."""
-    from fashionrec.pipeline_runner import run_local
+    from fashionrec.local.pipeline_runner import run_local
 
-    deployment = run_local(
-        catalog,
-        workdir,
-        backbone=backbone,
-        weights=weights,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        validation_settings=json.loads(validation_settings),
-    )
-    console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / 'deployment.json'}")
+    train_config = from_values(TrainConfig, parameters, strict=False)
+    settings = from_values(PipelineSettings, parameters, strict=False)
+    log = workdir / PIPELINE_LOG_FILE
+    console.print(f"full log of every step: {log}")
+    deployment = run_local(catalog, workdir, train_config, settings, log_file=log)
+    console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / DEPLOYMENT_FILE}")
     console.print_json(json.dumps({k: str(v) for k, v in asdict(deployment).items()}))
 
 
@@ -194,27 +176,10 @@ RegistryOption = Annotated[
 ]
 
 
-def open_registry(registry: str | None, workdir: Path):  # type: ignore[no-untyped-def]
-    from fashionrec.registry import MlflowRegistry, default_registry_uri
+def open_registry(registry: str | None, workdir: Path) -> MlflowRegistry:
+    from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 
     return MlflowRegistry(registry or default_registry_uri(workdir))
-
-
-def print_versions(versions: list) -> None:  # type: ignore[type-arg]
-    table = Table(title="fashionrec model versions")
-    for column in ("version", "aliases", "model_version", "precision_at_5", "ndcg_at_10", "dataset", "git commit"):
-        table.add_column(column, overflow="fold")
-    for v in versions:
-        table.add_row(
-            str(v.version),
-            ",".join(v.aliases),
-            v.model_version,
-            f"{v.metrics.get('precision_at_5', float('nan')):.4f}",
-            f"{v.metrics.get('ndcg_at_10', float('nan')):.4f}",
-            v.dataset_digest[:12],
-            v.git_commit[:10],
-        )
-    console.print(table)
 
 
 @model_app.command("list")
@@ -251,9 +216,9 @@ def serve(
     ] = 0.0,
 ) -> None:
     """Serve the last pipeline run: TorchServe (encoder) + the FAISS transformer on loopback, until Ctrl-C."""
-    from fashionrec.hotswap import SwapError, swap_if_newer
-    from fashionrec.pipeline_runner import NotPromoted, load_deployment
-    from fashionrec.serving import LIVE_DIR, LocalTorchServe, serve_locally
+    from fashionrec.local.deployment import NotPromoted, load_deployment
+    from fashionrec.local.hotswap import SwapError, swap_if_newer
+    from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -278,22 +243,6 @@ def serve(
                     console.print(f"hot-swapped model_version {swapped[0]} -> {swapped[1]} with no request dropped")
 
 
-def print_hits(title: str, hits: list) -> None:  # type: ignore[type-arg]
-    table = Table(title=title)
-    for column in ("rank", "item_id", "score", "articleType", "baseColour", "productDisplayName"):
-        table.add_column(column)
-    for rank, hit in enumerate(hits, start=1):
-        table.add_row(
-            str(rank),
-            str(hit.item_id),
-            f"{hit.score:.3f}",
-            hit.attributes.get("articleType", ""),
-            hit.attributes.get("baseColour", ""),
-            hit.attributes.get("productDisplayName", ""),
-        )
-    console.print(table)
-
-
 @app.command()
 def query(
     images: Annotated[list[Path] | None, typer.Argument(help="Image files to find similar products for.")] = None,
@@ -302,7 +251,7 @@ def query(
     top_k: Annotated[int, typer.Option(help="Results per query.")] = DEFAULT_TOP_K,
 ) -> None:
     """Ask the transformer for the most similar products (KServe v2 protocol)."""
-    from fashionrec.client import QueryError, image_request, infer, item_request, parse_hits
+    from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits
 
     if bool(images) == bool(item_id):
         raise typer.BadParameter("give image files or --item-id, not both and not neither")
@@ -324,6 +273,6 @@ def demo(
     epochs: int = 8,
 ) -> None:
     """The whole system end to end on a generated catalogue: synth -> pipeline (kfp.local) -> serve -> query."""
-    from fashionrec.demo import run_demo
+    from fashionrec.local.demo import run_demo
 
     run_demo(workdir, items_per_type=items_per_type, epochs=epochs)

@@ -6,8 +6,12 @@ from __future__ import annotations
 # /v2/models/<its own --model_name>/infer on the predictor.
 MODEL_NAME = "fashionrec"
 
-# Container image for the KFP components and the transformer; the tag is bumped on release.
+# Container images (the Dockerfile's two targets); the tag is bumped on release. The KFP components train, so their
+# image carries torch; the transformer's does not (it imports no torch).
 PROJECT_IMAGE = "ghcr.io/fashionrec/fashionrec:0.1.0"
+TRANSFORMER_IMAGE = "ghcr.io/fashionrec/fashionrec-transformer:0.1.0"
+# Where both images hold kserve/ (the entrypoints the manifests run).
+IMAGE_KSERVE_DIR = "/opt/fashionrec/kserve"
 
 EMBEDDING_DIM = 256
 # (height, width) of the encoder input: the native size of the Kaggle "small" images (60x80 portrait).
@@ -30,7 +34,7 @@ LABEL_COLUMN = "articleType"
 # Attributes served with every recommendation (and stored in Feast).
 ATTRIBUTE_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "usage", "productDisplayName")
 
-# Feast names (feature_repo/ uses these through fashionrec.featurestore).
+# Feast names (feature_repo/ uses these through fashionrec.retrieval.feast_store).
 FEAST_ENTITY = "item"
 FEAST_JOIN_KEY = "item_id"
 FEAST_EMBEDDING_VIEW = "item_embedding"
@@ -55,7 +59,7 @@ TORCHSERVE_METRICS_PORT = 8082
 TORCHSERVE_GRPC_INFERENCE_PORT = 7070
 TORCHSERVE_GRPC_MANAGEMENT_PORT = 7071
 
-# Dynamic batching of the encoder (TorchServe's batch_size/max_batch_delay, and fashionrec.batching in the
+# Dynamic batching of the encoder (TorchServe's batch_size/max_batch_delay, and fashionrec.serving.batching in the
 # KServe-hosted encoder): requests arriving within the delay share one forward pass of up to this many images.
 DYNAMIC_BATCH_SIZE = 8
 DYNAMIC_BATCH_DELAY_MS = 5
@@ -66,6 +70,24 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_BATCH = 64
 # Whole request bodies above this get a 413 before anything reads them (64 small JPEGs as base64 fit many times).
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+# Artifact file names: every stage that writes one and every stage that reads it use these.
+VALID_TABLE_FILE = "valid.parquet"  # validated rows with their image bytes
+QUARANTINE_FILE = "quarantine.csv"
+REPORT_FILE = "report.html"  # the HTML report of a validation or an evaluation
+DATA_DOCS_FILE = "data_docs.html"  # Great Expectations' Data Docs page
+DATASET_MANIFEST_FILE = "dataset_manifest.json"  # provenance: digests of every image and of styles.csv
+DEFECTS_FILE = "defects.csv"  # ground truth of the defects injected into a synthetic catalogue
+MODEL_CARD_FILE = "model.json"  # fashionrec.training.card.ModelCard
+WEIGHTS_FILE = "encoder.pt"  # the trained encoder's state_dict
+CHECKPOINT_FILE = "checkpoint.pt"  # training state after the last finished epoch (KFP retries resume from it)
+EXPORTED_FILE = "encoder.pt2"  # torch.export program inside the .mar
+METRICS_FILE = "metrics.json"  # an evaluation's metrics
+CONFUSION_FILE = "confusion.json"
+EMBEDDINGS_FILE = "embeddings.parquet"
+DEPLOYMENT_FILE = "deployment.json"  # where a local pipeline run's serving artifacts are
+PIPELINE_LOG_FILE = "pipeline.log"  # kfp.local's full output of a local pipeline run
+FEAST_CONFIG_FILE = "feature_store.yaml"
 
 # Layout of the artifacts that serving consumes.
 MAR_FILE = f"{MODEL_NAME}.mar"

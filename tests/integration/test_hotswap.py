@@ -8,25 +8,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fashionrec.client import image_request
 from fashionrec.config import MODEL_NAME
-from fashionrec.hotswap import served_versions, swap_if_newer
-from fashionrec.serving import LIVE_DIR, LocalTorchServe, serve_locally
-from fashionrec.stages import run_stages
-from fashionrec.train import TrainConfig
+from fashionrec.local.hotswap import served_versions, swap_if_newer
+from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.local.stages import StageOutputs, run_stages
+from fashionrec.params import TrainConfig
+from fashionrec.serving.client import image_request
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def second_version(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def second_version(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> StageOutputs:
     """Another model trained on the same catalogue (other seed, so other weights and another model_version)."""
     return run_stages(tiny_catalog, tmp_path_factory.mktemp("v2"), TrainConfig(epochs=2, batch_size=16, seed=7))
 
 
 def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(
-    stages, second_version, tiny_catalog: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    stages: StageOutputs, second_version: StageOutputs, tiny_catalog: Path, tmp_path: Path
+) -> None:
     body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
     answers: list[tuple[float, int, str]] = []
     stop = threading.Event()

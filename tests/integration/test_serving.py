@@ -4,6 +4,7 @@ kserve.ModelServer, started exactly as `fashionrec serve` starts them."""
 import base64
 import concurrent.futures
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,25 +13,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashionrec.client import QueryError, binary_image_request, image_request, infer, item_request, parse_hits
 from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME
-from fashionrec.index import ItemIndex
-from fashionrec.serving import serve_locally
+from fashionrec.local.processes import LocalTorchServe, LocalTransformer, serve_locally
+from fashionrec.local.stages import StageOutputs
+from fashionrec.retrieval.index import ItemIndex
+from fashionrec.serving.client import QueryError, binary_image_request, image_request, infer, item_request, parse_hits
 
 pytestmark = pytest.mark.integration
+Servers = tuple[LocalTorchServe, LocalTransformer]
 
 
 @pytest.fixture(scope="module")
-def servers(stages, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with serve_locally(stages.deployment, tmp_path_factory.mktemp("serve")) as running:
-        yield running
+def servers(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    with serve_locally(stages.deployment, tmp_path_factory.mktemp("serve")) as (predictor, transformer):
+        assert isinstance(predictor, LocalTorchServe)  # the default runtime
+        yield predictor, transformer
 
 
 def images(catalog: Path, *ids: int) -> list[bytes]:
     return [(catalog / "images" / f"{i}.jpg").read_bytes() for i in ids]
 
 
-def test_v2_query_returns_the_querys_own_item_first(servers, tiny_catalog: Path, stages) -> None:  # type: ignore[no-untyped-def]
+def test_v2_query_returns_the_querys_own_item_first(servers: Servers, tiny_catalog: Path, stages: StageOutputs) -> None:
     _, transformer = servers
     response = infer(transformer.url, image_request(images(tiny_catalog, 10003, 10030, 10059), top_k=5))
     assert response["model_version"] == ItemIndex.load(stages.index_dir).meta.model_version
@@ -40,13 +44,13 @@ def test_v2_query_returns_the_querys_own_item_first(servers, tiny_catalog: Path,
     assert hits[0][0].attributes["productDisplayName"]
 
 
-def test_item_id_query_reads_feast(servers) -> None:  # type: ignore[no-untyped-def]
+def test_item_id_query_reads_feast(servers: Servers) -> None:
     _, transformer = servers
     hits = parse_hits(infer(transformer.url, item_request([10010], top_k=3)))[0]
     assert len(hits) == 3 and 10010 not in [h.item_id for h in hits]
 
 
-def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers: Servers, tiny_catalog: Path) -> None:
     predictor, transformer = servers
     with pytest.raises(QueryError) as error:
         infer(transformer.url, image_request([b"%PDF-1.4 this is a pdf, not a photo"]))
@@ -60,7 +64,7 @@ def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers, tin
     assert parse_hits(infer(transformer.url, image_request(images(tiny_catalog, 10001))))[0][0].item_id == 10001
 
 
-def test_torchserve_embeds_a_batch_over_v2(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+def test_torchserve_embeds_a_batch_over_v2(servers: Servers, tiny_catalog: Path) -> None:
     predictor, _ = servers
     data = [base64.b64encode(b).decode() for b in images(tiny_catalog, 10000, 10001, 10002)]
     response = httpx.post(
@@ -74,7 +78,7 @@ def test_torchserve_embeds_a_batch_over_v2(servers, tiny_catalog: Path) -> None:
     assert np.allclose(np.linalg.norm(np.asarray(output["data"]).reshape(3, -1), axis=1), 1, atol=1e-4)
 
 
-def test_concurrent_queries_all_succeed(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_queries_all_succeed(servers: Servers, tiny_catalog: Path) -> None:
     _, transformer = servers
     ids = list(range(10000, 10016))
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -86,16 +90,25 @@ def test_concurrent_queries_all_succeed(servers, tiny_catalog: Path) -> None:  #
     assert results == ids
 
 
-def test_management_api_is_on_loopback_only(servers) -> None:  # type: ignore[no-untyped-def]
+def test_management_api_is_on_loopback_only(servers: Servers) -> None:
     predictor, _ = servers
     assert predictor.management_url.startswith("http://127.0.0.1:")
     config = (predictor.work_dir / "config.properties").read_text()
     assert f"management_address=http://127.0.0.1:{predictor.management_port}" in config
 
 
-def test_servers_start_from_a_relative_work_dir(stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_running_transformer_has_loaded_no_torch(servers: Servers) -> None:
+    """Measured on the live process: which shared libraries it has mapped (the TorchServe worker has libtorch)."""
+    _, transformer = servers
+    assert transformer.process is not None and transformer.process.process is not None
+    maps = Path(f"/proc/{transformer.process.process.pid}/maps").read_text()
+    assert "faiss" in maps  # the check reads the right process: it has FAISS loaded
+    assert "libtorch" not in maps and "/torch/" not in maps
+
+
+def test_servers_start_from_a_relative_work_dir(stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    from fashionrec.serving import LocalTorchServe
+    from fashionrec.local.processes import LocalTorchServe
 
     predictor = LocalTorchServe(stages.model_store, Path("relative") / "torchserve")
     try:
@@ -135,7 +148,7 @@ _bodies = st.one_of(
 )
 
 
-def test_fuzzed_payloads_get_only_2xx_or_4xx_and_serving_goes_on(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzed_payloads_get_only_2xx_or_4xx_and_serving_goes_on(servers: Servers, tiny_catalog: Path) -> None:
     _, transformer = servers
     url = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
     answered: list[int] = []
@@ -161,7 +174,7 @@ def test_fuzzed_payloads_get_only_2xx_or_4xx_and_serving_goes_on(servers, tiny_c
     assert parse_hits(infer(transformer.url, image_request(images(tiny_catalog, 10002))))[0][0].item_id == 10002
 
 
-def test_binary_tensor_request_against_the_real_server(servers, tiny_catalog: Path) -> None:  # type: ignore[no-untyped-def]
+def test_binary_tensor_request_against_the_real_server(servers: Servers, tiny_catalog: Path) -> None:
     _, transformer = servers
     body, headers = binary_image_request(images(tiny_catalog, 10005, 10006), top_k=2)
     response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", content=body, headers=headers, timeout=30)
@@ -169,7 +182,7 @@ def test_binary_tensor_request_against_the_real_server(servers, tiny_catalog: Pa
     assert [h[0].item_id for h in parse_hits(response.json())] == [10005, 10006]
 
 
-def test_oversized_request_gets_a_413_and_prometheus_counts_it(servers) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_request_gets_a_413_and_prometheus_counts_it(servers: Servers) -> None:
     _, transformer = servers
     response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", content=b"0" * (MAX_REQUEST_BYTES + 10), timeout=60)
     assert response.status_code == 413 and "above the limit" in response.json()["error"]
@@ -178,14 +191,16 @@ def test_oversized_request_gets_a_413_and_prometheus_counts_it(servers) -> None:
     assert "fashionrec_feast_seconds_bucket" in metrics and "fashionrec_request_seconds_count" in metrics
 
 
-def test_torchserve_exposes_prometheus_metrics(servers) -> None:  # type: ignore[no-untyped-def]
+def test_torchserve_exposes_prometheus_metrics(servers: Servers) -> None:
     predictor, _ = servers
     metrics = httpx.get(f"http://127.0.0.1:{predictor.metrics_port}/metrics", timeout=10).text
     assert "ts_inference_requests_total" in metrics
 
 
 @pytest.mark.parametrize("protocol", ["v2", "grpc-v2"])
-def test_kserve_hosted_encoder_serves_the_same_answers(stages, tiny_catalog: Path, tmp_path: Path, protocol: str) -> None:  # type: ignore[no-untyped-def]
+def test_kserve_hosted_encoder_serves_the_same_answers(
+    stages: StageOutputs, tiny_catalog: Path, tmp_path: Path, protocol: str
+) -> None:
     """The no-JVM runtime: the same .mar under kserve.ModelServer, reached over v2 REST or v2 gRPC."""
     with serve_locally(stages.deployment, tmp_path, runtime="kserve", protocol=protocol) as (encoder, transformer):
         response = infer(transformer.url, image_request(images(tiny_catalog, 10003, 10040), top_k=3))

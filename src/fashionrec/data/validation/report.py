@@ -1,0 +1,117 @@
+"""The reports of a validation run (an HTML page with thumbnails of what was quarantined, Great Expectations' Data
+Docs, the provenance manifest) and the valid-fraction floor that stops the pipeline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fashionrec.config import (
+    DATA_DOCS_FILE,
+    DATASET_MANIFEST_FILE,
+    QUARANTINE_FILE,
+    REPORT_FILE,
+    VALID_TABLE_FILE,
+)
+from fashionrec.console import console
+from fashionrec.data.catalog import STYLES_FILE
+from fashionrec.data.provenance import build_manifest, write_manifest
+from fashionrec.data.validation.quarantine import ValidationResult
+
+
+class ValidationFailed(RuntimeError):
+    """Too little of the catalogue is usable: the pipeline stops here, with the numbers."""
+
+
+def _thumbnail(data: bytes) -> str:
+    return f'<img src="data:image/jpeg;base64,{base64.b64encode(data).decode()}" height="80">'
+
+
+def render_report(result: ValidationResult) -> str:
+    """A self-contained HTML page for the KFP UI: counts, reasons, the suite, and the quarantine with thumbnails."""
+    m = result.metrics
+    reasons = (
+        "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in result.reasons.items())
+        or "<tr><td colspan=2>none</td></tr>"
+    )
+    suite = "".join(
+        f"<tr><td>{html.escape(r['reason'])}</td><td>{html.escape(r['expectation'])}</td><td>{html.escape(r['column'])}</td>"
+        f"<td class={'ok' if r['success'] else ('bad' if r['quarantine'] else 'warn')}>{'pass' if r['success'] else 'fail'}</td>"
+        f"<td>{r['unexpected_count']}</td><td>{'quarantine' if r['quarantine'] else 'report'}</td></tr>"
+        for r in result.gx_results
+    )
+    rows = []
+    for rec in result.quarantine.head(500).itertuples(index=False):
+        thumb = _thumbnail(result.quarantined_images[str(rec.id)]) if str(rec.id) in result.quarantined_images else ""
+        cells = [rec.kind, rec.line_number, rec.id, rec.reason, rec.value, rec.detail]
+        rows.append(
+            "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in cells) + f"<td>{thumb}</td></tr>"
+        )
+    rare = ", ".join(f"{html.escape(k)} ({v})" for k, v in result.rare_classes.items()) or "none"
+    settings = html.escape(json.dumps(asdict(result.settings)))
+    more = f"<p>… and {len(result.quarantine) - 500} more in the quarantine artifact.</p>" if len(result.quarantine) > 500 else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Catalogue validation</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+.ok{{color:#080}}.bad{{color:#b00;font-weight:bold}}.warn{{color:#a60}}.big{{font-size:1.3em}}</style></head><body>
+<h1>Catalogue validation</h1>
+<p class="big">{m["rows_in"]:.0f} rows in: <b>{m["rows_valid"]:.0f} valid</b>, <b>{m["rows_quarantined"]:.0f} quarantined</b>
+({m["valid_fraction"]:.1%} valid); {m["images_without_row"]:.0f} images without a row.</p>
+<h2>Quarantine reasons</h2><table><tr><th>reason</th><th>count</th></tr>{reasons}</table>
+<p>Classes with fewer than {result.settings.min_class_count} valid items: {rare}
+({"excluded" if result.settings.exclude_rare_classes else "kept for training"}).</p>
+<h2>Great Expectations suite</h2><table><tr><th>reason</th><th>expectation</th><th>column</th><th>result</th><th>rows</th><th>action</th></tr>{suite}</table>
+<h2>Quarantine</h2><table><tr><th>kind</th><th>line</th><th>id</th><th>reason</th><th>value</th><th>detail</th><th>image</th></tr>{"".join(rows)}</table>{more}
+<h2>Settings</h2><pre>{settings}</pre></body></html>"""
+
+
+def render_data_docs(result: ValidationResult) -> str:
+    """Great Expectations' own Data Docs page for this validation run, as one HTML document."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result.gx_validation)))
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    valid: Path
+    quarantine: Path
+    report: Path
+    data_docs: Path
+    manifest: Path
+
+
+def write_outputs(result: ValidationResult, catalog_dir: Path, paths: OutputPaths) -> dict[str, float]:
+    """Write every output, then enforce the valid-fraction floor (so the report exists even when it fails)."""
+    result.valid.to_parquet(paths.valid, index=False)
+    result.quarantine.to_csv(paths.quarantine, index=False)
+    paths.report.write_text(render_report(result), encoding="utf-8")
+    paths.data_docs.write_text(render_data_docs(result), encoding="utf-8")
+    manifest = build_manifest(
+        result.valid, catalog_dir / STYLES_FILE, result.rows_in, int(result.metrics["rows_quarantined"]), asdict(result.settings)
+    )
+    write_manifest(manifest, paths.manifest)
+    console.print(
+        f"validation: {result.metrics['rows_valid']:.0f}/{result.rows_in} rows valid; quarantined: {result.reasons or 'none'}"
+    )
+    if result.metrics["valid_fraction"] < result.settings.min_valid_fraction:
+        top = ", ".join(f"{k}: {v}" for k, v in sorted(result.reasons.items(), key=lambda kv: -kv[1])[:5])
+        raise ValidationFailed(
+            f"only {result.metrics['valid_fraction']:.1%} of {result.rows_in} rows are valid "
+            f"(floor {result.settings.min_valid_fraction:.0%}); top reasons: {top}. See the validation report."
+        )
+    return result.metrics
+
+
+def output_paths(out_dir: Path) -> OutputPaths:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return OutputPaths(
+        out_dir / VALID_TABLE_FILE,
+        out_dir / QUARANTINE_FILE,
+        out_dir / REPORT_FILE,
+        out_dir / DATA_DOCS_FILE,
+        out_dir / DATASET_MANIFEST_FILE,
+    )

@@ -1,0 +1,305 @@
+"""Running the InferenceService's two containers as local processes on loopback, with the same arguments.
+
+TorchServe (the predictor) and the FAISS transformer each run in their own process group so that stopping them
+takes their children (TorchServe's JVM and Python workers) down too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+
+from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR
+from fashionrec.local.deployment import Deployment
+from fashionrec.serving.entrypoints import KSERVE_ENCODER_ENTRYPOINT, TRANSFORMER_ENTRYPOINT, kserve_file
+from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
+
+# KServe logs a line per request with its latencies by default: ~0.3 ms of the transformer hop on 2 cores, and the
+# Prometheus histograms (fashionrec_request_seconds & co.) already carry the same numbers. The manifests pass it too.
+QUIET_REQUEST_LOG = "--enable_latency_logging=false"
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.cwd, start_new_session=True
+        )
+        log.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise ServerStartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def wait_until(check: object, process: ManagedProcess, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise ServerStartError(f"{what} not ready after {timeout:.0f}s:\n{process.log_tail()}")
+
+
+@dataclass
+class LocalTorchServe:
+    model_store_dir: Path  # the package stage's output: config/ + model-store/
+    work_dir: Path
+    inference_port: int = field(default_factory=free_port)
+    management_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    settings: TorchServeSettings = field(default_factory=TorchServeSettings)
+    process: ManagedProcess | None = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.inference_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def live_store(self) -> Path:
+        return self.work_dir.resolve() / MODEL_STORE_DIR
+
+    def start(self, timeout: float = 180.0) -> None:
+        if shutil.which("java") is None:
+            raise ServerStartError("TorchServe needs a Java runtime (17+): `make setup` installs one")
+        source = self.model_store_dir / MODEL_STORE_DIR / MAR_FILE
+        self.work_dir = self.work_dir.resolve()  # TorchServe runs with cwd=work_dir: every path must be absolute
+        if not source.is_file():
+            raise ServerStartError(f"{source} not found: run the pipeline first")
+        # A live store of its own: a hot swap adds archives to it without touching the pipeline's output.
+        store = self.live_store
+        store.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, store / MAR_FILE)
+        settings = replace(
+            self.settings,
+            inference_address=self.inference_url,
+            management_address=self.management_url,
+            metrics_address=f"http://127.0.0.1:{self.metrics_port}",
+            grpc_inference_port=free_port(),
+            grpc_management_port=free_port(),
+            model_store=str(store.resolve()),
+        )
+        config = self.work_dir / "config.properties"
+        config.write_text(torchserve_properties(settings, mar_version(store / MAR_FILE)), encoding="utf-8")
+        torchserve = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or "torchserve"
+        self.process = ManagedProcess(
+            "torchserve",
+            [torchserve, "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store", str(store.resolve())],
+            self.work_dir / "torchserve.log",
+            env={
+                # One torch thread per worker: with more, latency stalls under any other load on 2 cores.
+                "OMP_NUM_THREADS": "1",
+                "LOG_LOCATION": str(self.work_dir / "logs"),
+                "METRICS_LOCATION": str(self.work_dir / "logs"),
+                "TEMP": str(self.work_dir),
+            },
+            cwd=self.work_dir,
+        )
+        self.process.start()
+        # /ping says Healthy before the worker has loaded the model: wait on the model's worker status instead.
+        wait_until(self._model_ready, self.process, timeout, "TorchServe model")
+
+    def _model_ready(self) -> bool:
+        response = httpx.get(f"{self.management_url}/models/{MODEL_NAME}", timeout=2)
+        if response.status_code != 200:
+            return False
+        return any(w.get("status") == "READY" for entry in response.json() for w in entry.get("workers", []))
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def start_model_server(name: str, entrypoint: str, args: list[str], work_dir: Path, url: str, timeout: float) -> ManagedProcess:
+    """Start `python kserve/<entrypoint> args` (a kserve.ModelServer, as its container does) and wait until the model
+    answers ready on url."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(kserve_file(entrypoint)), *args]
+    process = ManagedProcess(name, command, work_dir / f"{name}.log", env={"OMP_NUM_THREADS": "1"})
+    process.start()
+    wait_until(lambda: httpx.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200, process, timeout, name)
+    return process
+
+
+@dataclass
+class LocalKServeEncoder:
+    """The no-JVM predictor runtime: the same .mar served by fashionrec.serving.kserve_encoder under kserve.ModelServer."""
+
+    model_store_dir: Path
+    work_dir: Path
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+    entrypoint = KSERVE_ENCODER_ENTRYPOINT  # kserve/ program, as the ServingRuntime runs it
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        """The container arguments of the kserve-encoder predictor, with local paths and ports."""
+        return [
+            f"--model_name={MODEL_NAME}",
+            f"--model_dir={self.model_store_dir.resolve()}",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            QUIET_REQUEST_LOG,
+        ]
+
+    def predictor_host(self, protocol: str) -> str:
+        return f"127.0.0.1:{self.grpc_port if protocol == 'grpc-v2' else self.http_port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.work_dir = self.work_dir.resolve()
+        self.process = start_model_server(
+            "kserve-encoder", self.entrypoint, self.args(), self.work_dir, self.inference_url, timeout
+        )
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class LocalTransformer:
+    index_dir: Path
+    feature_repo: Path
+    predictor_host: str  # host:port of the v2 predictor
+    work_dir: Path
+    predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+    entrypoint = TRANSFORMER_ENTRYPOINT  # kserve/ program, as the InferenceService runs it
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        """The container arguments of the InferenceService's transformer, with local paths and ports."""
+        return [
+            f"--model_name={MODEL_NAME}",
+            f"--predictor_host={self.predictor_host}",
+            f"--predictor_protocol={self.predictor_protocol}",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            f"--index_dir={self.index_dir.absolute()}",
+            f"--feature_repo={self.feature_repo.absolute()}",
+            f"--max_request_bytes={MAX_REQUEST_BYTES}",
+            QUIET_REQUEST_LOG,
+        ]
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.work_dir = self.work_dir.resolve()
+        self.process = start_model_server("transformer", self.entrypoint, self.args(), self.work_dir, self.url, timeout)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+RUNTIMES = ("torchserve", "kserve")
+# The transformer reads through live/current/{index,feature_repo}; a hot swap flips live/current.
+LIVE_DIR = "live"
+LIVE_INDEX = "index"
+LIVE_FEATURE_REPO = "feature_repo"
+
+
+def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
+    """Make live_dir/current point at a folder linking this deployment's index and Feast repo; the transformer is
+    started with live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
+    bundle = live_dir / f"bundle-{time.monotonic_ns()}"
+    bundle.mkdir(parents=True)
+    (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
+    (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
+    staged = live_dir / f".current-{time.monotonic_ns()}"
+    staged.symlink_to(bundle.name, target_is_directory=True)  # relative to live_dir, so a relative live_dir works
+    os.replace(staged, live_dir / "current")
+    return live_dir / "current"
+
+
+@contextlib.contextmanager
+def serve_locally(
+    deployment: Deployment, work_dir: Path | None = None, runtime: str = "torchserve", protocol: str = "v2"
+) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
+    """Start the predictor (TorchServe, or the KServe-hosted encoder) and the transformer on free loopback ports;
+    stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if protocol == "grpc-v2" and runtime != "kserve":
+        raise ValueError("TorchServe has no v2 gRPC endpoint (its gRPC is its own API): use runtime='kserve' for grpc-v2")
+    with contextlib.ExitStack() as stack:
+        root = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fashionrec-serve-")))
+        predictor: LocalTorchServe | LocalKServeEncoder
+        if runtime == "kserve":
+            predictor = LocalKServeEncoder(deployment.model_store, root / "encoder")
+            host = predictor.predictor_host(protocol)
+        else:
+            predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
+            host = f"127.0.0.1:{predictor.inference_port}"
+        stack.callback(predictor.stop)
+        predictor.start()
+        # The transformer reads through a symlink that a hot swap flips (fashionrec.local.hotswap).
+        current = link_deployment(deployment, root / LIVE_DIR)
+        transformer = LocalTransformer(
+            current / LIVE_INDEX, current / LIVE_FEATURE_REPO, host, root / "transformer", predictor_protocol=protocol
+        )
+        stack.callback(transformer.stop)
+        transformer.start()
+        yield predictor, transformer

@@ -1,0 +1,243 @@
+"""Run parameters, declared once: training (``TrainConfig``) and the pipeline steps around it (``PipelineSettings``).
+
+Each field carries its help text and where it applies. The CLI's ``train`` and ``pipeline run``, the train_encoder
+component and the KFP pipeline take their parameters from these dataclasses (``cli_signature``/``kfp_signature``),
+so a new parameter is one new field. Choices are enums: ``--help`` lists them and typer and ``from_values`` refuse
+anything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import Enum, StrEnum
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM
+
+
+class Backbone(StrEnum):
+    """torchvision backbones the encoder can be built on."""
+
+    RESNET18 = "resnet18"
+    RESNET50 = "resnet50"
+    EFFICIENTNET_B0 = "efficientnet_b0"
+    MOBILENET_V3_LARGE = "mobilenet_v3_large"
+
+
+class Device(StrEnum):
+    AUTO = "auto"  # the GPU when there is one
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"  # bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+class IndexKind(StrEnum):
+    AUTO = "auto"  # by catalogue size
+    FLAT = "flat"
+    HNSW = "hnsw"
+    IVF = "ivf"
+
+
+def parameter(default: Any, help: str, *, pipeline: bool = True) -> Any:
+    """A run parameter with its help text; ``pipeline=False``: the CLI has it, the KFP pipeline does not."""
+    metadata = {"help": help, "pipeline": pipeline}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    backbone: Backbone = parameter(Backbone.RESNET18, "torchvision backbone of the encoder")
+    weights: str = parameter("none", "none (random init), imagenet (torchvision's weights) or a path to a local state_dict")
+    embedding_dim: int = parameter(EMBEDDING_DIM, "size of the L2-normalised embedding")
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # the encoder's input (height, width): fixed, not a run parameter
+    epochs: int = parameter(8, "passes over the training split")
+    batch_size: int = parameter(64, "images per training step")
+    learning_rate: float = parameter(2e-3, "peak learning rate of the one-cycle schedule (AdamW)")
+    weight_decay: float = parameter(1e-4, "AdamW weight decay")
+    holdout_fraction: float = parameter(0.2, "share of items held out for evaluation and the gate (a fixed function of the id)")
+    seed: int = parameter(0, "random seed: the same seed and data give the same model")
+    device: Device = parameter(Device.AUTO, "where to train (auto: the GPU when there is one)", pipeline=False)
+    precision: Precision = parameter(Precision.AUTO, "mixed precision on the GPU (auto: bf16 where supported, else fp16)")
+    channels_last: bool = parameter(True, "channels-last memory layout (faster convolutions)", pipeline=False)
+    compile: bool = parameter(False, "torch.compile the encoder (worth it for long GPU runs)")
+    resume: bool = parameter(True, "continue from checkpoint.pt when it was written with these settings", pipeline=False)
+
+
+@dataclass
+class PipelineSettings:
+    """The pipeline's steps other than training."""
+
+    validation_settings: dict[str, Any] = parameter(
+        {}, 'overrides of the validation thresholds (ValidationSettings), e.g. {"min_sharpness": 20}'
+    )
+    min_improvement: float = parameter(0.0, "the gate promotes only if precision@5 beats production by at least this")
+    index_kind: IndexKind = parameter(
+        IndexKind.AUTO, "FAISS index: auto (exact up to 100k items, HNSW to 2M, IVF above), flat, hnsw, ivf"
+    )
+    registry_uri: str = parameter("", "MLflow tracking URI of the model registry (empty: no registration)")
+    production_model_dir: str = parameter("", "gate against this model folder instead of the registry's production alias")
+
+
+@dataclass(frozen=True)
+class RunParameter:
+    name: str
+    type: Any  # int, float, bool, str, dict or an Enum subclass
+    default: Any
+    help: str
+
+    @property
+    def plain_default(self) -> Any:
+        """The default as JSON/KFP sees it (an enum's value)."""
+        return self.default.value if isinstance(self.default, Enum) else self.default
+
+
+Config = TypeVar("Config", TrainConfig, PipelineSettings)
+
+
+def run_parameters(config: type[TrainConfig] | type[PipelineSettings], pipeline: bool = False) -> list[RunParameter]:
+    """The run parameters of ``config``, in declaration order (``pipeline``: only those the pipeline has)."""
+    hints = get_type_hints(config)
+    found = []
+    for f in fields(config):
+        if "help" not in f.metadata or (pipeline and not f.metadata["pipeline"]):
+            continue
+        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+        kind = hints[f.name]
+        found.append(
+            RunParameter(f.name, dict if getattr(kind, "__origin__", None) is dict else kind, default, f.metadata["help"])
+        )
+    return found
+
+
+def from_values(config: type[Config], values: dict[str, Any], strict: bool = True) -> Config:
+    """Build ``config`` from plain values (KFP, JSON, the CLI): enums checked, dicts given as JSON text decoded.
+    ``strict``: a name that is not a field is an error; otherwise other names are ignored."""
+    known = {p.name: p for p in run_parameters(config)}
+    unknown = sorted(set(values) - set(known))
+    if unknown and strict:
+        raise ValueError(f"unknown {config.__name__} parameter(s) {unknown}; known: {sorted(known)}")
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            continue
+        kind = known[name].type
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            choices = [c.value for c in kind]
+            if str(getattr(value, "value", value)) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            value = kind(getattr(value, "value", value))
+        else:
+            value = _coerce(name, kind, value)
+        converted[name] = value
+    return config(**converted)
+
+
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """``value`` as ``kind``. Values that reach a component inside a dict parameter come as text (KFP substitutes
+    each pipeline channel into the dict as a string, "16" or "16.0") or as doubles (a protobuf Struct)."""
+    problem = ValueError(f"{name} must be a {getattr(kind, '__name__', kind)}, got {value!r}")
+    if kind is dict:
+        value = json.loads(value or "{}") if isinstance(value, str) else value
+        if not isinstance(value, dict):
+            raise problem
+        return value
+    if isinstance(value, str) and kind is not str:
+        if kind is bool:
+            if value.lower() not in _BOOLEANS:
+                raise problem
+            return _BOOLEANS[value.lower()]
+        try:
+            value = float(value)
+        except ValueError:
+            raise problem from None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise problem
+    return value
+
+
+def plain_values(config: TrainConfig | PipelineSettings, pipeline: bool = False) -> dict[str, Any]:
+    """The run parameters of a config as JSON-ready values (enums as strings)."""
+    values = asdict(config)
+    return {p.name: getattr(values[p.name], "value", values[p.name]) for p in run_parameters(type(config), pipeline)}
+
+
+Func = TypeVar("Func", bound=Callable[..., Any])
+
+
+def _with_parameters(func: Func, parameters: list[inspect.Parameter], args_doc: list[str]) -> Func:
+    """``func`` (which takes ``**values``) with ``parameters`` after its own named ones, and their help in ``Args:``.
+
+    The wrapper binds whatever its caller passes (KFP's compiler passes every pipeline input positionally) to that
+    signature and calls ``func`` by keyword."""
+    signature = inspect.signature(func, eval_str=True)  # typer and KFP read annotations as objects, not strings
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    full = signature.replace(parameters=[*own, *parameters])
+
+    @functools.wraps(func)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return func(**full.bind(*args, **kwargs).arguments)
+
+    bound.__signature__ = full  # type: ignore[attr-defined]
+    if args_doc:
+        doc = inspect.getdoc(func) or ""
+        header = "" if "\nArgs:\n" in doc else "\n\nArgs:"  # the function's own Args: section ends its docstring
+        bound.__doc__ = f"{doc}{header}\n" + "\n".join(args_doc)
+    return bound  # type: ignore[return-value]
+
+
+def kfp_signature(*configs: type[TrainConfig] | type[PipelineSettings]) -> Callable[[Func], Func]:
+    """Decorator for a KFP pipeline function ``f(named..., **values)``: the pipeline parameters of ``configs`` become
+    its keyword parameters (plain KFP types: enums are strings) with their help as the descriptions the UI shows."""
+
+    def decorate(func: Func) -> Func:
+        params, docs = [], []
+        for config in configs:
+            for p in run_parameters(config, pipeline=True):
+                kind = str if isinstance(p.type, type) and issubclass(p.type, Enum) else p.type
+                params.append(
+                    inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.plain_default, annotation=kind)
+                )
+                choices = f" One of: {', '.join(c.value for c in p.type)}." if kind is str and p.type is not str else ""
+                docs.append(f"    {p.name}: {p.help}.{choices}")
+        return _with_parameters(func, params, docs)
+
+    return decorate
+
+
+def cli_signature(*configs: type[TrainConfig] | type[PipelineSettings]) -> Callable[[Func], Func]:
+    """Decorator for a typer command ``f(named..., **values)``: every run parameter of ``configs`` becomes an option
+    with its help; enum choices are validated by typer, dicts are JSON text (``from_values`` decodes them)."""
+    import typer
+
+    def decorate(func: Func) -> Func:
+        params = []
+        for config in configs:
+            for p in run_parameters(config):
+                kind, default = (str, json.dumps(p.default)) if p.type is dict else (p.type, p.default)
+                option = typer.Option(help=p.help + (" (JSON)" if p.type is dict else ""))
+                annotation = Annotated.__class_getitem__((kind, option))  # type: ignore[attr-defined]  # built at run time
+                params.append(
+                    inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+                )
+        return _with_parameters(func, params, [])
+
+    return decorate

@@ -1,0 +1,1 @@
+"""What search needs, shared by training and serving (no torch here): the embeddings table, the FAISS index, the Feast store."""

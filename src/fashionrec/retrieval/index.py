@@ -1,0 +1,204 @@
+"""The FAISS index of catalogue embeddings, with the model_version it was built from.
+
+The index type follows catalogue size: exact search while a query over every item stays cheap, a graph (HNSW) above
+that, and an inverted file (IVF) where an HNSW graph would take too long to build and too much memory. The choice and
+its parameters are written to index.json next to the index and applied again on load, so a served index searches the
+way it was evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+
+from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE
+from fashionrec.retrieval.embeddings import read_embeddings
+
+IndexKind = Literal["flat", "hnsw", "ivf"]
+INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
+# Exact search scans every vector: ~20 ms per query at 200k x 256 on 2 cores (benchmarks/bench_index.py), ~2 ms at 20k.
+EXACT_SEARCH_LIMIT = 100_000
+# An HNSW graph costs ~2*M ids per item on top of the vectors and builds at ~3.5k items/s per core; past this IVF
+# (k-means on a sample, then one assignment per item) is the better trade.
+HNSW_LIMIT = 2_000_000
+HNSW_M = 32  # graph degree: recall vs memory
+HNSW_EF_CONSTRUCTION = 100  # build-time beam: recall vs build time
+HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
+IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
+IVF_TRAINING_POINTS_PER_LIST = 50  # k-means sample size per list (FAISS warns below 39)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which FAISS index to build and the parameters it searches with."""
+
+    kind: IndexKind
+    params: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        """A FAISS-factory-like name, for people reading index.json and the KFP UI."""
+        if self.kind == "hnsw":
+            return f"IDMap2,HNSW{self.params['m']},IP"
+        if self.kind == "ivf":
+            return f"IDMap2,IVF{self.params['nlist']},FlatIP"
+        return "IDMap2,FlatIP"
+
+
+def choose_index_spec(count: int, kind: str = "auto") -> IndexSpec:
+    """The index for ``count`` items: ``auto`` picks by size; ``flat``, ``hnsw`` or ``ivf`` force one."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+    if count < 1:
+        raise ValueError("an index needs at least one item")
+    if kind == "auto":
+        kind = "flat" if count <= EXACT_SEARCH_LIMIT else "hnsw" if count <= HNSW_LIMIT else "ivf"
+    if kind == "hnsw":
+        return IndexSpec("hnsw", {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH})
+    if kind == "ivf":
+        # ~4 sqrt(n) lists is FAISS's rule of thumb; never more lists than k-means can train from the items at hand.
+        nlist = max(1, min(int(4 * math.sqrt(count)), count // IVF_TRAINING_POINTS_PER_LIST))
+        return IndexSpec("ivf", {"nlist": nlist, "nprobe": max(1, math.ceil(nlist * IVF_PROBE_FRACTION))})
+    return IndexSpec("flat")
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    model_version: str
+    dataset_digest: str
+    dimension: int
+    count: int
+    index_type: str  # inner product on L2-normalised vectors = cosine similarity
+    index_kind: IndexKind = "flat"  # indexes written before the kind was recorded are exact
+    index_params: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> IndexSpec:
+        return IndexSpec(self.index_kind, dict(self.index_params))
+
+
+# What each kind is inside the IDMap2 wrapper, so index.json and items.faiss cannot disagree unnoticed.
+_FAISS_CLASS = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}
+
+
+def _new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int) -> object:
+    """An empty FAISS index for ``spec`` (IVF trained on a sample of ``vectors``), wrapped to keep item ids.
+
+    FAISS's Python constructors keep the quantizer and the wrapped index alive with the object that holds them.
+    """
+    import faiss
+
+    inner: object
+    if spec.kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dimension, spec.params["m"], faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = spec.params["ef_construction"]
+        inner = hnsw
+    elif spec.kind == "ivf":
+        quantizer = faiss.IndexFlatIP(dimension)
+        ivf = faiss.IndexIVFFlat(quantizer, dimension, spec.params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        sample_size = min(len(vectors), spec.params["nlist"] * IVF_TRAINING_POINTS_PER_LIST)
+        sample = vectors[np.random.default_rng(seed).choice(len(vectors), sample_size, replace=False)]
+        ivf.train(np.ascontiguousarray(sample))
+        inner = ivf
+    else:
+        inner = faiss.IndexFlatIP(dimension)
+    _apply_search_params(inner, spec)
+    return faiss.IndexIDMap2(inner)
+
+
+def _apply_search_params(inner: object, spec: IndexSpec) -> None:
+    """Set the query-time knobs from ``spec`` (FAISS keeps some of them only in memory)."""
+    import faiss
+
+    index: Any = faiss.downcast_index(cast(Any, inner))  # HNSW and IVF knobs live on the concrete classes
+    if spec.kind == "hnsw":
+        index.hnsw.efSearch = spec.params["ef_search"]
+    elif spec.kind == "ivf":
+        index.nprobe = spec.params["nprobe"]
+
+
+class ItemIndex:
+    """Inner-product search over L2-normalised embeddings, keyed by catalogue item id."""
+
+    def __init__(self, index: object, meta: IndexMeta) -> None:
+        self.index = index
+        self.meta = meta
+
+    @classmethod
+    def build(
+        cls,
+        item_ids: np.ndarray,
+        vectors: np.ndarray,
+        model_version: str,
+        dataset_digest: str,
+        kind: str = "auto",
+        seed: int = 0,
+    ) -> ItemIndex:
+        if vectors.ndim != 2 or len(vectors) != len(item_ids):
+            raise ValueError(f"vectors {vectors.shape} do not match {len(item_ids)} item ids")
+        if len(np.unique(item_ids)) != len(item_ids):
+            raise ValueError("item ids must be unique")
+        spec = choose_index_spec(len(item_ids), kind)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = _new_index(spec, int(vectors.shape[1]), vectors, seed)
+        index.add_with_ids(vectors, np.asarray(item_ids, dtype=np.int64))  # type: ignore[attr-defined]
+        meta = IndexMeta(
+            model_version, dataset_digest, int(vectors.shape[1]), len(item_ids), spec.description, spec.kind, spec.params
+        )
+        return cls(index, meta)
+
+    def tune(self, **search_params: int) -> None:
+        """Change query-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF) in place; ``save`` records them."""
+        unknown = set(search_params) - {"ef_search", "nprobe"} or set(search_params) - set(self.meta.index_params)
+        if unknown:
+            raise ValueError(f"a {self.meta.index_kind} index has no search parameter(s) {sorted(unknown)}")
+        import faiss
+
+        self.meta = replace(self.meta, index_params={**self.meta.index_params, **search_params})
+        _apply_search_params(cast(faiss.IndexIDMap2, self.index).index, self.meta.spec)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [n, k], item ids [n, k]); ids are -1 where the catalogue has fewer than k items."""
+        if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
+            raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)  # type: ignore[attr-defined]
+        return scores, ids
+
+    def save(self, directory: Path) -> None:
+        import faiss
+
+        directory.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(directory / INDEX_FILE))  # type: ignore[call-overload]
+        (directory / INDEX_META_FILE).write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> ItemIndex:
+        import faiss
+
+        meta = IndexMeta(**json.loads((directory / INDEX_META_FILE).read_text(encoding="utf-8")))
+        index = faiss.read_index(str(directory / INDEX_FILE))
+        if index.ntotal != meta.count or index.d != meta.dimension:
+            raise ValueError(f"{directory}: index holds {index.ntotal}x{index.d}, metadata says {meta.count}x{meta.dimension}")
+        inner = faiss.downcast_index(cast(faiss.IndexIDMap2, faiss.downcast_index(index)).index)
+        if type(inner).__name__ != _FAISS_CLASS.get(meta.index_kind):
+            raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
+        _apply_search_params(inner, meta.spec)
+        return cls(index, meta)
+
+
+def build_index(embeddings: Path, out_dir: Path, kind: str = "auto") -> IndexMeta:
+    """Index the embeddings parquet into ``out_dir``; ``kind`` as in :func:`choose_index_spec`."""
+    table, vectors = read_embeddings(embeddings)
+    versions = table["model_version"].unique()
+    if len(versions) != 1:
+        raise ValueError(f"embeddings come from {len(versions)} model versions {list(versions)}; an index holds one")
+    index = ItemIndex.build(
+        table[FEAST_JOIN_KEY].to_numpy(), vectors, str(versions[0]), str(table["dataset_digest"].iloc[0]), kind
+    )
+    index.save(out_dir)
+    return index.meta

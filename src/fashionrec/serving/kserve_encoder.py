@@ -1,0 +1,105 @@
+"""The encoder as a plain ``kserve.Model``: the second predictor runtime, no JVM.
+
+It serves the very same artifact as TorchServe (the package stage's ``model-store/fashionrec.mar``: encoder.pt2 +
+model.json are read straight out of the archive) with the same EncoderService, over KServe's v2 REST *and* v2 gRPC,
+so the transformer can use ``--predictor_protocol grpc-v2``. TorchServe is archived upstream; this is the way on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+
+from fashionrec.config import (
+    DYNAMIC_BATCH_DELAY_MS,
+    DYNAMIC_BATCH_SIZE,
+    EMBEDDING_DIM,
+    EXPORTED_FILE,
+    INPUT_IMAGE,
+    MAR_FILE,
+    MODEL_CARD_FILE,
+    MODEL_STORE_DIR,
+    OUTPUT_EMBEDDING,
+)
+from fashionrec.imaging import ImageDecodeError, load_batch
+from fashionrec.serving.batching import MicroBatcher
+from fashionrec.serving.encoder_service import EncoderService
+from fashionrec.serving.model_server import model_server_parser, run_model_server
+from fashionrec.serving.v2_inputs import image_payloads
+
+
+def find_archive(model_dir: Path) -> Path:
+    """The .mar under a KServe storage mount: <dir>/model-store/fashionrec.mar, or the .mar itself."""
+    for candidate in (model_dir, model_dir / MODEL_STORE_DIR / MAR_FILE, model_dir / MAR_FILE):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no {MAR_FILE} under {model_dir} (expected {MODEL_STORE_DIR}/{MAR_FILE})")
+
+
+def load_service(model_dir: Path) -> EncoderService:
+    with zipfile.ZipFile(find_archive(model_dir)) as archive, tempfile.TemporaryDirectory(prefix="fashionrec-enc-") as tmp:
+        for name in (EXPORTED_FILE, MODEL_CARD_FILE):
+            archive.extract(name, tmp)
+        return EncoderService.load(Path(tmp))
+
+
+class EncoderModel(Model):
+    def __init__(self, name: str, model_dir: Path) -> None:
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.service: EncoderService | None = None
+        self.batcher: MicroBatcher | None = None
+
+    def load(self) -> bool:
+        self.service = load_service(self.model_dir)
+        self.batcher = MicroBatcher(self.service.embed, DYNAMIC_BATCH_SIZE, DYNAMIC_BATCH_DELAY_MS / 1000)
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": OUTPUT_EMBEDDING, "datatype": "FP32", "shape": [-1, EMBEDDING_DIM]}]
+
+    async def predict(
+        self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> InferResponse:
+        assert self.service is not None and self.batcher is not None
+        if not isinstance(payload, InferRequest) or len(payload.inputs) != 1 or payload.inputs[0].name != INPUT_IMAGE:
+            raise InvalidInput(f"send exactly one input named '{INPUT_IMAGE}' (BYTES)")
+        images, _ = image_payloads(payload.inputs[0])
+        try:
+            batch = load_batch(images, self.service.image_size)
+        except ImageDecodeError as exc:
+            raise InvalidInput(str(exc)) from exc
+        # Shares a forward pass with concurrent requests, off the event loop (fashionrec.serving.batching).
+        vectors = await self.batcher.submit(batch)
+        output = InferOutput(OUTPUT_EMBEDDING, list(vectors.shape), "FP32")
+        output.set_data_from_numpy(vectors, binary_data=False)
+        version = self.service.model_version
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            model_version=version,
+            # Repeated as a parameter: KServe 0.21's REST response parser drops model_version.
+            parameters={"model_version": version},
+            infer_outputs=[output],
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the encoder under kserve.ModelServer: KServe's standard arguments plus --model_dir (the storage mount)."""
+    parser = model_server_parser(__doc__)
+    parser.add_argument("--model_dir", type=Path, default=Path("/mnt/models"), help="the package stage's output")
+    args, _ = parser.parse_known_args(argv)
+    run_model_server(EncoderModel(args.model_name, args.model_dir), args)
+
+
+if __name__ == "__main__":
+    main()

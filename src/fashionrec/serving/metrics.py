@@ -1,0 +1,53 @@
+"""Prometheus metrics of the transformer (request counts by status, latencies of each hop, the served version).
+
+The metrics live in prometheus_client's default registry, which KServe's ModelServer already exposes on /metrics
+(next to its own request_{preprocess,predict,postprocess}_seconds). They are created on first use, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+# Sub-millisecond resolution: the hop budget is 2 ms, the FAISS search and Feast read are fractions of it.
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class TransformerMetrics:
+    requests: Counter
+    request_seconds: Histogram
+    predictor_seconds: Histogram
+    faiss_seconds: Histogram
+    feast_seconds: Histogram
+    index_items: Gauge
+    model: Info
+    stale: Counter
+    swaps: Counter
+
+
+@functools.cache
+def transformer_metrics() -> TransformerMetrics:
+    return TransformerMetrics(
+        requests=Counter("fashionrec_requests", "HTTP answers of the transformer, by status code", ["status"]),
+        request_seconds=Histogram(
+            "fashionrec_request_seconds", "Whole infer request, first byte in to last byte out", buckets=LATENCY_BUCKETS
+        ),
+        predictor_seconds=Histogram(
+            "fashionrec_predictor_seconds", "Round trip to the encoder predictor", buckets=LATENCY_BUCKETS
+        ),
+        faiss_seconds=Histogram("fashionrec_faiss_seconds", "FAISS search of one request", buckets=LATENCY_BUCKETS),
+        feast_seconds=Histogram(
+            "fashionrec_feast_seconds", "Feast online read of one request", ["read"], buckets=LATENCY_BUCKETS
+        ),
+        index_items=Gauge("fashionrec_index_items", "Items in the current FAISS index"),
+        model=Info("fashionrec_model", "The model version, index type and dataset digest now served"),
+        stale=Counter(
+            "fashionrec_stale_embeddings",
+            "Requests refused because an embedding's model_version matched no loaded index",
+            ["source"],
+        ),
+        swaps=Counter("fashionrec_index_swaps", "Index snapshots loaded while serving (hot swaps)"),
+    )

@@ -1,0 +1,288 @@
+"""The train stage: fine-tune a CNN encoder on articleType with a cosine-classifier head."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fashionrec.config import CHECKPOINT_FILE, LABEL_COLUMN, WEIGHTS_FILE
+from fashionrec.console import console, progress_bar
+from fashionrec.data.provenance import dataset_digest
+from fashionrec.data.table import decode_images, is_holdout, read_table
+from fashionrec.params import TrainConfig, plain_values
+from fashionrec.training.card import ModelCard
+from fashionrec.training.model import CosineClassifier, Encoder, build_encoder
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(str(requested))
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The mixed-precision dtype for this device, or None for plain fp32."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if precision in ("fp16", "auto"):
+        return torch.float16
+    raise ValueError(f"unknown precision {precision!r}: auto | bf16 | fp16 | fp32")
+
+
+# A checkpoint is only resumed by a run with the same values of these settings.
+RESUME_KEYS = (
+    "backbone",
+    "weights",
+    "embedding_dim",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "holdout_fraction",
+    "seed",
+)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Batch augmentation on whatever device the batch is on: flips, small shifts, brightness/contrast jitter."""
+    n, _, h, w = images.shape
+    x = images.float()
+    flip = torch.rand(n, generator=generator, device="cpu").to(x.device) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    pad = max(2, h // 16)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=generator))
+    x = padded[:, :, dy : dy + h, dx : dx + w]
+    gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 0.4
+    bias = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 40
+    return (x * gain + bias).clamp(0, 255)
+
+
+@torch.no_grad()
+def embed_array(encoder: Encoder, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    encoder.eval()
+    chunks = [
+        encoder(torch.from_numpy(images[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, encoder.head.out_features), dtype=np.float32)
+
+
+@dataclass
+class TrainingData:
+    """The validated catalogue decoded for training: labels, the split, and the training part on the device."""
+
+    table: Any  # pandas DataFrame of the valid rows
+    classes: list[str]
+    labels: np.ndarray
+    images: np.ndarray  # uint8 [n, 3, h, w]
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+
+
+def load_training_data(valid_catalog: Path, config: TrainConfig) -> TrainingData:
+    table = read_table(valid_catalog)
+    classes = sorted(table[LABEL_COLUMN].astype(str).unique())
+    if len(classes) < 2:
+        raise ValueError(f"training needs at least 2 classes of {LABEL_COLUMN}, found {classes}")
+    labels = table[LABEL_COLUMN].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+    images = decode_images(table["image"], config.image_size)
+    held_out = is_holdout(table["id"], config.holdout_fraction)
+    return TrainingData(table, classes, labels, images, np.flatnonzero(~held_out), np.flatnonzero(held_out))
+
+
+@dataclass
+class Trainer:
+    """Everything one training run updates, built in a fixed order so that a seed fixes the result."""
+
+    config: TrainConfig
+    device: torch.device
+    encoder: Encoder
+    classifier: CosineClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    steps_per_epoch: int
+    train_images: torch.Tensor  # uint8, resident on the device (4x smaller than float); batches are cut there
+    train_labels: torch.Tensor
+    forward: Any  # the encoder, or its torch.compile'd form
+
+    @classmethod
+    def build(cls, config: TrainConfig, data: TrainingData, device: torch.device) -> Trainer:
+        encoder = build_encoder(config.backbone, config.weights, config.embedding_dim).to(device)
+        classifier = CosineClassifier(config.embedding_dim, len(data.classes)).to(device)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        encoder = encoder.to(memory_format=memory_format)
+        params = list(encoder.parameters()) + list(classifier.parameters())
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(data.train_idx) / config.batch_size))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.learning_rate, total_steps=steps_per_epoch * config.epochs, pct_start=0.15
+        )
+        dtype = autocast_dtype(device, config.precision)
+        return cls(
+            config=config,
+            device=device,
+            encoder=encoder,
+            classifier=classifier,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+            generator=torch.Generator().manual_seed(config.seed),
+            dtype=dtype,
+            memory_format=memory_format,
+            steps_per_epoch=steps_per_epoch,
+            train_images=torch.from_numpy(data.images[data.train_idx]).to(device),
+            train_labels=torch.from_numpy(data.labels[data.train_idx]).to(device),
+            forward=torch.compile(encoder) if config.compile else encoder,
+        )
+
+    def run_epoch(self, epoch: int, advance: Any) -> float:
+        """One pass over the training split in a seeded random order; ``advance(status)`` after every step."""
+        config = self.config
+        self.encoder.train()
+        order = torch.randperm(len(self.train_images), generator=self.generator)
+        loss_value = float("nan")
+        for step in range(self.steps_per_epoch):
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size].to(self.device)
+            if len(batch) < 2:  # batch norm needs two samples
+                advance(None)
+                continue
+            x = augment(self.train_images[batch], self.generator).contiguous(memory_format=self.memory_format)
+            with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = F.cross_entropy(self.classifier(self.forward(x)).float(), self.train_labels[batch], label_smoothing=0.1)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_value = float(loss.detach())
+            advance(f"epoch {epoch + 1}/{config.epochs} loss {loss_value:.3f}")
+        return loss_value
+
+    def holdout_accuracy(self, data: TrainingData) -> float:
+        """Accuracy of the cosine classifier on the held-out items."""
+        self.encoder.eval()
+        with torch.no_grad():
+            embeddings = torch.from_numpy(embed_array(self.encoder, data.images[data.holdout_idx], self.device)).to(self.device)
+            predicted = self.classifier(embeddings).argmax(1).cpu().numpy()
+        return float((predicted == data.labels[data.holdout_idx]).mean())
+
+    # Checkpoints: after every epoch, so that a retried KFP step resumes instead of starting over.
+    def resume_key(self, classes: list[str]) -> dict[str, Any]:
+        """What a checkpoint must have been written with to be resumed by this run."""
+        values = plain_values(self.config) | {"image_size": list(self.config.image_size)}
+        return {k: v for k, v in values.items() if k in RESUME_KEYS} | {"classes": classes}
+
+    def save_checkpoint(self, path: Path, key: dict[str, Any], epochs_done: int) -> None:
+        state = {
+            "key": key,
+            "epoch": epochs_done,
+            "encoder": self.encoder.state_dict(),
+            "classifier": self.classifier.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+        torch.save(state, path)
+
+    def resume(self, path: Path, key: dict[str, Any]) -> int:
+        """Load ``path`` when it was written with ``key``; return the number of epochs it had finished (0: none)."""
+        if not (self.config.resume and path.is_file()):
+            return 0
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["key"] != key:
+            console.print(f"[yellow]ignoring {path}: it was written with other settings[/yellow]")
+            return 0
+        self.encoder.load_state_dict(state["encoder"])
+        self.classifier.load_state_dict(state["classifier"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        console.print(f"resuming from {path} after epoch {int(state['epoch'])}")
+        return int(state["epoch"])
+
+
+def write_model(
+    encoder: Encoder, model_dir: Path, config: TrainConfig, data: TrainingData, metrics: dict[str, float]
+) -> ModelCard:
+    """encoder.pt (a plain state_dict, CPU, contiguous) and model.json; the version is the weights' digest."""
+    encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
+    weights_path = model_dir / WEIGHTS_FILE
+    torch.save({k: v.contiguous() for k, v in encoder.state_dict().items()}, weights_path)
+    card = ModelCard(
+        model_version=hashlib.sha256(weights_path.read_bytes()).hexdigest()[:12],
+        backbone=str(config.backbone),
+        embedding_dim=config.embedding_dim,
+        image_size=config.image_size,
+        classes=data.classes,
+        dataset_digest=dataset_digest(data.table),
+        metrics=metrics,
+    )
+    card.save(model_dir)
+    return card
+
+
+def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCard:
+    """Train an encoder on the validated catalogue; write encoder.pt (state_dict) and model.json into model_dir."""
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    data = load_training_data(valid_catalog, config)
+    trainer = Trainer.build(config, data, device)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = model_dir / CHECKPOINT_FILE
+    key = trainer.resume_key(data.classes)
+    first_epoch = trainer.resume(checkpoint_path, key)
+    console.print(
+        f"training {config.backbone} on {device} ({len(data.train_idx)} train / {len(data.holdout_idx)} holdout, "
+        f"{len(data.classes)} classes, {'fp32' if trainer.dtype is None else str(trainer.dtype).removeprefix('torch.')})"
+    )
+    started = time.perf_counter()
+    loss_value = float("nan")
+    with progress_bar() as bar:
+        total = trainer.steps_per_epoch * config.epochs
+        task = bar.add_task("training", total=total, completed=first_epoch * trainer.steps_per_epoch, status="")
+
+        def advance(status: str | None) -> None:
+            if status is None:
+                bar.advance(task)
+            else:
+                bar.update(task, advance=1, status=status)
+
+        for epoch in range(first_epoch, config.epochs):
+            loss_value = trainer.run_epoch(epoch, advance)
+            trainer.save_checkpoint(checkpoint_path, key, epoch + 1)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "train_loss": loss_value,
+        "train_seconds": seconds,
+        "train_images_per_second": len(data.train_idx) * config.epochs / seconds,
+    }
+    if len(data.holdout_idx):
+        metrics["holdout_accuracy"] = trainer.holdout_accuracy(data)
+    card = write_model(trainer.encoder, model_dir, config, data, metrics)
+    checkpoint_path.unlink(missing_ok=True)  # the finished model replaces it
+    return card
+
+
+def load_encoder(model_dir: Path) -> tuple[Encoder, ModelCard]:
+    """Rebuild a trained encoder from model.json + encoder.pt (weights_only: no pickle)."""
+    card = ModelCard.load(model_dir)
+    encoder = build_encoder(card.backbone, "none", card.embedding_dim)
+    encoder.load_state_dict(torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return encoder.eval(), card

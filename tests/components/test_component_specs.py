@@ -1,0 +1,21 @@
+"""Every component: built on the project image, documented, one file named after its function."""
+
+from pathlib import Path
+
+import pytest
+from kfp.dsl.python_component import PythonComponent
+
+from fashionrec.config import PROJECT_IMAGE
+from fashionrec.local.pipeline_runner import load_pipeline_module, project_root
+
+COMPONENT_FILES = sorted(p.stem for p in (project_root() / "components").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", COMPONENT_FILES)
+def test_a_component_file_holds_the_component_of_its_name(name: str) -> None:
+    module = load_pipeline_module(f"components.{name}")
+    component = getattr(module, name)
+    assert isinstance(component, PythonComponent)
+    assert component.component_spec.implementation.container.image == PROJECT_IMAGE
+    assert component.python_func.__doc__ and len(component.python_func.__doc__) > 40
+    assert (Path(__file__).parent / f"test_{name}.py").is_file(), f"components/{name}.py has no test of its own"

@@ -1,0 +1,149 @@
+"""Validation: every injected defect is caught with its reason, no clean image is rejected, nothing is lost."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fashionrec.data.catalog import read_styles
+from fashionrec.data.provenance import dataset_digest
+from fashionrec.data.synth import DEFECTS, inject_defects, synth_catalog
+from fashionrec.data.validation.checks import ValidationSettings
+from fashionrec.data.validation.quarantine import validate_catalog
+from fashionrec.data.validation.report import ValidationFailed, output_paths, write_outputs
+
+Damaged = tuple[Path, pd.DataFrame, pd.DataFrame]  # catalogue folder, its table, the injected defects
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> Damaged:
+    root = tmp_path_factory.mktemp("damaged")
+    table = synth_catalog(root, items_per_type=20, seed=3)
+    injected = inject_defects(root, table, dict.fromkeys(DEFECTS, 0.008), seed=1)
+    return root, table, injected
+
+
+def test_every_defect_kind_is_caught_with_its_reason(damaged: Damaged) -> None:
+    root, _, injected = damaged
+    result = validate_catalog(root)
+    quarantine = result.quarantine
+    for record in injected.itertuples(index=False):
+        found = quarantine[quarantine["id"] == record.id]
+        if record.reason:
+            assert set(found["reason"]) == {record.reason}, (record.defect, found.to_dict("records"))
+        else:  # normalised, not rejected
+            assert found.empty, (record.defect, found.to_dict("records"))
+            assert int(str(record.id)) in set(result.valid["id"])
+    assert result.metrics["normalised_from_L"] >= 1 and result.metrics["normalised_from_CMYK"] >= 1
+    assert result.gx_success is False
+
+
+def test_no_clean_image_is_rejected(damaged: Damaged) -> None:
+    root, table, injected = damaged
+    result = validate_catalog(root)
+    touched = set(injected["id"])
+    wrongly = result.quarantine[result.quarantine["id"].notna() & ~result.quarantine["id"].isin(touched)]
+    assert wrongly.empty, wrongly.to_dict("records")
+    rejected = {r.id for r in injected.itertuples() if r.reason}
+    listed = set(read_styles(root / "styles.csv").rows["id"])
+    assert set(result.valid["id"].astype(str)) == listed - rejected
+    assert len(listed) < len(table)  # duplicate_id defects took the ids of two rows
+
+
+def test_every_row_is_accounted_for_exactly_once(damaged: Damaged) -> None:
+    root, _, injected = damaged
+    result = validate_catalog(root)
+    rows = result.quarantine[result.quarantine["kind"] == "row"]
+    assert len(result.valid) + len(rows) == result.rows_in == result.metrics["rows_in"]
+    lines = list(result.valid["line_number"]) + list(rows["line_number"])
+    assert sorted(lines) == sorted(set(lines))  # no line in both tables, none twice
+    assert set(lines) == set(range(2, result.rows_in + 2))
+    images = result.quarantine[result.quarantine["kind"] == "image"]
+    assert set(images["reason"]) == {"image_without_row"}
+    assert set(images["id"]) == set(injected.loc[injected["defect"] == "orphan_image", "id"])
+
+
+def test_quarantine_carries_the_measured_value(damaged: Damaged) -> None:
+    root, _, _ = damaged
+    result = validate_catalog(root)
+    first = {str(r["reason"]): r for r in result.quarantine.groupby("reason").first().reset_index().to_dict("records")}
+    assert float(first["too_dark"]["value"]) < ValidationSettings().min_brightness
+    assert float(first["blurry"]["value"]) < ValidationSettings().min_sharpness
+    assert first["format_mismatch"]["value"] == "PNG"
+    assert "different labels" in str(first["conflicting_duplicate"]["detail"])
+    assert "pixels" in str(first["decompression_bomb"]["detail"])
+
+
+def test_settings_override_and_unknown_keys(damaged: Damaged) -> None:
+    root, _, _ = damaged
+    relaxed = validate_catalog(root, ValidationSettings.from_overrides({"allow_format_mismatch": True, "min_sharpness": 0.0}))
+    reasons = set(relaxed.quarantine["reason"])
+    assert "format_mismatch" not in reasons and "blurry" not in reasons
+    with pytest.raises(ValueError, match="unknown validation settings"):
+        ValidationSettings.from_overrides({"min_sharpnes": 3})
+
+
+def test_rare_classes_are_reported_and_excluded_only_when_configured(tiny_catalog: Path) -> None:
+    kept = validate_catalog(tiny_catalog, ValidationSettings(min_class_count=11))
+    assert len(kept.rare_classes) == 6 and kept.quarantine.empty
+    excluded = validate_catalog(tiny_catalog, ValidationSettings(min_class_count=11, exclude_rare_classes=True))
+    assert set(excluded.quarantine["reason"]) == {"rare_class"} and excluded.valid.empty
+
+
+def test_outputs_manifest_and_fail_fast(damaged: Damaged, tmp_path: Path) -> None:
+    root, _, _ = damaged
+    result = validate_catalog(root)
+    paths = output_paths(tmp_path / "out")
+    metrics = write_outputs(result, root, paths)
+    assert metrics["rows_valid"] == len(pd.read_parquet(paths.valid))
+    assert len(pd.read_csv(paths.quarantine)) == len(result.quarantine)
+    report = paths.report.read_text()
+    assert "data:image/jpeg;base64," in report and "conflicting_duplicate" in report  # thumbnails of what was rejected
+    docs = paths.data_docs.read_text()
+    assert "catalog_images" in docs and "Unsuccessful Expectations" in docs  # GX Data Docs, rendered
+    manifest = json.loads(paths.manifest.read_text())
+    assert manifest["dataset_digest"] == dataset_digest(result.valid)
+    assert manifest["rows_valid"] == len(result.valid) and len(manifest["images"]) == len(result.valid)
+    assert sum(manifest["class_counts"].values()) == len(result.valid)
+    strict = validate_catalog(root, ValidationSettings(min_valid_fraction=0.99))
+    with pytest.raises(ValidationFailed, match=r"only \d+\.\d% of \d+ rows are valid"):
+        write_outputs(strict, root, output_paths(tmp_path / "strict"))
+    assert (tmp_path / "strict" / "report.html").is_file()  # the report is written before failing
+
+
+def test_identical_data_gives_an_identical_digest(tiny_catalog: Path, tmp_path: Path) -> None:
+    import shutil
+
+    first = dataset_digest(validate_catalog(tiny_catalog).valid)
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_catalog, copy)
+    lines = (copy / "styles.csv").read_text().splitlines()
+    (copy / "styles.csv").write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")  # same data, other order
+    assert dataset_digest(validate_catalog(copy).valid) == first
+    (copy / "images" / "10000.jpg").write_bytes((copy / "images" / "10001.jpg").read_bytes())
+    assert dataset_digest(validate_catalog(copy).valid) != first
+
+
+def test_report_only_checks_count_but_never_quarantine(tiny_catalog: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_catalog, copy)
+    lines = (copy / "styles.csv").read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[7], fields[5] = "20x1", ""  # a year that is not a year, no baseColour
+    lines[1] = ",".join(fields)
+    (copy / "styles.csv").write_text("\n".join(lines) + "\n")
+    result = validate_catalog(copy)
+    assert result.quarantine.empty and len(result.valid) == 60
+    assert result.metrics["invalid_year"] == 1 and result.metrics["missing_baseColour"] == 1
+    reported = {r["reason"]: r for r in result.gx_results}
+    assert reported["invalid_year"]["success"] is False and reported["invalid_year"]["quarantine"] is False
+
+
+def test_clean_catalogue_passes(tiny_catalog: Path) -> None:
+    result = validate_catalog(tiny_catalog)
+    assert result.gx_success is True and result.quarantine.empty
+    assert result.valid["image"].map(len).min() > 100
+    assert result.valid["image_sha256"].str.len().eq(64).all()

@@ -1,0 +1,118 @@
+"""The TorchServe handler with a mock context and a tiny exported model in tmp_path."""
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fashionrec.config import EMBEDDING_DIM, EXPORTED_FILE, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME
+from fashionrec.serving.encoder_service import EncoderService
+from fashionrec.serving.entrypoints import kserve_file
+from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
+from fashionrec.training.model import build_encoder
+from fashionrec.training.package import HANDLER_FILE
+
+torchserve = pytest.importorskip("ts")  # part of the [encoder] extra, installed by `make setup`
+
+
+def load_handler_class() -> type[Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("encoder_handler", kserve_file(HANDLER_FILE))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EncoderHandler
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("handler_model")
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18").eval()
+    example = torch.zeros((2, 3, 80, 60), dtype=torch.uint8)
+    program = torch.export.export(encoder, (example,), dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=64)}})
+    torch.export.save(program, str(directory / EXPORTED_FILE))
+    (directory / MODEL_CARD_FILE).write_text(json.dumps({"image_size": [80, 60], "model_version": "tiny-1"}))
+    return directory
+
+
+def jpeg(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 80), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def v2_body(images: list[bytes], request_id: str = "r1") -> dict[str, Any]:
+    data = [base64.b64encode(i).decode() for i in images]
+    return {"id": request_id, "inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(data)], "data": data}]}
+
+
+@pytest.fixture
+def handler(model_dir: Path) -> tuple[Any, MagicMock]:
+    handler = load_handler_class()()
+    context = MagicMock()
+    context.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+    handler.initialize(context)
+    return handler, context
+
+
+def test_batched_rows_get_one_v2_response_each(handler: tuple[Any, MagicMock]) -> None:
+    h, context = handler
+    rows = [
+        {"body": v2_body([jpeg((255, 0, 0)), jpeg((0, 0, 255))], "a")},
+        {"body": json.dumps(v2_body([jpeg((0, 255, 0))], "b")).encode()},
+    ]
+    out = h.handle(rows, context)
+    assert len(out) == 2
+    first, second = out
+    assert first["id"] == "a" and first["model_name"] == MODEL_NAME and first["model_version"] == "tiny-1"
+    assert first["outputs"][0]["shape"] == [2, EMBEDDING_DIM] and second["outputs"][0]["shape"] == [1, EMBEDDING_DIM]
+    vectors = np.asarray(first["outputs"][0]["data"]).reshape(2, -1)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    context.set_response_status.assert_not_called()
+
+
+def test_a_bad_row_gets_its_own_400_and_the_rest_are_served(handler: tuple[Any, MagicMock]) -> None:
+    h, context = handler
+    rows = [
+        {"body": v2_body([b"not an image"])},
+        {"body": v2_body([jpeg((1, 2, 3))])},
+        {"body": {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1], "data": [1.0]}]}},
+        {"body": v2_body([jpeg((1, 2, 3))] * (MAX_BATCH + 1))},
+        {"body": b"{not json"},
+    ]
+    out = h.handle(rows, context)
+    assert "error" in out[0] and "image 0" in out[0]["error"]
+    assert out[1]["outputs"][0]["shape"] == [1, EMBEDDING_DIM]
+    assert "datatype BYTES" in out[2]["error"]
+    assert "above the limit" in out[3]["error"]
+    assert "not JSON" in out[4]["error"]
+    failed = sorted(call.kwargs["idx"] for call in context.set_response_status.call_args_list)
+    assert failed == [0, 2, 3, 4]
+    assert {call.kwargs["code"] for call in context.set_response_status.call_args_list} == {400}
+
+
+def test_envelope_rows_with_raw_image_bytes_are_understood(handler: tuple[Any, MagicMock]) -> None:
+    h, context = handler
+    out = h.handle([{"data": jpeg((9, 9, 9))}], context)
+    assert len(out[0]) == EMBEDDING_DIM
+
+
+def test_service_matches_the_eager_model(model_dir: Path) -> None:
+    service = EncoderService.load(model_dir)
+    batch = np.random.default_rng(0).integers(0, 256, (3, 3, 80, 60), dtype=np.uint8)
+    assert service.embed(batch).shape == (3, EMBEDDING_DIM)
+
+
+def test_properties_render_the_settings() -> None:
+    text = torchserve_properties(TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m"), "abc123")
+    assert '"batchSize":16' in text and '"maxBatchDelay":7' in text and "-Xmx256m" in text
+    assert "disable_token_authorization=true" in text and "metrics_mode=prometheus" in text

@@ -1,0 +1,74 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fashionrec.local.stages import StageOutputs
+from fashionrec.training.card import ModelCard
+from fashionrec.training.evaluate import evaluate, gini, retrieval_metrics, write_evaluation
+from fashionrec.training.gate import GatePolicy, decide
+
+
+def test_retrieval_metrics_on_a_hand_checked_case() -> None:
+    # catalogue rows 0..5 with labels a a a b b c; two queries (rows 0 and 3), neighbours best first.
+    labels = np.array(["a", "a", "a", "b", "b", "c"])
+    neighbours = np.array([[1, 3, 2], [5, 4, 1]])
+    m = retrieval_metrics(labels, neighbours, np.array([0, 3]), k_values=(1, 3))
+    assert m["precision_at_1"] == pytest.approx(0.5)  # query a: hit; query b: miss
+    assert m["precision_at_3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m["hit_rate_at_1"] == pytest.approx(0.5) and m["hit_rate_at_3"] == pytest.approx(1.0)
+    assert m["recall_at_3"] == pytest.approx((2 / 2 + 1 / 1) / 2)  # a has 2 other a's, b has 1 other b
+    assert m["ndcg_at_3"] == pytest.approx(((1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)) + (1 / np.log2(3)) / 1) / 2)
+    assert m["map_at_3"] == pytest.approx(((1 + 2 / 3) / 2 + (1 / 2) / 1) / 2)
+    assert m["catalogue_coverage_at_10"] == pytest.approx(5 / 6)
+
+
+def test_gini_bounds() -> None:
+    assert gini(np.array([3.0, 3.0, 3.0])) == pytest.approx(0.0)
+    assert gini(np.array([0.0, 0.0, 9.0])) == pytest.approx(2 / 3)
+    assert gini(np.zeros(4)) == 0.0
+
+
+def test_evaluation_of_the_trained_model(stages: StageOutputs, tmp_path: Path) -> None:
+    result = evaluate(stages.valid, stages.model_dir, holdout_fraction=0.2)
+    m = result.metrics
+    assert m["queries"] >= 5
+    for k in (1, 5, 10):
+        assert 0 <= m[f"precision_at_{k}"] <= 1 and 0 <= m[f"ndcg_at_{k}"] <= 1
+    assert m["hit_rate_at_10"] >= m["hit_rate_at_5"] >= m["hit_rate_at_1"]
+    assert m["precision_at_5"] > 1 / 6  # better than a random catalogue item (6 balanced classes)
+    assert sum(map(sum, result.confusion)) == m["queries"] and len(result.confusion) == len(result.classes) == 6
+    card = ModelCard.load(stages.model_dir)
+    write_evaluation(result, card, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["model_version"] == card.model_version and saved["precision_at_5"] == m["precision_at_5"]
+    assert (tmp_path / "report.html").read_text().count("data:image/jpeg;base64,") == 6 * len(result.examples)
+
+
+def test_scoring_the_embed_stages_vectors_equals_re_embedding(stages: StageOutputs) -> None:
+    from fashionrec.training.evaluate import evaluate_embeddings
+
+    card = ModelCard.load(stages.model_dir)
+    from_model = evaluate(stages.valid, stages.model_dir, holdout_fraction=0.2)
+    from_embeddings = evaluate_embeddings(stages.valid, stages.embeddings, card.model_version, holdout_fraction=0.2)
+    assert from_embeddings.metrics == pytest.approx(from_model.metrics, abs=1e-6)
+    assert from_embeddings.confusion == from_model.confusion
+    with pytest.raises(ValueError, match="not another-model"):
+        evaluate_embeddings(stages.valid, stages.embeddings, "another-model")
+
+
+def test_gate_promotes_the_first_model_and_then_only_improvements() -> None:
+    base = {"model_version": "a", "precision_at_5": 0.60, "catalogue_coverage_at_10": 0.50, "ndcg_at_10": 0.70}
+    first = decide(base, None)
+    assert first.promote and "no production model" in first.markdown
+    better = {**base, "model_version": "b", "precision_at_5": 0.65}
+    assert decide(better, base).promote
+    assert not decide(base, base).promote  # a tie is no reason to deploy
+    assert not decide(better, base, GatePolicy(min_improvement=0.1)).promote
+    narrower = {**better, "catalogue_coverage_at_10": 0.40}
+    verdict = decide(narrower, base)
+    assert not verdict.promote and "guard catalogue_coverage_at_10 drops by 0.1000" in verdict.markdown
+    assert verdict.markdown.startswith("# Model gate: REJECT")
+    with pytest.raises(KeyError, match="ndcg_at_10"):
+        decide({"precision_at_5": 1.0, "catalogue_coverage_at_10": 1.0}, None)

@@ -1,0 +1,133 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fashionrec.config import EMBEDDING_DIM
+from fashionrec.data.table import is_holdout
+from fashionrec.local.stages import StageOutputs
+from fashionrec.training.card import ModelCard
+from fashionrec.training.model import BACKBONES, PretrainedWeightsUnavailable, build_encoder
+from fashionrec.training.train import load_encoder
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_gives_unit_embeddings(backbone: str) -> None:
+    encoder = build_encoder(backbone).eval()
+    with torch.no_grad():
+        out = encoder(torch.randint(0, 256, (2, 3, 80, 60), dtype=torch.uint8))
+    assert out.shape == (2, EMBEDDING_DIM)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_encoder("vgg99")
+    with pytest.raises(PretrainedWeightsUnavailable, match="not found"):
+        build_encoder("resnet18", str(tmp_path / "missing.pt"))
+    donor = build_encoder("resnet18")
+    path = tmp_path / "resnet18.pt"
+    torch.save(donor.backbone.state_dict(), path)
+    loaded = build_encoder("resnet18", str(path))
+    assert torch.equal(loaded.backbone.state_dict()["conv1.weight"], donor.backbone.state_dict()["conv1.weight"])
+
+
+def test_holdout_split_is_a_stable_function_of_the_id() -> None:
+    ids = np.arange(10_000, 20_000)
+    held = is_holdout(ids, 0.2)
+    assert 0.18 < held.mean() < 0.22
+    shuffled = np.random.default_rng(0).permutation(ids)
+    assert set(shuffled[is_holdout(shuffled, 0.2)]) == set(ids[held])  # order does not matter
+    assert set(ids[is_holdout(ids, 0.1)]) <= set(ids[held])  # a larger fraction only adds items
+    assert not is_holdout(ids, 0.0).any()
+
+
+def test_trained_model_is_written_and_reloads_identically(stages: StageOutputs) -> None:
+    card = ModelCard.load(stages.model_dir)
+    assert len(card.model_version) == 12 and len(card.dataset_digest) == 64
+    assert card.image_size == (80, 60) and len(card.classes) == 6
+    encoder, again = load_encoder(stages.model_dir)
+    assert again == card
+    batch = torch.randint(0, 256, (3, 3, 80, 60), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(encoder(batch), encoder(batch))
+
+
+def test_interrupted_training_resumes_to_the_same_model(
+    stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KFP retry after a pre-emption continues from the last epoch's checkpoint and ends with the same model."""
+    import fashionrec.training.train as training
+
+    config = training.TrainConfig(epochs=3, batch_size=16, seed=2)
+    reference = training.train(stages.valid, tmp_path / "reference", config)
+    assert not (tmp_path / "reference" / training.CHECKPOINT_FILE).exists()  # removed once the model is written
+
+    original, calls = training.augment, {"n": 0}
+
+    def preempted_in_epoch_three(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 7:  # 3 steps per epoch: the first step of epoch 3
+            raise RuntimeError("node pre-empted")
+        return original(images, generator)
+
+    monkeypatch.setattr(training, "augment", preempted_in_epoch_three)
+    with pytest.raises(RuntimeError, match="pre-empted"):
+        training.train(stages.valid, tmp_path / "retried", config)
+    state = torch.load(tmp_path / "retried" / training.CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 2
+    monkeypatch.setattr(training, "augment", original)
+    resumed = training.train(stages.valid, tmp_path / "retried", config)
+    first = torch.load(tmp_path / "reference" / "encoder.pt", weights_only=True)
+    second = torch.load(tmp_path / "retried" / "encoder.pt", weights_only=True)
+    assert all(torch.allclose(first[k].float(), second[k].float(), atol=1e-5) for k in first)
+    assert resumed.metrics["holdout_accuracy"] == pytest.approx(reference.metrics["holdout_accuracy"])
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(stages: StageOutputs, tmp_path: Path) -> None:
+    import fashionrec.training.train as training
+
+    torch.save({"key": {"epochs": 99}, "epoch": 1}, tmp_path / training.CHECKPOINT_FILE)
+    card = training.train(stages.valid, tmp_path, training.TrainConfig(epochs=1, batch_size=16))
+    assert len(card.model_version) == 12
+
+
+def test_precision_choice() -> None:
+    from fashionrec.training.train import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto") is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype(cpu, "fp8")
+
+
+GOLDEN = Path(__file__).with_name("data") / "train_golden.json"
+
+
+@pytest.mark.trained
+def test_the_split_training_loop_gives_the_weights_of_the_monolithic_one(tmp_path: Path) -> None:
+    """Fingerprints of a tiny run recorded with train() before it was split into steps: same seed, same weights."""
+    from fashionrec.data.synth import synth_catalog
+    from fashionrec.data.validation.quarantine import validate_catalog
+    from fashionrec.data.validation.report import output_paths, write_outputs
+    from fashionrec.params import TrainConfig
+    from fashionrec.training.train import train
+
+    golden = json.loads(GOLDEN.read_text())
+    catalog = tmp_path / "catalog"
+    synth_catalog(catalog, **golden["catalog"])
+    paths = output_paths(tmp_path / "validation")
+    write_outputs(validate_catalog(catalog), catalog, paths)
+    card = train(paths.valid, tmp_path / "model", TrainConfig(**golden["config"]))
+    encoder, _ = load_encoder(tmp_path / "model")
+    probe = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 80, 60), dtype=np.uint8))
+    with torch.no_grad():
+        embedding = encoder(probe).numpy()[:, :8]
+    weight_sum = float(sum(v.double().sum() for v in encoder.state_dict().values() if v.is_floating_point()))
+    assert np.allclose(embedding, golden["probe_embedding_head"], atol=1e-4)
+    assert weight_sum == pytest.approx(golden["weight_sum"], rel=1e-6)
+    assert card.metrics["train_loss"] == pytest.approx(golden["train_loss"], rel=1e-4)
+    assert card.metrics["holdout_accuracy"] == golden["holdout_accuracy"]
