@@ -49,7 +49,10 @@ def test_the_images_hold_kserve_where_the_manifests_run_it_and_the_transformers_
 def test_transformer_arguments_match_the_local_run() -> None:
     container = load("inferenceservice.yaml")["spec"]["transformer"]["containers"][0]
     in_cluster = dict(arg.split("=", 1) for arg in container["args"])
-    local = dict(arg.split("=", 1) for arg in LocalTransformer(Path("i"), Path("f"), "h:1", Path("w")).args())
+    local = dict(
+        arg.split("=", 1)
+        for arg in LocalTransformer(Path("w"), index_dir=Path("i"), feature_repo=Path("f"), predictor_host="h:1").args()
+    )
     # KServe injects --predictor_host in the cluster; everything else is passed the same way.
     assert set(in_cluster) == set(local) - {"--predictor_host"}
     assert in_cluster["--model_name"] == local["--model_name"] == MODEL_NAME
@@ -137,6 +140,6 @@ def test_kserve_encoder_overlay_selects_the_no_jvm_runtime_over_grpc() -> None:
     assert "--predictor_protocol=grpc-v2" in isvc["spec"]["transformer"]["containers"][0]["args"]
     container = runtime["spec"]["containers"][0]
     assert container["command"] == ["python", f"{IMAGE_KSERVE_DIR}/{LocalKServeEncoder.entrypoint}"]
-    local = LocalKServeEncoder(Path("m"), Path("w")).args()
+    local = LocalKServeEncoder(Path("w"), model_store_dir=Path("m")).args()
     assert {a.split("=")[0] for a in container["args"]} == {a.split("=")[0] for a in local}
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_GRPC_PORT}

@@ -121,13 +121,18 @@ def test_the_split_training_loop_gives_the_weights_of_the_monolithic_one(tmp_pat
     synth_catalog(catalog, **golden["catalog"])
     paths = output_paths(tmp_path / "validation")
     write_outputs(validate_catalog(catalog), catalog, paths)
-    card = train(paths.valid, tmp_path / "model", TrainConfig(**golden["config"]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as recorded: float sums, and so the weights, depend on how many threads share them
+    try:
+        card = train(paths.valid, tmp_path / "model", TrainConfig(**golden["config"]))
+    finally:
+        torch.set_num_threads(threads)
     encoder, _ = load_encoder(tmp_path / "model")
     probe = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 80, 60), dtype=np.uint8))
     with torch.no_grad():
         embedding = encoder(probe).numpy()[:, :8]
     weight_sum = float(sum(v.double().sum() for v in encoder.state_dict().values() if v.is_floating_point()))
     assert np.allclose(embedding, golden["probe_embedding_head"], atol=1e-4)
-    assert weight_sum == pytest.approx(golden["weight_sum"], rel=1e-6)
+    assert weight_sum == pytest.approx(golden["weight_sum"], rel=1e-5)  # tolerances: another CPU may round differently
     assert card.metrics["train_loss"] == pytest.approx(golden["train_loss"], rel=1e-4)
     assert card.metrics["holdout_accuracy"] == golden["holdout_accuracy"]

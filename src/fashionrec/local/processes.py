@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -165,34 +166,54 @@ class LocalTorchServe:
             self.process.stop()
 
 
-def start_model_server(name: str, entrypoint: str, args: list[str], work_dir: Path, url: str, timeout: float) -> ManagedProcess:
-    """Start `python kserve/<entrypoint> args` (a kserve.ModelServer, as its container does) and wait until the model
-    answers ready on url."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(kserve_file(entrypoint)), *args]
-    process = ManagedProcess(name, command, work_dir / f"{name}.log", env={"OMP_NUM_THREADS": "1"})
-    process.start()
-    wait_until(lambda: httpx.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200, process, timeout, name)
-    return process
-
-
 @dataclass
-class LocalKServeEncoder:
-    """The no-JVM predictor runtime: the same .mar served by fashionrec.serving.kserve_encoder under kserve.ModelServer."""
+class LocalModelServer:
+    """A kserve.ModelServer program of kserve/ (the transformer or the KServe-hosted encoder) as a local process,
+    started as its container starts it, on free loopback ports."""
 
-    model_store_dir: Path
-    work_dir: Path
-    http_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
-    entrypoint = KSERVE_ENCODER_ENTRYPOINT  # kserve/ program, as the ServingRuntime runs it
+    work_dir: Path  # its log; its own fields follow
+    http_port: int = field(default_factory=free_port, kw_only=True)
+    grpc_port: int = field(default_factory=free_port, kw_only=True)
+    process: ManagedProcess | None = field(default=None, kw_only=True)
+    name: ClassVar[str]  # of its log file
+    entrypoint: ClassVar[str]  # the kserve/ program
 
     @property
-    def inference_url(self) -> str:
+    def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def args(self) -> list[str]:
-        """The container arguments of the kserve-encoder predictor, with local paths and ports."""
+        """The container's arguments, with local paths and ports."""
+        raise NotImplementedError
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start `python kserve/<entrypoint> args` and wait until the model answers ready."""
+        self.work_dir = self.work_dir.resolve()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
+        self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env={"OMP_NUM_THREADS": "1"})
+        self.process.start()
+        ready = f"{self.url}/v2/models/{MODEL_NAME}/ready"
+        wait_until(lambda: httpx.get(ready, timeout=2).status_code == 200, self.process, timeout, self.name)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class LocalKServeEncoder(LocalModelServer):
+    """The no-JVM predictor runtime: the same .mar served by fashionrec.serving.kserve_encoder under kserve.ModelServer."""
+
+    model_store_dir: Path
+    name: ClassVar[str] = "kserve-encoder"
+    entrypoint: ClassVar[str] = KSERVE_ENCODER_ENTRYPOINT  # as the ServingRuntime runs it
+
+    @property
+    def inference_url(self) -> str:
+        return self.url
+
+    def args(self) -> list[str]:
         return [
             f"--model_name={MODEL_NAME}",
             f"--model_dir={self.model_store_dir.resolve()}",
@@ -204,35 +225,17 @@ class LocalKServeEncoder:
     def predictor_host(self, protocol: str) -> str:
         return f"127.0.0.1:{self.grpc_port if protocol == 'grpc-v2' else self.http_port}"
 
-    def start(self, timeout: float = 120.0) -> None:
-        self.work_dir = self.work_dir.resolve()
-        self.process = start_model_server(
-            "kserve-encoder", self.entrypoint, self.args(), self.work_dir, self.inference_url, timeout
-        )
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-
 
 @dataclass
-class LocalTransformer:
+class LocalTransformer(LocalModelServer):
     index_dir: Path
     feature_repo: Path
     predictor_host: str  # host:port of the v2 predictor
-    work_dir: Path
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
-    http_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
-    entrypoint = TRANSFORMER_ENTRYPOINT  # kserve/ program, as the InferenceService runs it
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+    name: ClassVar[str] = "transformer"
+    entrypoint: ClassVar[str] = TRANSFORMER_ENTRYPOINT  # as the InferenceService runs it
 
     def args(self) -> list[str]:
-        """The container arguments of the InferenceService's transformer, with local paths and ports."""
         return [
             f"--model_name={MODEL_NAME}",
             f"--predictor_host={self.predictor_host}",
@@ -244,14 +247,6 @@ class LocalTransformer:
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
             QUIET_REQUEST_LOG,
         ]
-
-    def start(self, timeout: float = 120.0) -> None:
-        self.work_dir = self.work_dir.resolve()
-        self.process = start_model_server("transformer", self.entrypoint, self.args(), self.work_dir, self.url, timeout)
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
 
 
 RUNTIMES = ("torchserve", "kserve")
@@ -288,7 +283,7 @@ def serve_locally(
         root = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fashionrec-serve-")))
         predictor: LocalTorchServe | LocalKServeEncoder
         if runtime == "kserve":
-            predictor = LocalKServeEncoder(deployment.model_store, root / "encoder")
+            predictor = LocalKServeEncoder(root / "encoder", model_store_dir=deployment.model_store)
             host = predictor.predictor_host(protocol)
         else:
             predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
@@ -298,7 +293,11 @@ def serve_locally(
         # The transformer reads through a symlink that a hot swap flips (fashionrec.local.hotswap).
         current = link_deployment(deployment, root / LIVE_DIR)
         transformer = LocalTransformer(
-            current / LIVE_INDEX, current / LIVE_FEATURE_REPO, host, root / "transformer", predictor_protocol=protocol
+            root / "transformer",
+            index_dir=current / LIVE_INDEX,
+            feature_repo=current / LIVE_FEATURE_REPO,
+            predictor_host=host,
+            predictor_protocol=protocol,
         )
         stack.callback(transformer.stop)
         transformer.start()

@@ -14,6 +14,7 @@ swap finish on the model they started with); an embedding that matches neither i
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -293,6 +294,10 @@ class TransformerRepository(ModelRepository):
 
 def main(argv: list[str] | None = None) -> None:
     """Run the transformer under kserve.ModelServer with KServe's standard arguments plus index and Feast paths."""
+    # Feast imports torch whenever it is installed (feast.torch_wrapper): ~0.5 GB and seconds of start-up that the
+    # transformer never uses. Its image has no torch; blocking it here makes a local run the same process.
+    for name in ("torch", "torchvision"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     parser = model_server_parser(__doc__)
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
