@@ -17,7 +17,7 @@ TINY_ITEMS_PER_TYPE = 10
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "stages" in getattr(item, "fixturenames", ()):
+        if {"stages", "second_version"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.trained)
 
 
@@ -38,6 +38,14 @@ def stages(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Stag
     return run_stages(
         tiny_catalog, tmp_path_factory.mktemp("stages"), TrainConfig(epochs=10, batch_size=16, holdout_fraction=0.2, seed=1)
     )
+
+
+@pytest.fixture(scope="session")
+def second_version(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> StageOutputs:
+    """Another model trained on the same catalogue (other seed, so other weights and another model_version)."""
+    from fashionrec.params import TrainConfig
+
+    return run_stages(tiny_catalog, tmp_path_factory.mktemp("v2"), TrainConfig(epochs=2, batch_size=16, seed=7))
 
 
 @pytest.fixture(scope="session")

@@ -212,19 +212,22 @@ def model_rollback(workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption 
 def serve(
     workdir: Workdir = DEFAULT_WORKDIR,
     watch: Annotated[
-        float, typer.Option(help="Every this many seconds, hot-swap to a newer promoted run in the workdir (0: never).")
+        float,
+        typer.Option(help="Every this many seconds, hot-swap to the model that now holds the production alias (0: never)."),
     ] = 0.0,
+    registry: RegistryOption = None,
 ) -> None:
-    """Serve the last pipeline run: TorchServe (encoder) + the FAISS transformer on loopback, until Ctrl-C."""
-    from fashionrec.local.deployment import NotPromoted, load_deployment
-    from fashionrec.local.hotswap import SwapError, swap_if_newer
+    """Serve the production model (the registry's alias) of the workdir's runs: TorchServe (encoder) + the FAISS
+    transformer on loopback, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch serves."""
+    from fashionrec.local.deployment import production_deployment
+    from fashionrec.local.hotswap import watch_tick
     from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
-        serve_locally(load_deployment(workdir), Path(tmp)) as (predictor, transformer),
+        serve_locally(production_deployment(workdir, registry), Path(tmp)) as (predictor, transformer),
     ):
         console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
@@ -232,15 +235,10 @@ def serve(
         assert isinstance(predictor, LocalTorchServe)
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(watch or None):
-                try:
-                    swapped = swap_if_newer(predictor, transformer.url, Path(tmp) / LIVE_DIR, load_deployment(workdir))
-                except (NotPromoted, FileNotFoundError):
-                    continue  # a rejected or unfinished run: keep serving what is served
-                except SwapError as exc:
-                    console.print(f"[red]hot swap failed, still serving the previous version: {exc}[/red]")
-                    continue
-                if swapped:
-                    console.print(f"hot-swapped model_version {swapped[0]} -> {swapped[1]} with no request dropped")
+                if outcome := watch_tick(
+                    predictor, transformer.url, Path(tmp) / LIVE_DIR, lambda: production_deployment(workdir, registry)
+                ):
+                    console.print(outcome)
 
 
 @app.command()

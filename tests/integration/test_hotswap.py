@@ -11,17 +11,10 @@ import pytest
 from fashionrec.config import MODEL_NAME
 from fashionrec.local.hotswap import served_versions, swap_if_newer
 from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
-from fashionrec.local.stages import StageOutputs, run_stages
-from fashionrec.params import TrainConfig
+from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.client import image_request
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def second_version(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> StageOutputs:
-    """Another model trained on the same catalogue (other seed, so other weights and another model_version)."""
-    return run_stages(tiny_catalog, tmp_path_factory.mktemp("v2"), TrainConfig(epochs=2, batch_size=16, seed=7))
 
 
 def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(

@@ -1,11 +1,12 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from fashionrec.config import PROJECT_IMAGE
-from fashionrec.local.deployment import NotPromoted, load_deployment
+from fashionrec.local.deployment import NotPromoted, deployment_of, production_deployment
 from fashionrec.local.pipeline_runner import PIPELINE_MODULES, compile_all, run_local
 from fashionrec.params import TrainConfig
 
@@ -50,7 +51,7 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_pipeline_runs_locally_with_kfp_local(tiny_catalog: Path, tmp_path: Path) -> None:
     deployment = run_local(tiny_catalog, tmp_path / "run", TrainConfig(epochs=1, batch_size=16))
-    assert load_deployment(tmp_path / "run") == deployment
+    assert production_deployment(tmp_path / "run") == deployment
     assert (deployment.model_store / "model-store" / "fashionrec.mar").is_file()
     assert (deployment.index_dir / "index.json").is_file()
     assert (deployment.feature_repo / "data" / "online_store.db").is_file()
@@ -63,15 +64,19 @@ def test_pipeline_runs_locally_with_kfp_local(tiny_catalog: Path, tmp_path: Path
         json.loads((deployment.model_store.parent.parent / "train-encoder" / "model" / "model.json").read_text())["model_version"]
         == production.model_version
     )
-    # A second run of the same data and seed trains the same model: no improvement, so the gate rejects it.
-    run_local(tiny_catalog, tmp_path / "run", TrainConfig(epochs=1, batch_size=16))
-    with pytest.raises(NotPromoted, match="gate rejected"):
-        load_deployment(tmp_path / "run")
-    assert MlflowRegistry(default_registry_uri(tmp_path / "run")).production().version == 1  # type: ignore[union-attr]
+    # A second run of the same data and seed trains the same model: no improvement, so the gate rejects it. What is
+    # served does not change: still the first run's artifacts (the rejected run's Feast store was not materialized).
+    rejected = run_local(tiny_catalog, tmp_path / "run", TrainConfig(epochs=1, batch_size=16))
+    assert rejected != deployment and json.loads((tmp_path / "run" / "deployment.json").read_text())["promoted"] is False
+    assert production_deployment(tmp_path / "run") == deployment
+    with pytest.raises(NotPromoted, match="never promoted"):
+        deployment_of(tmp_path / "run", "0123456789ab")
+    production = MlflowRegistry(default_registry_uri(tmp_path / "run")).production()
+    assert production is not None and production.version == 1
 
 
 def test_gpu_request_is_a_compile_option(tmp_path: Path) -> None:
-    def train_resources(gpu: bool) -> dict:
+    def train_resources(gpu: bool) -> dict[str, Any]:
         spec = yaml.safe_load(compile_all(tmp_path / str(gpu), gpu=gpu)[0].read_text())
         executor = next(e for name, e in spec["deploymentSpec"]["executors"].items() if "train-encoder" in name)
         return dict(executor["container"]["resources"])
@@ -82,4 +87,4 @@ def test_gpu_request_is_a_compile_option(tmp_path: Path) -> None:
 
 def test_missing_deployment_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="pipeline run"):
-        load_deployment(tmp_path)
+        production_deployment(tmp_path)

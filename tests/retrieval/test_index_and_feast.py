@@ -158,5 +158,14 @@ def test_materialize_twice_is_idempotent(stages: StageOutputs, tmp_path: Path) -
     repo = tmp_path / "repo"
     shutil.copytree(stages.feature_repo, repo)
     first = apply_and_materialize(repo)
+    ids = list(read_embeddings(stages.embeddings)[0]["item_id"].astype(int))
+    before = OnlineFeatures(repo).embeddings(ids), OnlineFeatures(repo).attributes(ids)
     second = apply_and_materialize(repo)
+    after = OnlineFeatures(repo).embeddings(ids), OnlineFeatures(repo).attributes(ids)
     assert first == second and first.rows == 60
+    assert after[1] == before[1] and after[0][1] == before[0][1]  # attributes and model versions
+    vectors_before, vectors_after = (
+        np.stack([v for v in before[0][0] if v is not None]),
+        np.stack([v for v in after[0][0] if v is not None]),
+    )
+    assert vectors_after.shape == (60, EMBEDDING_DIM) and np.array_equal(vectors_after, vectors_before)  # every vector

@@ -109,7 +109,15 @@ def test_envelope_rows_with_raw_image_bytes_are_understood(handler: tuple[Any, M
 def test_service_matches_the_eager_model(model_dir: Path) -> None:
     service = EncoderService.load(model_dir)
     batch = np.random.default_rng(0).integers(0, 256, (3, 3, 80, 60), dtype=np.uint8)
-    assert service.embed(batch).shape == (3, EMBEDDING_DIM)
+    torch.manual_seed(0)  # the fixture's encoder, rebuilt
+    eager = build_encoder("resnet18").eval()
+    with torch.no_grad():
+        expected = eager(torch.from_numpy(batch)).numpy()
+    served = service.embed(batch)
+    assert served.shape == (3, EMBEDDING_DIM) and np.allclose(served, expected, atol=1e-5)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        assert not np.allclose(served, build_encoder("resnet18").eval()(torch.from_numpy(batch)).numpy(), atol=1e-3)
 
 
 def test_properties_render_the_settings() -> None:

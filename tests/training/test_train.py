@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fashionrec.config import EMBEDDING_DIM
-from fashionrec.data.table import is_holdout
+from fashionrec.data.table import decode_images, is_holdout, read_table
 from fashionrec.local.stages import StageOutputs
+from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.training.card import ModelCard
 from fashionrec.training.model import BACKBONES, PretrainedWeightsUnavailable, build_encoder
 from fashionrec.training.train import load_encoder
@@ -50,9 +51,15 @@ def test_trained_model_is_written_and_reloads_identically(stages: StageOutputs) 
     assert card.image_size == (80, 60) and len(card.classes) == 6
     encoder, again = load_encoder(stages.model_dir)
     assert again == card
-    batch = torch.randint(0, 256, (3, 3, 80, 60), dtype=torch.uint8)
+    # The reloaded encoder gives the vectors the embed stage wrote with the trained one.
+    table, written = read_embeddings(stages.embeddings)
+    valid = read_table(stages.valid).set_index("id").loc[table["item_id"].to_numpy()[:4]]
+    batch = torch.from_numpy(decode_images(valid["image"], card.image_size))
     with torch.no_grad():
-        assert torch.allclose(encoder(batch), encoder(batch))
+        assert np.allclose(encoder(batch).numpy(), written[:4], atol=1e-5)
+    untrained = build_encoder(card.backbone, "none", card.embedding_dim).eval()
+    with torch.no_grad():
+        assert not np.allclose(untrained(batch).numpy(), written[:4], atol=1e-2)  # the comparison can fail
 
 
 def test_interrupted_training_resumes_to_the_same_model(

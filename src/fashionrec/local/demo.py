@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from fashionrec.config import PIPELINE_LOG_FILE
-from fashionrec.console import console, print_hits, print_versions
+from fashionrec.console import console, print_hits
 from fashionrec.data.catalog import IMAGES_DIR
 from fashionrec.params import TrainConfig
 
@@ -34,8 +34,14 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     log = workdir / PIPELINE_LOG_FILE
     console.print(f"every step's full log: {log}")
     deployment = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
-    registry = MlflowRegistry(default_registry_uri(workdir.resolve()))
-    print_versions(registry.versions(), title="model registry after the run (MLflow)")
+    production = MlflowRegistry(default_registry_uri(workdir.resolve())).production()
+    if production is not None:
+        metrics = production.metrics
+        console.print(
+            f"model [bold]{production.model_version}[/bold]: precision@5 {metrics.get('precision_at_5', float('nan')):.3f}, "
+            f"nDCG@10 {metrics.get('ndcg_at_10', float('nan')):.3f} on held-out items; production in the registry "
+            f"(MLflow version {production.version}; `fashionrec model list --workdir {workdir}`)"
+        )
     console.rule("3/4 serve: TorchServe + FAISS transformer on loopback")
     with serve_locally(deployment, workdir / "serve") as (_, transformer):
         console.rule("4/4 query")

@@ -1,12 +1,18 @@
-"""Hot swap of a served model version with zero failed requests, in the order that never mixes two models.
+"""Hot swap of a served model version with zero failed requests, in the order that never mixes two models, and
+transactional: a swap that fails at any step puts back what was served.
 
 1. TorchServe: copy the new .mar into the live model store and register it through the management API (loopback
    only) beside the running version, workers up before the call returns. The old version stays the default.
+   A version already registered (a retry after a failed swap) is reused.
 2. Transformer: point its ``--index_dir``/``--feature_repo`` at the new version (one atomic symlink rename) and call
    KServe's ``POST /v2/repository/models/<name>/load``. It now holds both index snapshots, so an embedding of either
    version is searched in its own index.
 3. TorchServe: make the new version the default. New requests are embedded by the new model.
 4. After a drain, unregister the old version. The transformer drops the old snapshot at its next swap.
+
+If step 1, 2 or 3 fails: the old version is made the default again, the symlink points back at the old bundle, the
+transformer reloads it (its current snapshot is the old one again), and the new version is unregistered. A failure in
+step 4 leaves the old version registered beside the new one: harmless, and the next swap unregisters it.
 
 On a cluster, KServe does the equivalent with a new revision of the InferenceService (canary rollout); the
 transformer's per-version snapshots are what make old and new predictor pods safe to run side by side.
@@ -14,15 +20,17 @@ transformer's per-version snapshots are what make old and new predictor pods saf
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
 from fashionrec.local.deployment import Deployment
-from fashionrec.local.processes import LocalTorchServe, link_deployment
+from fashionrec.local.processes import LocalTorchServe, current_bundle, link_deployment, point_current
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 
 
@@ -76,33 +84,88 @@ def default_version(predictor: LocalTorchServe) -> str:
     return next(v for v, default in served_versions(predictor).items() if default)
 
 
-def deployment_version(deployment: Deployment) -> str:
-    return mar_version(deployment.model_store / MODEL_STORE_DIR / MAR_FILE)
+def set_default(predictor: LocalTorchServe, version: str) -> None:
+    response = httpx.put(f"{predictor.management_url}/models/{MODEL_NAME}/{version}/set-default", timeout=30)
+    _check(response, f"making {version} the default")
+
+
+def unregister(predictor: LocalTorchServe, version: str) -> None:
+    response = httpx.delete(f"{predictor.management_url}/models/{MODEL_NAME}/{version}", timeout=60)
+    _check(response, f"unregistering {version}")
+
+
+def reload_transformer(transformer_url: str) -> None:
+    response = httpx.post(f"{transformer_url}/v2/repository/models/{MODEL_NAME}/load", timeout=120)
+    _check(response, "transformer index load")
 
 
 def swap(
     predictor: LocalTorchServe, transformer_url: str, live_dir: Path, new: Deployment, drain_s: float = 2.0
 ) -> tuple[str, str]:
-    """Run the four steps; returns (old version, new version)."""
+    """Run the four steps; returns (old version, new version). On failure everything is put back and SwapError
+    says what failed."""
     old = default_version(predictor)
-    if deployment_version(new) == old:
+    version = new.model_version
+    if version == old:
         raise SwapError(f"version {old} is already the one served")
-    version = register_version(predictor, new.model_store)
-    link_deployment(new, live_dir)
-    _check(httpx.post(f"{transformer_url}/v2/repository/models/{MODEL_NAME}/load", timeout=120), "transformer index load")
-    _check(
-        httpx.put(f"{predictor.management_url}/models/{MODEL_NAME}/{version}/set-default", timeout=30),
-        f"making {version} the default",
-    )
+    old_bundle = current_bundle(live_dir)
+    undo: list[tuple[str, Callable[[], None]]] = []
+    try:
+        if version not in served_versions(predictor):
+            register_version(predictor, new.model_store)
+            undo.append(("unregister the new version", lambda: unregister(predictor, version)))
+
+        def point_back() -> None:
+            point_current(live_dir, old_bundle)
+            reload_transformer(transformer_url)
+
+        undo.append(("point the transformer back at the old version", point_back))
+        link_deployment(new, live_dir)
+        reload_transformer(transformer_url)
+        undo.append(("make the old version the default", lambda: set_default(predictor, old)))
+        set_default(predictor, version)
+    except (SwapError, httpx.HTTPError, OSError, ValueError) as exc:
+        problems = _undo(undo)
+        state = f"still serving {old}" if not problems else f"rollback incomplete ({'; '.join(problems)})"
+        raise SwapError(f"swap to {version} failed ({exc}); rolled back, {state}") from exc
     time.sleep(drain_s)  # requests already queued on the old version finish before it goes
-    _check(httpx.delete(f"{predictor.management_url}/models/{MODEL_NAME}/{old}", timeout=60), f"unregistering {old}")
+    with contextlib.suppress(SwapError, httpx.HTTPError):
+        unregister(predictor, old)  # if this fails the old version stays registered beside the new: harmless
     return old, version
+
+
+def _undo(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    """Run the undo steps, last first; every step runs even when one fails. Returns what failed."""
+    problems = []
+    for name, step in reversed(steps):
+        try:
+            step()
+        except (SwapError, httpx.HTTPError, OSError) as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
 
 
 def swap_if_newer(
     predictor: LocalTorchServe, transformer_url: str, live_dir: Path, latest: Deployment | None, drain_s: float = 2.0
 ) -> tuple[str, str] | None:
     """One tick of a watch loop: swap to ``latest`` when its model version is not the one served; None otherwise."""
-    if latest is None or deployment_version(latest) == default_version(predictor):
+    if latest is None or latest.model_version == default_version(predictor):
         return None
     return swap(predictor, transformer_url, live_dir, latest, drain_s)
+
+
+def watch_tick(
+    predictor: LocalTorchServe, transformer_url: str, live_dir: Path, production: Callable[[], Deployment], drain_s: float = 2.0
+) -> str:
+    """One tick of ``fashionrec serve --watch``: follow the production alias. Never raises: a transient error
+    (TorchServe's management API down, the registry locked, a failed swap, already rolled back) is reported and the
+    next tick tries again."""
+    try:
+        swapped = swap_if_newer(predictor, transformer_url, live_dir, production(), drain_s)
+    except SwapError as exc:
+        return f"hot swap failed: {exc}"
+    except Exception as exc:  # anything from the registry or the servers: report it, keep serving
+        return f"could not check for a new production model ({type(exc).__name__}: {exc}); still serving"
+    if swapped is None:
+        return ""
+    return f"hot-swapped model_version {swapped[0]} -> {swapped[1]} with no request dropped"

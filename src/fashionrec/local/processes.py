@@ -256,6 +256,9 @@ LIVE_INDEX = "index"
 LIVE_FEATURE_REPO = "feature_repo"
 
 
+LIVE_CURRENT = "current"
+
+
 def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
     """Make live_dir/current point at a folder linking this deployment's index and Feast repo; the transformer is
     started with live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
@@ -263,10 +266,20 @@ def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
     bundle.mkdir(parents=True)
     (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
     (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
+    return point_current(live_dir, bundle.name)
+
+
+def current_bundle(live_dir: Path) -> str:
+    """The bundle live_dir/current points at now (to point back at it)."""
+    return os.readlink(live_dir / LIVE_CURRENT)
+
+
+def point_current(live_dir: Path, bundle_name: str) -> Path:
+    """Atomically re-point live_dir/current at an existing bundle."""
     staged = live_dir / f".current-{time.monotonic_ns()}"
-    staged.symlink_to(bundle.name, target_is_directory=True)  # relative to live_dir, so a relative live_dir works
-    os.replace(staged, live_dir / "current")
-    return live_dir / "current"
+    staged.symlink_to(bundle_name, target_is_directory=True)  # relative to live_dir, so a relative live_dir works
+    os.replace(staged, live_dir / LIVE_CURRENT)
+    return live_dir / LIVE_CURRENT
 
 
 @contextlib.contextmanager

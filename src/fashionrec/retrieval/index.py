@@ -162,6 +162,13 @@ class ItemIndex:
         self.meta = replace(self.meta, index_params={**self.meta.index_params, **search_params})
         _apply_search_params(cast(faiss.IndexIDMap2, self.index).index, self.meta.spec)
 
+    def item_ids(self, limit: int | None = None) -> np.ndarray:
+        """The catalogue ids the index holds, in insertion order (the first ``limit`` of them)."""
+        import faiss
+
+        ids = faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map)
+        return ids if limit is None else ids[:limit]
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [n, k], item ids [n, k]); ids are -1 where the catalogue has fewer than k items."""
         if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:

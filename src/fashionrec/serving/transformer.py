@@ -45,6 +45,7 @@ from fashionrec.serving.predictor_client import Embeddings, PredictorClient, mak
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
 KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight across one swap
+SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors must carry the index's model version at load
 
 
 def parse_top_k(parameters: dict[str, Any] | None) -> int:
@@ -119,7 +120,27 @@ class ServingSnapshot:
 
     @classmethod
     def load(cls, index_dir: Path, feature_repo: Path) -> ServingSnapshot:
-        return cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
+        """Load both from the folders the paths point at now (a hot swap may flip them meanwhile), and refuse a pair
+        whose Feast vectors are not of the index's model version."""
+        index_dir, feature_repo = resolve_together(index_dir, feature_repo)
+        snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
+        sample = [int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)]
+        _, versions = snapshot.features.embeddings(sample)
+        if set(versions) != {snapshot.model_version}:
+            raise ValueError(
+                f"{feature_repo} holds vectors of model version(s) {sorted(set(map(str, versions)))} for items of the "
+                f"index of {snapshot.model_version} ({index_dir}): refusing to serve a mixed snapshot"
+            )
+        return snapshot
+
+
+def resolve_together(index_dir: Path, feature_repo: Path) -> tuple[Path, Path]:
+    """The real folders behind the two paths. Paths in one folder (live/current/{index,feature_repo}) are resolved
+    through it once, so that a flip of that folder between the two cannot pair two versions."""
+    if index_dir.parent == feature_repo.parent:
+        bundle = index_dir.parent.resolve()
+        return (bundle / index_dir.name).resolve(), (bundle / feature_repo.name).resolve()
+    return index_dir.resolve(), feature_repo.resolve()
 
 
 class FashionrecTransformer(Model):
