@@ -100,6 +100,30 @@ def test_a_bad_row_gets_its_own_400_and_the_rest_are_served(handler: tuple[Any, 
     assert {call.kwargs["code"] for call in context.set_response_status.call_args_list} == {400}
 
 
+def test_an_unexpected_error_in_one_row_fails_only_that_row(
+    handler: tuple[Any, MagicMock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one row's bytes provoke while being read, the other rows of the dynamic batch are answered."""
+    import fashionrec.serving.encoder_service as service_module
+
+    poisoned = jpeg((7, 7, 7))
+    real_load_batch = service_module.load_batch
+
+    def load_batch(payloads: list[bytes], size: tuple[int, int]) -> np.ndarray:
+        if poisoned in payloads:
+            raise OSError("broken data stream when reading image file")  # e.g. a PIL decoder error we do not map
+        return real_load_batch(payloads, size)
+
+    monkeypatch.setattr(service_module, "load_batch", load_batch)
+    h, context = handler
+    out = h.handle(
+        [{"body": v2_body([jpeg((1, 2, 3))])}, {"body": v2_body([poisoned])}, {"body": v2_body([jpeg((4, 5, 6))])}], context
+    )
+    assert out[0]["outputs"][0]["shape"] == [1, EMBEDDING_DIM] and out[2]["outputs"][0]["shape"] == [1, EMBEDDING_DIM]
+    assert "OSError: broken data stream" in out[1]["error"]
+    assert [(c.kwargs["idx"], c.kwargs["code"]) for c in context.set_response_status.call_args_list] == [(1, 400)]
+
+
 def test_envelope_rows_with_raw_image_bytes_are_understood(handler: tuple[Any, MagicMock]) -> None:
     h, context = handler
     out = h.handle([{"data": jpeg((9, 9, 9))}], context)

@@ -101,6 +101,44 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(stages: StageOutputs, t
     assert len(card.model_version) == 12
 
 
+def test_a_preemption_while_writing_a_checkpoint_keeps_the_previous_one(
+    stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fashionrec.training.train as training
+
+    config = training.TrainConfig(epochs=2, batch_size=16, seed=4)
+    reference = training.train(stages.valid, tmp_path / "reference", config)
+    real_save, saves = torch.save, {"n": 0}
+
+    def preempted_during_the_second_save(obj: object, f: Path) -> None:
+        saves["n"] += 1
+        if saves["n"] == 2:
+            Path(f).write_bytes(b"PK\x03\x04 half a zip")  # what a kill mid-write leaves
+            raise RuntimeError("node pre-empted")
+        real_save(obj, f)
+
+    monkeypatch.setattr(training.torch, "save", preempted_during_the_second_save)
+    with pytest.raises(RuntimeError, match="pre-empted"):
+        training.train(stages.valid, tmp_path / "retried", config)
+    monkeypatch.setattr(training.torch, "save", real_save)
+    state = torch.load(tmp_path / "retried" / training.CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 1  # the first epoch's checkpoint, intact
+    assert training.train(stages.valid, tmp_path / "retried", config).model_version == reference.model_version
+
+
+def test_a_corrupt_checkpoint_is_reported_and_training_starts_over(
+    stages: StageOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fashionrec.training.train as training
+
+    config = training.TrainConfig(epochs=1, batch_size=16, seed=6)
+    reference = training.train(stages.valid, tmp_path / "reference", config)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / training.CHECKPOINT_FILE).write_bytes(b"\x00garbage, not a checkpoint")
+    assert training.train(stages.valid, tmp_path / "corrupt", config).model_version == reference.model_version
+    assert "cannot be read" in capsys.readouterr().err
+
+
 def test_precision_choice() -> None:
     from fashionrec.training.train import autocast_dtype
 

@@ -87,6 +87,8 @@ class EncoderService:
                 parsed.append(self._parse_row(row))
             except (BadRequest, ImageDecodeError) as exc:
                 parsed.append(RowResult(400, {"error": str(exc)}))
+            except Exception as exc:  # anything else this row's bytes provoke: its own 400, the batch goes on
+                parsed.append(RowResult(400, {"error": f"the request could not be read ({type(exc).__name__}: {exc})"}))
         batches = [p[0] for p in parsed if not isinstance(p, RowResult)]
         vectors = self.embed(np.concatenate(batches)) if batches else np.zeros((0, 0), dtype=np.float32)
         results: list[RowResult] = []

@@ -151,6 +151,7 @@ class FashionrecTransformer(Model):
         self.predictor = predictor
         self.snapshots: OrderedDict[str, ServingSnapshot] = OrderedDict()
         self.current: ServingSnapshot | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     def load(self) -> bool:
         import faiss
@@ -180,6 +181,19 @@ class FashionrecTransformer(Model):
         metrics.model.info(
             {"model_version": meta.model_version, "index_type": meta.index_type, "dataset_digest": meta.dataset_digest}
         )
+
+    def stop(self) -> None:
+        """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
+        super().stop()
+        predictor, self.predictor = self.predictor, None
+        if predictor is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(predictor.close())
+        else:
+            self._closing = loop.create_task(predictor.close())  # ModelServer.stop runs on the event loop
 
     @property
     def model_version(self) -> str:
@@ -308,9 +322,6 @@ class TransformerRepository(ModelRepository):
             raise KeyError(f"no model named {name!r}")
         await model.reload()
         return True
-
-    def unload(self, name: str) -> None:
-        raise InvalidInput("the transformer cannot serve without an index; load a new one instead of unloading")
 
 
 def main(argv: list[str] | None = None) -> None:

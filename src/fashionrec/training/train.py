@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,14 +199,21 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
         }
-        torch.save(state, path)
+        # Written aside, then renamed: a pre-emption mid-write leaves the previous checkpoint intact.
+        partial = path.with_name(f".{path.name}.partial")
+        torch.save(state, partial)
+        os.replace(partial, path)
 
     def resume(self, path: Path, key: dict[str, Any]) -> int:
         """Load ``path`` when it was written with ``key``; return the number of epochs it had finished (0: none)."""
         if not (self.config.resume and path.is_file()):
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["key"] != key:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: torch raises RuntimeError, EOFError, pickle errors...
+            console.print(f"[yellow]ignoring {path}: it cannot be read ({type(exc).__name__}); training from scratch[/yellow]")
+            return 0
+        if not isinstance(state, dict) or state.get("key") != key:
             console.print(f"[yellow]ignoring {path}: it was written with other settings[/yellow]")
             return 0
         self.encoder.load_state_dict(state["encoder"])
