@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch comes from local disk here (pip's constraint file caps it); never newer than this.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help setup demo test unit integration lint compile clean
+.PHONY: help setup test-tools demo test unit integration lint compile clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install everything (idempotent)
 
+test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays)
+	@command -v kubectl >/dev/null || { echo "installing kubectl (the manifest tests run kustomize)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
+
 demo: setup ## generate a catalogue, run the pipeline (kfp.local), serve, query, stop
 	$(BIN)/fashionrec demo --workdir work/demo
 
@@ -36,13 +41,13 @@ lint: setup ## ruff + mypy
 compile: setup ## compile every pipeline to build/pipelines/*.yaml
 	$(BIN)/fashionrec pipeline compile --out build/pipelines
 
-unit: setup ## fast tests only: no server, no training
+unit: setup test-tools ## fast tests only: no server, no training
 	$(BIN)/pytest -m "not integration and not behaviour and not trained" -q
 
 integration: setup ## tests that start real servers
 	$(BIN)/pytest -m integration -q
 
-test: lint ## ruff, mypy and every test
+test: lint test-tools ## ruff, mypy and every test
 	$(BIN)/pytest -q
 
 clean: ## remove build outputs (keeps .venv)

@@ -1,7 +1,10 @@
 """The Kubernetes manifests agree with the code that runs locally: names, image, arguments."""
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,10 +21,11 @@ from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.manifest_schema import validate_custom_resource
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+BASE = MANIFESTS / "base"
 
 
 def load(name: str) -> dict:
-    document = yaml.safe_load((MANIFESTS / name).read_text())
+    document = yaml.safe_load((BASE / name).read_text())
     assert isinstance(document, dict)
     return document
 
@@ -65,7 +69,8 @@ def test_transformer_arguments_match_the_local_run() -> None:
 
 def test_kustomization_lists_every_manifest() -> None:
     listed = set(load("kustomization.yaml")["resources"])
-    assert listed == {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"] == ["base"]
     service_account = load("serviceaccount.yaml")
     isvc = load("inferenceservice.yaml")["spec"]
     assert (
@@ -73,10 +78,64 @@ def test_kustomization_lists_every_manifest() -> None:
         == isvc["transformer"]["serviceAccountName"]
         == service_account["metadata"]["name"]
     )
-    assert service_account["secrets"][0]["name"] == load("storage-secret.yaml")["metadata"]["name"]
+    assert "secrets" not in service_account  # base: Workload Identity, no credentials in the repository
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml"))
+def kustomize(overlay: str, tmp_path: Path, files: dict[str, str]) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of a copy of manifests/ with the operator's uncommitted credential files added."""
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    for name, text in files.items():
+        (copy / overlay / name).write_text(text)
+    rendered = subprocess.run(["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def storage_uris(documents: list[dict[str, Any]]) -> set[str]:
+    isvc = next(d for d in documents if d["kind"] == "InferenceService")["spec"]
+    env = {e["name"]: e.get("value") for e in isvc["transformer"]["containers"][0]["env"]}
+    return {isvc["predictor"]["model"]["storageUri"].split("://")[0], env["STORAGE_URI"].split("://")[0]}
+
+
+@pytest.mark.parametrize(
+    ("overlay", "files", "scheme", "secret_keys"),
+    [
+        (".", {}, "gs", None),
+        (
+            "overlays/s3",
+            {"s3.env": "AWS_ACCESS_KEY_ID=id-from-test\nAWS_SECRET_ACCESS_KEY=key-from-test\n"},
+            "s3",
+            {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+        ),
+        ("overlays/gcs", {"gcs-key.json": '{"type": "service_account"}'}, "gs", {"gcloud-application-credentials.json"}),
+        ("overlays/kserve-encoder", {}, "gs", None),
+    ],
+)
+def test_storage_scheme_and_credentials_agree_and_no_secret_is_committed(
+    overlay: str, files: dict[str, str], scheme: str, secret_keys: set[str] | None, tmp_path: Path
+) -> None:
+    documents = kustomize(overlay, tmp_path, files)
+    assert storage_uris(documents) == {scheme}
+    secrets = [d for d in documents if d["kind"] == "Secret"]
+    service_account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    if secret_keys is None:
+        assert not secrets and "secrets" not in service_account
+    else:
+        (secret,) = secrets
+        assert set(secret["data"]) == secret_keys  # from the operator's file, not from the repository
+        assert service_account["secrets"] == [{"name": secret["metadata"]["name"]}]
+        if scheme == "s3":
+            assert "serving.kserve.io/s3-endpoint" in secret["metadata"]["annotations"]
+    for document in documents:  # what kubectl apply would send, checked like the committed files
+        if document["apiVersion"].startswith("serving.kserve.io/"):
+            assert validate_custom_resource(document) == []
+    for name in files:  # the credential files are kept out of git
+        assert subprocess.run(["git", "check-ignore", "-q", str(MANIFESTS / overlay / name)], cwd=MANIFESTS).returncode == 0
+    committed = "".join(p.read_text() for p in MANIFESTS.rglob("*.yaml"))
+    assert "REPLACE_ME" not in committed and "kind: Secret" not in committed
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"))
 def test_every_manifest_validates_against_its_schema(name: str) -> None:
     """Core objects against the Kubernetes API schema, KServe resources against KServe's generated OpenAPI models."""
     import kubernetes_validate

@@ -236,7 +236,7 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(watch or None):
                 if outcome := watch_tick(
-                    predictor, transformer.url, Path(tmp) / LIVE_DIR, lambda: production_deployment(workdir, registry)
+                    predictor, transformer, Path(tmp) / LIVE_DIR, lambda: production_deployment(workdir, registry)
                 ):
                     console.print(outcome)
 

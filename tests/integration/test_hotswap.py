@@ -39,8 +39,8 @@ def test_swap_under_load_fails_no_request_and_turns_to_the_new_version(
             worker.start()
         try:
             time.sleep(1.5)
-            assert swap_if_newer(predictor, transformer.url, tmp_path / LIVE_DIR, stages.deployment) is None  # served
-            swapped = swap_if_newer(predictor, transformer.url, tmp_path / LIVE_DIR, second_version.deployment, drain_s=1.0)
+            assert swap_if_newer(predictor, transformer, tmp_path / LIVE_DIR, stages.deployment) is None  # served
+            swapped = swap_if_newer(predictor, transformer, tmp_path / LIVE_DIR, second_version.deployment, drain_s=1.0)
             assert swapped is not None
             old, new = swapped
             swapped_at = time.monotonic()

@@ -108,7 +108,7 @@ def test_a_failed_swap_rolls_back_and_the_old_version_keeps_answering(
 
     def failing_swap() -> None:
         with pytest.raises(hotswap.SwapError, match=f"rolled back, still serving {old}") as caught:
-            hotswap.swap(predictor, transformer.url, live, new, drain_s=0.2)
+            hotswap.swap(predictor, transformer, live, new, drain_s=0.2)
         errors.append(str(caught.value))
 
     answers = under_load(transformer, body, failing_swap)
@@ -137,14 +137,14 @@ def test_a_retry_reuses_a_version_left_registered_and_watch_follows_the_producti
     def production() -> Deployment:
         return production_deployment(workdir, uri)
 
-    assert hotswap.watch_tick(predictor, transformer.url, live, production, drain_s=0.2) == ""  # first is served
+    assert hotswap.watch_tick(predictor, transformer, live, production, drain_s=0.2) == ""  # first is served
     # An earlier failed swap could not unregister the second version: the swap reuses it instead of failing.
     hotswap.register_version(predictor, second.model_store)
     registry.promote(2)
     body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
     outcomes: list[str] = []
     answers = under_load(
-        transformer, body, lambda: outcomes.append(hotswap.watch_tick(predictor, transformer.url, live, production, 0.2))
+        transformer, body, lambda: outcomes.append(hotswap.watch_tick(predictor, transformer, live, production, 0.2))
     )
     new = ModelCard.load(second_version.model_dir).model_version
     old = ModelCard.load(stages.model_dir).model_version
@@ -153,7 +153,7 @@ def test_a_retry_reuses_a_version_left_registered_and_watch_follows_the_producti
     assert hotswap.served_versions(predictor) == {new: True}
     # `fashionrec model rollback` moves the alias back; the next tick serves the first model again.
     registry.rollback()
-    assert hotswap.watch_tick(predictor, transformer.url, live, production, drain_s=0.2).endswith(
+    assert hotswap.watch_tick(predictor, transformer, live, production, drain_s=0.2).endswith(
         f"{new} -> {old} with no request dropped"
     )
     response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=60).json()

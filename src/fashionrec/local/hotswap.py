@@ -30,7 +30,7 @@ import httpx
 
 from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR
 from fashionrec.local.deployment import Deployment
-from fashionrec.local.processes import LocalTorchServe, current_bundle, link_deployment, point_current
+from fashionrec.local.processes import LocalTorchServe, LocalTransformer, current_bundle, link_deployment, point_current
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 
 
@@ -94,13 +94,14 @@ def unregister(predictor: LocalTorchServe, version: str) -> None:
     _check(response, f"unregistering {version}")
 
 
-def reload_transformer(transformer_url: str) -> None:
-    response = httpx.post(f"{transformer_url}/v2/repository/models/{MODEL_NAME}/load", timeout=120)
-    _check(response, "transformer index load")
+def reload_transformer(transformer: LocalTransformer) -> None:
+    """KServe's repository load endpoint, with the admin token it requires."""
+    url = f"{transformer.url}/v2/repository/models/{MODEL_NAME}/load"
+    _check(httpx.post(url, headers=transformer.admin_headers, timeout=120), "transformer index load")
 
 
 def swap(
-    predictor: LocalTorchServe, transformer_url: str, live_dir: Path, new: Deployment, drain_s: float = 2.0
+    predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path, new: Deployment, drain_s: float = 2.0
 ) -> tuple[str, str]:
     """Run the four steps; returns (old version, new version). On failure everything is put back and SwapError
     says what failed."""
@@ -117,11 +118,11 @@ def swap(
 
         def point_back() -> None:
             point_current(live_dir, old_bundle)
-            reload_transformer(transformer_url)
+            reload_transformer(transformer)
 
         undo.append(("point the transformer back at the old version", point_back))
         link_deployment(new, live_dir)
-        reload_transformer(transformer_url)
+        reload_transformer(transformer)
         undo.append(("make the old version the default", lambda: set_default(predictor, old)))
         set_default(predictor, version)
     except (SwapError, httpx.HTTPError, OSError, ValueError) as exc:
@@ -146,22 +147,22 @@ def _undo(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
 
 
 def swap_if_newer(
-    predictor: LocalTorchServe, transformer_url: str, live_dir: Path, latest: Deployment | None, drain_s: float = 2.0
+    predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path, latest: Deployment | None, drain_s: float = 2.0
 ) -> tuple[str, str] | None:
     """One tick of a watch loop: swap to ``latest`` when its model version is not the one served; None otherwise."""
     if latest is None or latest.model_version == default_version(predictor):
         return None
-    return swap(predictor, transformer_url, live_dir, latest, drain_s)
+    return swap(predictor, transformer, live_dir, latest, drain_s)
 
 
 def watch_tick(
-    predictor: LocalTorchServe, transformer_url: str, live_dir: Path, production: Callable[[], Deployment], drain_s: float = 2.0
+    predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path, production: Callable[[], Deployment], drain_s: float = 2.0
 ) -> str:
     """One tick of ``fashionrec serve --watch``: follow the production alias. Never raises: a transient error
     (TorchServe's management API down, the registry locked, a failed swap, already rolled back) is reported and the
     next tick tries again."""
     try:
-        swapped = swap_if_newer(predictor, transformer_url, live_dir, production(), drain_s)
+        swapped = swap_if_newer(predictor, transformer, live_dir, production(), drain_s)
     except SwapError as exc:
         return f"hot swap failed: {exc}"
     except Exception as exc:  # anything from the registry or the servers: report it, keep serving

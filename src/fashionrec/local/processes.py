@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,11 +26,14 @@ import httpx
 from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR
 from fashionrec.local.deployment import Deployment
 from fashionrec.serving.entrypoints import KSERVE_ENCODER_ENTRYPOINT, TRANSFORMER_ENTRYPOINT, kserve_file
+from fashionrec.serving.guard import ADMIN_HEADER
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
 
 # KServe logs a line per request with its latencies by default: ~0.3 ms of the transformer hop on 2 cores, and the
 # Prometheus histograms (fashionrec_request_seconds & co.) already carry the same numbers. The manifests pass it too.
 QUIET_REQUEST_LOG = "--enable_latency_logging=false"
+LOOPBACK = "127.0.0.1"  # every local server listens here only
+ADMIN_TOKEN_FILE = "admin.token"
 
 
 class ServerStartError(RuntimeError):
@@ -171,10 +175,12 @@ class LocalModelServer:
     """A kserve.ModelServer program of kserve/ (the transformer or the KServe-hosted encoder) as a local process,
     started as its container starts it, on free loopback ports."""
 
-    work_dir: Path  # its log; its own fields follow
+    work_dir: Path  # its log and admin token; its own fields follow
     http_port: int = field(default_factory=free_port, kw_only=True)
     grpc_port: int = field(default_factory=free_port, kw_only=True)
     process: ManagedProcess | None = field(default=None, kw_only=True)
+    # The repository API's token (the cluster mounts it from a Secret); only this process's owner can read it.
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), kw_only=True, repr=False)
     name: ClassVar[str]  # of its log file
     entrypoint: ClassVar[str]  # the kserve/ program
 
@@ -182,14 +188,31 @@ class LocalModelServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: f"Bearer {self.admin_token}"}
+
     def args(self) -> list[str]:
         """The container's arguments, with local paths and ports."""
         raise NotImplementedError
+
+    def server_args(self) -> list[str]:
+        """What every local kserve.ModelServer program gets on top: its ports on loopback only, and the token."""
+        return [
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            f"--bind_address={LOOPBACK}",
+            f"--admin_token_file={self.work_dir.absolute() / ADMIN_TOKEN_FILE}",
+            QUIET_REQUEST_LOG,
+        ]
 
     def start(self, timeout: float = 120.0) -> None:
         """Start `python kserve/<entrypoint> args` and wait until the model answers ready."""
         self.work_dir = self.work_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        token_file = self.work_dir / ADMIN_TOKEN_FILE
+        token_file.touch(mode=0o600)
+        token_file.write_text(self.admin_token, encoding="utf-8")
         command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
         self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env={"OMP_NUM_THREADS": "1"})
         self.process.start()
@@ -217,9 +240,7 @@ class LocalKServeEncoder(LocalModelServer):
         return [
             f"--model_name={MODEL_NAME}",
             f"--model_dir={self.model_store_dir.resolve()}",
-            f"--http_port={self.http_port}",
-            f"--grpc_port={self.grpc_port}",
-            QUIET_REQUEST_LOG,
+            *self.server_args(),
         ]
 
     def predictor_host(self, protocol: str) -> str:
@@ -240,12 +261,10 @@ class LocalTransformer(LocalModelServer):
             f"--model_name={MODEL_NAME}",
             f"--predictor_host={self.predictor_host}",
             f"--predictor_protocol={self.predictor_protocol}",
-            f"--http_port={self.http_port}",
-            f"--grpc_port={self.grpc_port}",
             f"--index_dir={self.index_dir.absolute()}",
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
-            QUIET_REQUEST_LOG,
+            *self.server_args(),
         ]
 
 

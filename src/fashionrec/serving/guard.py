@@ -1,9 +1,10 @@
 """The ASGI request guard in front of KServe's app: refuses oversized bodies with a 413 before anything reads them,
-rewrites binary tensor requests to JSON (fashionrec.serving.binary), labels pre-encoded answers, counts every answer
-by status and times infer requests."""
+answers the repository (load/unload) API only to holders of the admin token, rewrites binary tensor requests to JSON
+(fashionrec.serving.binary), labels pre-encoded answers, counts every answer by status and times infer requests."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -12,14 +13,25 @@ import orjson
 from fashionrec.serving.binary import binary_to_json
 from fashionrec.serving.metrics import transformer_metrics
 
+ADMIN_HEADER = "authorization"  # "Bearer <token>", over REST (a header) and gRPC (metadata) alike
+ADMIN_PATH = "/v2/repository/"  # KServe's model repository extension: load and unload
+
+
+def is_admin(authorization: str | None, token: str | None) -> bool:
+    """Does an Authorization value carry the admin token (constant-time compare)?"""
+    if token is None or not authorization or not authorization.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode())
+
 
 class RequestGuard:
     """Pure ASGI middleware: refuses bodies over ``max_body_bytes`` with a v2 error body and a 413 (before the
     handler reads them), counts every answer by status, and times infer requests."""
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, admin_token: str | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.admin_token = admin_token
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -45,6 +57,11 @@ class RequestGuard:
 
         try:
             headers = dict(scope.get("headers") or [])
+            if scope.get("path", "").startswith(ADMIN_PATH):
+                authorization = headers.get(ADMIN_HEADER.encode(), b"").decode("latin-1")
+                if not is_admin(authorization, self.admin_token):
+                    await self._answer(send_and_record, 403, "the repository API needs the admin token")
+                    return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await self._refuse(send_and_record, f"request body of {int(length)} bytes")
@@ -126,7 +143,7 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-def guard_app(app: Any, max_request_bytes: int) -> None:
+def guard_app(app: Any, max_request_bytes: int, admin_token: str | None = None) -> None:
     """Put the size limit and the status/latency metrics in front of KServe's FastAPI app (before it starts), and
     answer bodies FastAPI cannot parse with a v2 error body and a 400 instead of its own 422 ``detail`` list."""
     from fastapi.exceptions import RequestValidationError
@@ -142,4 +159,4 @@ def guard_app(app: Any, max_request_bytes: int) -> None:
 
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=max_request_bytes, admin_token=admin_token)

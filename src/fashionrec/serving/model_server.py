@@ -1,13 +1,25 @@
-"""What the two kserve.ModelServer entrypoints (the transformer and the KServe-hosted encoder) share: KServe's own
-command-line arguments plus ``--max_request_bytes``, and the start-up order (load, guard the app, serve)."""
+"""What the two kserve.ModelServer programs (the transformer and the KServe-hosted encoder) share: KServe's own
+command-line arguments plus ours, and the start-up order (load, guard the app, serve).
+
+Ours: ``--max_request_bytes`` (larger bodies get a 413); ``--bind_address`` (KServe 0.21 always listens on every
+interface: in a pod that is what the kubelet's probes need, on a laptop it must be loopback); ``--admin_token_file``
+(the repository API, which hot-swaps or unloads the model, answers only requests that carry this token, over REST
+and gRPC; with no file it is off, so a client of the data plane can never reach it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fashionrec.config import MAX_REQUEST_BYTES
-from fashionrec.serving.guard import guard_app
+from fashionrec.serving.guard import ADMIN_HEADER, guard_app, is_admin
+
+ADMIN_GRPC_METHODS = ("RepositoryModelLoad", "RepositoryModelUnload")
+logger = logging.getLogger(__name__)
 
 
 def model_server_parser(description: str | None) -> argparse.ArgumentParser:
@@ -15,16 +27,81 @@ def model_server_parser(description: str | None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(parents=[model_server.parser], description=description)
     parser.add_argument("--max_request_bytes", type=int, default=MAX_REQUEST_BYTES, help="larger bodies get a 413")
+    parser.add_argument("--bind_address", default="0.0.0.0", help="interface the REST and gRPC ports listen on")
+    parser.add_argument(
+        "--admin_token_file", type=Path, default=None, help="token that the repository (load/unload) API requires; none: off"
+    )
     return parser
+
+
+def read_admin_token(path: Path | None) -> str | None:
+    """The admin token, or None (the repository API off) when no file is given or the Secret is not mounted."""
+    if path is None or not path.is_file():
+        if path is not None:
+            logger.warning("admin token file %s not found: the repository API is off", path)
+        return None
+    token = path.read_text(encoding="utf-8").strip()
+    return token or None
+
+
+def admin_interceptor(token: str | None) -> Any:
+    """A gRPC server interceptor that refuses the repository RPCs without the admin token (PERMISSION_DENIED)."""
+    import grpc
+
+    class AdminOnly(grpc.aio.ServerInterceptor):
+        async def intercept_service(
+            self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
+        ) -> Any:
+            if handler_call_details.method.rsplit("/", 1)[-1] in ADMIN_GRPC_METHODS:
+                metadata = dict(handler_call_details.invocation_metadata or ())
+                if not is_admin(metadata.get(ADMIN_HEADER), token):
+                    return _refusal()
+            return await continuation(handler_call_details)
+
+    def _refusal() -> Any:
+        async def refuse(request: Any, context: Any) -> None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the repository API needs the admin token")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+    return AdminOnly()
+
+
+class _BoundGrpc:
+    """grpc.aio as KServe's GRPCServer module sees it: servers listen on ``host`` instead of "[::]" (KServe 0.21 has
+    no option for it) and carry the admin interceptor."""
+
+    def __init__(self, aio: Any, host: str, interceptor: Any) -> None:
+        self._aio, self._host, self._interceptor = aio, host, interceptor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._aio, name)
+
+    def server(self, *args: Any, interceptors: tuple[Any, ...] = (), **kwargs: Any) -> Any:
+        server = self._aio.server(*args, interceptors=(self._interceptor, *interceptors), **kwargs)
+        add_port = server.add_insecure_port
+        server.add_insecure_port = lambda address: add_port(address.replace("[::]", self._host, 1))
+        return server
 
 
 def run_model_server(model: Any, args: argparse.Namespace, registered_models: Any = None) -> None:
     """Load ``model`` (a kserve.Model), put the request guard in front of KServe's app and serve until stopped."""
+    import grpc
     from kserve import ModelServer, model_server
+    from kserve.protocol.grpc import server as grpc_server
 
+    class BoundModelServer(ModelServer):
+        def setup_event_loop(self) -> None:
+            # Runs after start() built the servers and before they listen.
+            if self._rest_server is not None:
+                self._rest_server.config.host = args.bind_address
+            super().setup_event_loop()
+
+    token = read_admin_token(args.admin_token_file)
     model.load()
-    guard_app(model_server.app, args.max_request_bytes)
-    ModelServer(
+    guard_app(model_server.app, args.max_request_bytes, admin_token=token)
+    grpc_server.aio = _BoundGrpc(grpc.aio, args.bind_address, admin_interceptor(token))
+    BoundModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         enable_grpc=args.enable_grpc,
