@@ -156,7 +156,11 @@ def swap_if_newer(
 
 
 def watch_tick(
-    predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path, production: Callable[[], Deployment], drain_s: float = 2.0
+    predictor: LocalTorchServe,
+    transformer: LocalTransformer,
+    live_dir: Path,
+    production: Callable[[], Deployment],
+    drain_s: float = 2.0,
 ) -> str:
     """One tick of ``fashionrec serve --watch``: follow the production alias. Never raises: a transient error
     (TorchServe's management API down, the registry locked, a failed swap, already rolled back) is reported and the

@@ -49,9 +49,7 @@ def admin_interceptor(token: str | None) -> Any:
     import grpc
 
     class AdminOnly(grpc.aio.ServerInterceptor):
-        async def intercept_service(
-            self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
-        ) -> Any:
+        async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
             if handler_call_details.method.rsplit("/", 1)[-1] in ADMIN_GRPC_METHODS:
                 metadata = dict(handler_call_details.invocation_metadata or ())
                 if not is_admin(metadata.get(ADMIN_HEADER), token):
