@@ -4,7 +4,8 @@ command-line arguments plus ours, and the start-up order (load, guard the app, s
 Ours: ``--max_request_bytes`` (larger bodies get a 413); ``--bind_address`` (KServe 0.21 always listens on every
 interface: in a pod that is what the kubelet's probes need, on a laptop it must be loopback); ``--admin_token_file``
 (the repository API, which hot-swaps or unloads the model, answers only requests that carry this token, over REST
-and gRPC; with no file it is off, so a client of the data plane can never reach it).
+and gRPC; with no file it is off, so a client of the data plane can never reach it). Over gRPC, a request KServe
+cannot parse gets INVALID_ARGUMENT (KServe 0.21 answers INTERNAL).
 """
 
 from __future__ import annotations
@@ -44,30 +45,48 @@ def read_admin_token(path: Path | None) -> str | None:
     return token or None
 
 
-def admin_interceptor(token: str | None) -> Any:
-    """A gRPC server interceptor that refuses the repository RPCs without the admin token (PERMISSION_DENIED)."""
+def guard_interceptor(token: str | None) -> Any:
+    """A gRPC server interceptor, outermost: the repository RPCs need the admin token (else PERMISSION_DENIED), and a
+    ModelInferRequest that KServe cannot even read (a BYTES length prefix past the end of raw_input_contents, contents
+    that do not fill the shape, ...) gets INVALID_ARGUMENT with the reason instead of KServe's INTERNAL."""
     import grpc
+    from kserve import InferRequest
 
-    class AdminOnly(grpc.aio.ServerInterceptor):
+    async def refuse(request: Any, context: Any) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the repository API needs the admin token")
+
+    def checked(handler: Any) -> Any:
+        inner = handler.unary_unary
+
+        async def infer(request: Any, context: Any) -> Any:
+            try:
+                InferRequest.from_grpc(request)  # what KServe's servicer does first, outside any error mapping
+            except Exception as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ModelInferRequest: {type(exc).__name__}: {exc}")
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            infer, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+    class Guard(grpc.aio.ServerInterceptor):
         async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
-            if handler_call_details.method.rsplit("/", 1)[-1] in ADMIN_GRPC_METHODS:
+            method = handler_call_details.method.rsplit("/", 1)[-1]
+            if method in ADMIN_GRPC_METHODS:
                 metadata = dict(handler_call_details.invocation_metadata or ())
                 if not is_admin(metadata.get(ADMIN_HEADER), token):
-                    return _refusal()
-            return await continuation(handler_call_details)
+                    return grpc.unary_unary_rpc_method_handler(refuse)
+            handler = await continuation(handler_call_details)
+            if method == "ModelInfer" and handler is not None and handler.unary_unary is not None:
+                return checked(handler)
+            return handler
 
-    def _refusal() -> Any:
-        async def refuse(request: Any, context: Any) -> None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the repository API needs the admin token")
-
-        return grpc.unary_unary_rpc_method_handler(refuse)
-
-    return AdminOnly()
+    return Guard()
 
 
 class _BoundGrpc:
     """grpc.aio as KServe's GRPCServer module sees it: servers listen on ``host`` instead of "[::]" (KServe 0.21 has
-    no option for it) and carry the admin interceptor."""
+    no option for it) and carry our guard interceptor."""
 
     def __init__(self, aio: Any, host: str, interceptor: Any) -> None:
         self._aio, self._host, self._interceptor = aio, host, interceptor
@@ -98,7 +117,7 @@ def run_model_server(model: Any, args: argparse.Namespace, registered_models: An
     token = read_admin_token(args.admin_token_file)
     model.load()
     guard_app(model_server.app, args.max_request_bytes, admin_token=token)
-    grpc_server.aio = _BoundGrpc(grpc.aio, args.bind_address, admin_interceptor(token))
+    grpc_server.aio = _BoundGrpc(grpc.aio, args.bind_address, guard_interceptor(token))
     BoundModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,

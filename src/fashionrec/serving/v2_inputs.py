@@ -6,6 +6,7 @@ Every problem is an ``InvalidInput`` (KServe answers 400 with a v2 error body), 
 from __future__ import annotations
 
 import binascii
+import struct
 
 import numpy as np
 from kserve import InferInput
@@ -42,7 +43,8 @@ def image_payloads(tensor: InferInput) -> tuple[list[bytes], list[str] | None]:
     if tensor._raw_data is not None:
         try:
             items = list(np.asarray(tensor.as_numpy(), dtype=object).reshape(-1))
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError, struct.error) as exc:
+            # struct.error: a BYTES length prefix that runs past the end of raw_input_contents (gRPC)
             raise InvalidInput(f"input '{INPUT_IMAGE}' binary data does not hold {declared} BYTES elements: {exc}") from exc
         encoded = None
     else:
@@ -71,7 +73,7 @@ def item_ids(tensor: InferInput) -> list[int]:
         ids = [int(v) for v in values]
         if values.dtype.kind not in "iu" or any(not -(2**63) <= i < 2**63 for i in ids):
             raise ValueError(f"got {values.dtype} values")
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, IndexError, struct.error) as exc:
         raise InvalidInput(f"input '{INPUT_ITEM_ID}' must hold 64-bit integers: {exc}") from exc
     if len(ids) != declared:
         raise InvalidInput(f"input '{INPUT_ITEM_ID}' shape {tensor.shape} does not match its {len(ids)} elements")
