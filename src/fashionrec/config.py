@@ -67,6 +67,8 @@ DYNAMIC_BATCH_DELAY_MS = 5
 # Request limits: anything larger is rejected with a 4xx before it reaches the model.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
+# All images of one request together: a request that decodes to more is refused before any decoding.
+MAX_REQUEST_PIXELS = 64_000_000
 MAX_BATCH = 64
 # Whole request bodies above this get a 413 before anything reads them (64 small JPEGs as base64 fit many times).
 MAX_REQUEST_BYTES = 32 * 1024 * 1024

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fashionrec.config import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from fashionrec.config import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 # Modes that convert to RGB without losing meaning; 16-bit and float modes (medical/scientific) are not photos.
@@ -80,6 +80,27 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Open and fully decode ``data`` as an RGB image, or raise ImageDecodeError with the reason."""
     return to_rgb(open_image(data, max_bytes, max_pixels))
+
+
+def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_PIXELS) -> None:
+    """Decode every payload fully (as the encoder will), or raise ImageDecodeError naming the first bad one. The sizes
+    in the headers are summed first, so a request that would decode to more than ``max_total_pixels`` costs nothing."""
+    total = 0
+    for payload in payloads:
+        try:
+            with Image.open(io.BytesIO(payload)) as image:  # reads the header only
+                total += image.size[0] * image.size[1]
+        except Exception:  # unreadable: reported by the decode below, in order
+            continue
+    if total > max_total_pixels:
+        raise ImageDecodeError(
+            f"the images hold {total} pixels together, above the limit of {max_total_pixels} per request", "too_many_pixels"
+        )
+    for i, payload in enumerate(payloads):
+        try:
+            decode_image(payload)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"image {i}: {exc}", exc.kind) from exc
 
 
 def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

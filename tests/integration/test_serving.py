@@ -4,6 +4,8 @@ kserve.ModelServer, started exactly as `fashionrec serve` starts them."""
 import base64
 import concurrent.futures
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +214,43 @@ def test_kserve_hosted_encoder_serves_the_same_answers(
         )
         assert direct.status_code == 400 and "image 0" in direct.json()["error"]
         assert httpx.get(f"{encoder.inference_url}/v2/models/{MODEL_NAME}").json()["outputs"][0]["name"] == "embedding"
+
+
+def png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")  # a few KB, many megapixels
+    return buffer.getvalue()
+
+
+def test_a_heavy_request_does_not_stall_the_health_probe(servers: Servers) -> None:
+    """Three 20-megapixel PNGs (small files, seconds to decode) and a broken image: while the transformer decodes,
+    its liveness probe still answers, before the heavy request's own 400 comes back."""
+    _, transformer = servers
+    body = image_request([png(5000, 4000)] * 3 + [b"not an image"])
+    finished: dict[str, float] = {}
+
+    def heavy() -> None:
+        response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=120)
+        finished["heavy"] = time.monotonic()
+        finished["status"] = response.status_code
+        assert "image 3" in response.json()["error"]
+
+    worker = threading.Thread(target=heavy)
+    worker.start()
+    time.sleep(0.3)  # the request is in, its images are being decoded
+    assert httpx.get(f"{transformer.url}/v2/health/live", timeout=120).status_code == 200
+    finished["probe"] = time.monotonic()
+    worker.join()
+    assert finished["status"] == 400
+    assert finished["probe"] < finished["heavy"]  # order, not duration: the probe did not wait for the decoding
+
+
+def test_too_many_pixels_in_one_request_is_refused_before_decoding(servers: Servers) -> None:
+    _, transformer = servers
+    body = image_request([png(6000, 6000)] * 2)  # 72 megapixels together, each under the per-image limit
+    response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=120)
+    assert response.status_code == 400 and "pixels together, above the limit" in response.json()["error"]

@@ -17,9 +17,11 @@ import asyncio
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -36,7 +38,7 @@ from fashionrec.config import (
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
 )
-from fashionrec.imaging import ImageDecodeError, decode_image
+from fashionrec.imaging import ImageDecodeError, validate_images
 from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.serving.metrics import transformer_metrics
@@ -45,6 +47,8 @@ from fashionrec.serving.predictor_client import Embeddings, PredictorClient, mak
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
 KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight across one swap
+CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
+T = TypeVar("T")
 SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors must carry the index's model version at load
 
 
@@ -152,6 +156,7 @@ class FashionrecTransformer(Model):
         self.snapshots: OrderedDict[str, ServingSnapshot] = OrderedDict()
         self.current: ServingSnapshot | None = None
         self._closing: asyncio.Task[None] | None = None
+        self.cpu_pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="fashionrec-cpu")
 
     def load(self) -> bool:
         import faiss
@@ -185,6 +190,7 @@ class FashionrecTransformer(Model):
     def stop(self) -> None:
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
         super().stop()
+        self.cpu_pool.shutdown(wait=False)
         predictor, self.predictor = self.predictor, None
         if predictor is None:
             return
@@ -235,12 +241,16 @@ class FashionrecTransformer(Model):
         if tensor.name == INPUT_ITEM_ID:
             return Query(payload, top_k, ids=item_ids(tensor))
         images, encoded = image_payloads(tensor)
-        for i, data in enumerate(images):
-            try:
-                decode_image(data)
-            except ImageDecodeError as exc:
-                raise InvalidInput(f"image {i}: {exc}") from exc
+        try:
+            await self.off_loop(validate_images, images)
+        except ImageDecodeError as exc:
+            raise InvalidInput(str(exc)) from exc
         return Query(payload, top_k, images=images, encoded=encoded)
+
+    async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """CPU work (image decoding, FAISS search, Feast reads) on the bounded pool, so that one heavy request never
+        stalls the event loop that answers every other request and the health probes."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
 
     async def encode(self, query: Query, headers: dict[str, str] | None) -> Embeddings:
         """The predictor hop: embeddings of the query's images and the model_version that made them."""
@@ -258,7 +268,7 @@ class FashionrecTransformer(Model):
         metrics = transformer_metrics()
         if payload.ids is not None:
             started = time.perf_counter()
-            vectors, versions = self.current.features.embeddings(payload.ids)
+            vectors, versions = await self.off_loop(self.current.features.embeddings, payload.ids)
             metrics.feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
             missing = [i for i, v in zip(payload.ids, vectors, strict=True) if v is None]
             if missing:
@@ -280,7 +290,7 @@ class FashionrecTransformer(Model):
             exclude = [None] * len(queries)
             if queries.shape != (len(payload.images), snapshot.index.meta.dimension):
                 raise ServerNotReady(f"the encoder returned embeddings of shape {list(queries.shape)}")
-        return self._answer(payload, snapshot, queries, exclude)
+        return await self.off_loop(self._answer, payload, snapshot, queries, exclude)
 
     def _answer(self, query: Query, snapshot: ServingSnapshot, queries: np.ndarray, exclude: list[int | None]) -> InferResponse:
         metrics = transformer_metrics()
