@@ -254,3 +254,21 @@ def test_too_many_pixels_in_one_request_is_refused_before_decoding(servers: Serv
     body = image_request([png(6000, 6000)] * 2)  # 72 megapixels together, each under the per-image limit
     response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=120)
     assert response.status_code == 400 and "pixels together, above the limit" in response.json()["error"]
+
+
+def test_a_client_that_sends_the_whole_oversized_body_first_reads_its_413(servers: Servers) -> None:
+    """urllib (like many SDKs) writes the whole body before reading: it must get the 413 and its message, not a reset."""
+    import urllib.error
+    import urllib.request
+
+    _, transformer = servers
+    request = urllib.request.Request(
+        f"{transformer.url}/v2/models/{MODEL_NAME}/infer",
+        data=b"0" * (MAX_REQUEST_BYTES + 4 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=120)
+    assert caught.value.code == 413
+    assert "above the limit" in json.loads(caught.value.read())["error"]

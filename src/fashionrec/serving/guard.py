@@ -14,7 +14,8 @@ from fashionrec.serving.binary import binary_to_json
 from fashionrec.serving.metrics import transformer_metrics
 
 ADMIN_HEADER = "authorization"  # "Bearer <token>", over REST (a header) and gRPC (metadata) alike
-ADMIN_PATH = "/v2/repository/"  # KServe's model repository extension: load and unload
+ADMIN_PATH = "/v2/repository/"
+DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit, then the connection goes  # KServe's model repository extension: load and unload
 
 
 def is_admin(authorization: str | None, token: str | None) -> bool:
@@ -64,6 +65,8 @@ class RequestGuard:
                     return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                if headers.get(b"expect", b"").lower() != b"100-continue":  # the client sends before it reads
+                    await self._drain(receive, DRAIN_FACTOR * self.max_body_bytes)
                 await self._refuse(send_and_record, f"request body of {int(length)} bytes")
                 return
             binary_header = headers.get(b"inference-header-content-length")
@@ -102,6 +105,18 @@ class RequestGuard:
             metrics.requests.labels(status=str(status)).inc()
             if infer:
                 metrics.request_seconds.observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _drain(receive: Any, limit: int) -> None:
+        """Read and drop the body, so that a client that sends it all before reading (urllib, many SDKs) gets to read
+        the 413 instead of a connection reset. Past ``limit`` bytes the connection is given up."""
+        drained, more = 0, True
+        while more and drained <= limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     async def _refuse(self, send: Any, what: str) -> None:
         message = f"{what} is above the limit of {self.max_body_bytes} bytes; send fewer or smaller images per request"
