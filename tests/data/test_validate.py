@@ -1,6 +1,7 @@
 """Validation: every injected defect is caught with its reason, no clean image is rejected, nothing is lost."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +103,10 @@ def test_outputs_manifest_and_fail_fast(damaged: Damaged, tmp_path: Path) -> Non
     assert "data:image/jpeg;base64," in report and "conflicting_duplicate" in report  # thumbnails of what was rejected
     docs = paths.data_docs.read_text()
     assert "catalog_images" in docs and "Unsuccessful Expectations" in docs  # GX Data Docs, rendered
+    # Self-contained: nothing loads from the network (air-gapped clusters), styles inline; run and asset named.
+    assert not re.search(r"<(link|script)[^>]+(href|src)=\"https?://", docs)
+    assert "<style>" in docs and ".table" in docs
+    assert "__none__" not in docs and f"validate {root.name}" in docs and f"image facts of {root.name}" in docs
     manifest = json.loads(paths.manifest.read_text())
     assert manifest["dataset_digest"] == dataset_digest(result.valid)
     assert manifest["rows_valid"] == len(result.valid) and len(manifest["images"]) == len(result.valid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,12 +68,36 @@ def render_report(result: ValidationResult) -> str:
 <h2>Settings</h2><pre>{settings}</pre></body></html>"""
 
 
-def render_data_docs(result: ValidationResult) -> str:
-    """Great Expectations' own Data Docs page for this validation run, as one HTML document."""
+# Data Docs as GX renders them load Bootstrap, jQuery, Vega and Font Awesome from CDNs: in an air-gapped cluster (and
+# offline) the page shows unstyled. Those tags are dropped and GX's own stylesheet plus a small base one are inlined.
+_REMOTE_ASSET = re.compile(r"<link[^>]+href=\"https?://[^>]*>|<script[^>]+src=\"https?://[^>]*>\s*</script>", re.IGNORECASE)
+_BASE_STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;color:#212529}.container-fluid{padding:1rem 2rem}
+.row{display:flex;flex-wrap:wrap}.col-12{flex:0 0 100%}.col-md-3,.col-lg-3{flex:0 0 22%}.col-md-9,.col-lg-9{flex:0 0 75%}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #dee2e6;padding:.3rem .6rem;text-align:left}
+.card{border:1px solid #dee2e6;border-radius:.3rem;margin:1rem 0;padding:.5rem 1rem}.card-header{font-weight:600}
+.badge{display:inline-block;padding:.1rem .4rem;border-radius:.3rem;background:#6c757d;color:#fff;font-size:.8em}
+.text-success,.fa-check-circle{color:#198754}.text-danger,.fa-times{color:#dc3545}.d-none,.collapse{display:none}
+.navbar{background:#f8f9fa;padding:.5rem 2rem;border-bottom:1px solid #dee2e6}
+"""
+
+
+def render_data_docs(result: ValidationResult, catalog_dir: Path) -> str:
+    """Great Expectations' own Data Docs page for this validation run, as one self-contained HTML document (no asset
+    from the network), naming its run (the catalogue and when) and data asset."""
+    from datetime import UTC, datetime
+    from importlib import resources
+
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
-    return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result.gx_validation)))
+    validation = result.gx_validation
+    validation.meta["run_id"] = {"run_name": f"validate {catalog_dir.name}", "run_time": datetime.now(UTC).isoformat()}
+    validation.meta["batch_spec"] = {"data_asset_name": f"image facts of {catalog_dir.name}"}
+    page = str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(validation)))
+    gx_styles = resources.files("great_expectations.render.view").joinpath("static/styles/data_docs_default_styles.css")
+    inline = f"<style>{_BASE_STYLE}{gx_styles.read_text(encoding='utf-8')}</style>"
+    return _REMOTE_ASSET.sub("", page).replace("</head>", f"{inline}</head>", 1)
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,7 @@ def write_outputs(result: ValidationResult, catalog_dir: Path, paths: OutputPath
     result.valid.to_parquet(paths.valid, index=False)
     result.quarantine.to_csv(paths.quarantine, index=False)
     paths.report.write_text(render_report(result), encoding="utf-8")
-    paths.data_docs.write_text(render_data_docs(result), encoding="utf-8")
+    paths.data_docs.write_text(render_data_docs(result, catalog_dir), encoding="utf-8")
     manifest = build_manifest(
         result.valid, catalog_dir / STYLES_FILE, result.rows_in, int(result.metrics["rows_quarantined"]), asdict(result.settings)
     )
