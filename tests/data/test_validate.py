@@ -152,3 +152,36 @@ def test_clean_catalogue_passes(tiny_catalog: Path) -> None:
     assert result.gx_success is True and result.quarantine.empty
     assert result.valid["image"].map(len).min() > 100
     assert result.valid["image_sha256"].str.len().eq(64).all()
+
+
+def flipped(bits: int, start: int = 0) -> str:
+    """A 256-bit perceptual hash with ``bits`` bits set from bit ``start``: the distance to zeros() is ``bits``."""
+    code = bytearray(32)
+    for bit in range(start, start + bits):
+        code[bit // 8] |= 1 << (bit % 8)
+    return code.hex()
+
+
+def facts_of(hashes: list[str], labels: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"id": [str(10 + i) for i in range(len(hashes))], "phash": hashes, "articleType": labels})
+
+
+def test_a_chain_of_small_edits_does_not_link_unrelated_images() -> None:
+    from fashionrec.data.imagefacts import near_duplicate_groups
+
+    chain = [flipped(8 * i) for i in range(5)]  # each 8 bits from the next, 32 bits end to end; radius 12
+    groups = near_duplicate_groups(chain, radius=12)
+    assert groups == [[0, 1, 2], [3, 4]]  # single linkage made one group of all five, 32 bits end to end
+    assert near_duplicate_groups([flipped(0)] * 3 + [flipped(100)], radius=12) == [[0, 1, 2]]
+
+
+def test_only_the_minority_of_a_near_duplicate_group_is_quarantined() -> None:
+    from fashionrec.data.validation.quarantine import _duplicate_conflicts
+
+    same = [flipped(0)] * 5 + [flipped(60)] * 4 + [flipped(120)] * 2
+    labels = ["Lipstick"] * 4 + ["Free Gifts"] + ["Shirts", "Shirts", "Tshirts", "Tshirts"] + ["Socks", "Socks"]
+    conflict, described, agreeing, kept = _duplicate_conflicts(facts_of(same, labels), radius=12)
+    assert list(conflict) == [False] * 4 + [True] + [True] * 4 + [False] * 2  # the odd one out; a tie: all four
+    assert "unlike 4 of 5 near-identical images labelled Lipstick" in str(described.iloc[4])
+    assert "no majority" in str(described.iloc[5])
+    assert (agreeing, kept) == (2, 4)  # the socks agree; the four lipsticks are kept as the majority

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,8 +135,11 @@ def compute_facts(paths: list[Path], workers: int | None = None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=list(ImageFacts.__dataclass_fields__))
 
 
-def near_duplicate_groups(hashes: list[str | None], radius: int) -> list[list[int]]:
-    """Groups (row positions) of images whose perceptual hashes are within ``radius`` bits (transitively)."""
+def near_duplicate_groups(hashes: Sequence[str | None], radius: int) -> list[list[int]]:
+    """Groups (row positions) of near-identical images: every member within ``radius`` bits of its group's centre.
+
+    Not single linkage: A~B and B~C must not put A and C together when they are far apart (a chain of small edits
+    links unrelated products). Centres are taken greedily, the image with the most unassigned neighbours first."""
     import faiss
 
     present = [i for i, h in enumerate(hashes) if h]
@@ -146,20 +149,13 @@ def near_duplicate_groups(hashes: list[str | None], radius: int) -> list[list[in
     index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
     index.add(codes)
     limits, _, neighbours = index.range_search(codes, radius + 1)
-    parent = list(range(len(present)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for query in range(len(present)):
-        for other in neighbours[limits[query] : limits[query + 1]]:
-            a, b = find(query), find(int(other))
-            if a != b:
-                parent[a] = b
-    groups: dict[int, list[int]] = {}
-    for position in range(len(present)):
-        groups.setdefault(find(position), []).append(present[position])
-    return [sorted(g) for g in groups.values() if len(g) > 1]
+    near = [set(int(n) for n in neighbours[limits[q] : limits[q + 1]]) for q in range(len(present))]
+    unassigned = {q for q in range(len(present)) if len(near[q]) > 1}  # images with at least one near-duplicate
+    groups = []
+    while unassigned:
+        centre = max(sorted(unassigned), key=lambda q: len(near[q] & unassigned))
+        members = near[centre] & unassigned
+        unassigned -= members
+        if len(members) > 1:
+            groups.append(sorted(present[m] for m in members))
+    return groups

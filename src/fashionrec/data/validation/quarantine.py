@@ -47,22 +47,35 @@ class ValidationResult:
         return {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().sort_index().items()}
 
 
-def _duplicate_conflicts(facts: pd.DataFrame, radius: int) -> tuple[pd.Series, pd.Series, int]:
-    """(conflict flag, description) per row for near-duplicate groups whose labels disagree; and how many rows
-    are near-duplicates that agree (reported only)."""
+def _duplicate_conflicts(facts: pd.DataFrame, radius: int) -> tuple[pd.Series, pd.Series, int, int]:
+    """For groups of near-identical images whose labels disagree: quarantine the rows whose label differs from a
+    clear majority of the group (more than half of it); without one, every row of the group. Returns the conflict
+    flag and its description per row, how many rows are near-duplicates that agree (reported only), and how many
+    rows of conflicting groups were kept because they are the majority."""
     conflict = pd.Series(False, index=facts.index)
     described = pd.Series(None, index=facts.index, dtype="object")
-    agreeing = 0
+    agreeing = majority_kept = 0
     for group in near_duplicate_groups(list(facts["phash"]), radius):
         labels = facts.iloc[group][LABEL_COLUMN]
-        if labels.nunique(dropna=False) > 1:
-            members = ", ".join(f"{facts.iloc[g]['id']} ({facts.iloc[g][LABEL_COLUMN]})" for g in group)
-            for g in group:
-                conflict.iloc[g] = True
-                described.iloc[g] = f"near-duplicate images with different labels: {members}"
-        else:
+        counts = labels.value_counts(dropna=False)
+        if len(counts) == 1:
             agreeing += len(group)
-    return conflict, described, agreeing
+            continue
+        top_label, top_count = counts.index[0], int(counts.iloc[0])
+        majority = top_count * 2 > len(group)
+        members = ", ".join(f"{facts.iloc[g]['id']} ({facts.iloc[g][LABEL_COLUMN]})" for g in group)
+        for g in group:
+            if majority and facts.iloc[g][LABEL_COLUMN] == top_label:
+                majority_kept += 1
+                continue
+            conflict.iloc[g] = True
+            described.iloc[g] = (
+                f"labelled {facts.iloc[g][LABEL_COLUMN]}, unlike {top_count} of {len(group)} near-identical images "
+                f"labelled {top_label}: {members}"
+                if majority
+                else f"near-duplicate images with different labels and no majority: {members}"
+            )
+    return conflict, described, agreeing, majority_kept
 
 
 def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = None) -> ValidationResult:
@@ -74,7 +87,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
     image_facts = compute_facts([image_path(catalog_dir, i) for i in rows["id"]], workers=settings.workers or None)
     facts = pd.concat([rows, image_facts], axis=1)
     facts["format_matches_name"] = facts["format"].isin(CATALOGUE_FORMATS) | (facts["status"] != "ok")
-    facts["duplicate_conflict"], facts["duplicate_of"], agreeing_duplicates = _duplicate_conflicts(
+    facts["duplicate_conflict"], facts["duplicate_of"], agreeing_duplicates, majority_kept = _duplicate_conflicts(
         facts, settings.duplicate_radius
     )
     checks = build_checks(settings)
@@ -157,6 +170,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
         "classes": int(valid_class_counts.size),
         "rare_classes": len(rare),
         "near_duplicates_same_label": agreeing_duplicates,
+        "near_duplicates_majority_kept": majority_kept,
     }
     metrics.update({f"quarantined_{k}": int(v) for k, v in quarantine["reason"].value_counts().sort_index().items()})
     modes = valid_facts["mode"].value_counts()
