@@ -104,7 +104,7 @@ def test_outputs_manifest_and_fail_fast(damaged: Damaged, tmp_path: Path) -> Non
     docs = paths.data_docs.read_text()
     assert "catalog_images" in docs and "Unsuccessful Expectations" in docs  # GX Data Docs, rendered
     # Self-contained: nothing loads from the network (air-gapped clusters), styles inline; run and asset named.
-    assert not re.search(r"<(link|script)[^>]+(href|src)=\"https?://", docs)
+    assert not re.search(r"<(link|script|img)[^>]+(href|src)=\"https?://", docs)
     assert "<style>" in docs and ".table" in docs
     assert "__none__" not in docs and f"validate {root.name}" in docs and f"image facts of {root.name}" in docs
     manifest = json.loads(paths.manifest.read_text())

@@ -70,7 +70,10 @@ def render_report(result: ValidationResult) -> str:
 
 # Data Docs as GX renders them load Bootstrap, jQuery, Vega and Font Awesome from CDNs: in an air-gapped cluster (and
 # offline) the page shows unstyled. Those tags are dropped and GX's own stylesheet plus a small base one are inlined.
-_REMOTE_ASSET = re.compile(r"<link[^>]+href=\"https?://[^>]*>|<script[^>]+src=\"https?://[^>]*>\s*</script>", re.IGNORECASE)
+_REMOTE_ASSET = re.compile(
+    r"<link[^>]+href=\"https?://[^>]*>|<script[^>]+src=\"https?://[^>]*>\s*</script>|<img[^>]+src=\"https?://[^>]*>",
+    re.IGNORECASE,
+)
 _BASE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#212529}.container-fluid{padding:1rem 2rem}
 .row{display:flex;flex-wrap:wrap}.col-12{flex:0 0 100%}.col-md-3,.col-lg-3{flex:0 0 22%}.col-md-9,.col-lg-9{flex:0 0 75%}
@@ -79,6 +82,8 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #dee2e6;pad
 .badge{display:inline-block;padding:.1rem .4rem;border-radius:.3rem;background:#6c757d;color:#fff;font-size:.8em}
 .text-success,.fa-check-circle{color:#198754}.text-danger,.fa-times{color:#dc3545}.d-none,.collapse{display:none}
 .navbar{background:#f8f9fa;padding:.5rem 2rem;border-bottom:1px solid #dee2e6}
+.fa-check-circle::before{content:"\\2714"}.fa-times::before,.fa-times-circle::before{content:"\\2718";color:#dc3545}
+.fa-exclamation-triangle::before{content:"!";color:#a60}
 """
 
 
