@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionrec.config import EMBEDDING_DIM, EXPORTED_FILE, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME
+from fashionrec.config import EMBEDDING_DIM, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME, SERVED_WEIGHTS_FILE
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
@@ -34,13 +34,15 @@ def load_handler_class() -> type[Any]:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the .mar holds: safetensors weights of a resnet18 encoder (seed 0) and its model card."""
+    from safetensors.torch import save_file
+
     directory = tmp_path_factory.mktemp("handler_model")
     torch.manual_seed(0)
     encoder = build_encoder("resnet18").eval()
-    example = torch.zeros((2, 3, 80, 60), dtype=torch.uint8)
-    program = torch.export.export(encoder, (example,), dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=64)}})
-    torch.export.save(program, str(directory / EXPORTED_FILE))
-    (directory / MODEL_CARD_FILE).write_text(json.dumps({"image_size": [80, 60], "model_version": "tiny-1"}))
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(directory / SERVED_WEIGHTS_FILE))
+    card = {"image_size": [80, 60], "model_version": "tiny-1", "backbone": "resnet18", "embedding_dim": EMBEDDING_DIM}
+    (directory / MODEL_CARD_FILE).write_text(json.dumps(card))
     return directory
 
 
@@ -148,3 +150,46 @@ def test_properties_render_the_settings() -> None:
     text = torchserve_properties(TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m"), "abc123")
     assert '"batchSize":16' in text and '"maxBatchDelay":7' in text and "-Xmx256m" in text
     assert "disable_token_authorization=true" in text and "metrics_mode=prometheus" in text
+
+
+class PickleBomb:
+    """Unpickling this runs code: it would write the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path, str]]:
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_a_model_artifact_carrying_a_pickle_is_refused_without_running_it(model_dir: Path, tmp_path: Path) -> None:
+    import pickle
+    import shutil
+
+    from fashionrec.serving.weights import NotSafetensors
+
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "crafted"
+    shutil.copytree(model_dir, crafted)
+    (crafted / SERVED_WEIGHTS_FILE).write_bytes(pickle.dumps(PickleBomb(marker)))  # as a weights file
+    with pytest.raises(NotSafetensors):
+        EncoderService.load(crafted)
+    torch.save({"weights": PickleBomb(marker)}, crafted / SERVED_WEIGHTS_FILE)  # a torch zip-pickle
+    with pytest.raises(NotSafetensors):
+        EncoderService.load(crafted)
+    (crafted / SERVED_WEIGHTS_FILE).unlink()
+    (crafted / "encoder.pt2").write_bytes(pickle.dumps(PickleBomb(marker)))  # the old format is not read at all
+    with pytest.raises(FileNotFoundError, match="package it again"):
+        EncoderService.load(crafted)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(PickleBomb(marker)))  # the payload is real: unpickled, it does run
+    assert marker.read_text() == "pwned"
+
+
+def test_the_weights_reader_matches_the_safetensors_library(model_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    from fashionrec.serving.weights import load_safetensors
+
+    ours, theirs = load_safetensors(model_dir / SERVED_WEIGHTS_FILE), load_file(str(model_dir / SERVED_WEIGHTS_FILE))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

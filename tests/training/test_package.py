@@ -24,7 +24,9 @@ def test_model_store_layout_for_kserve(stages: StageOutputs) -> None:
     with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
         names = set(mar.namelist())
     assert {
-        "encoder.pt2",
+        "encoder.safetensors",
+        "fashionrec/serving/weights.py",
+        "fashionrec/training/model.py",
         MODEL_CARD_FILE,
         "encoder_handler.py",
         "fashionrec/serving/encoder_service.py",

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fashionrec.config import EXPORTED_FILE, INPUT_IMAGE, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME, OUTPUT_EMBEDDING
+from fashionrec.config import INPUT_IMAGE, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME, OUTPUT_EMBEDDING, SERVED_WEIGHTS_FILE
 from fashionrec.imaging import ImageDecodeError, decode_base64, load_batch
+from fashionrec.serving.weights import load_safetensors
 
 
 class BadRequest(ValueError):
@@ -69,9 +70,17 @@ class EncoderService:
 
     @classmethod
     def load(cls, model_dir: Path) -> EncoderService:
+        """The encoder rebuilt from code (the card names its backbone) with weights from safetensors: loading a model
+        artifact never unpickles anything, so a crafted .mar cannot run code here."""
+        from fashionrec.training.model import build_encoder
+
         card = json.loads((model_dir / MODEL_CARD_FILE).read_text(encoding="utf-8"))
-        module = torch.export.load(str(model_dir / EXPORTED_FILE)).module()
-        return cls(module, tuple(card["image_size"]), str(card["model_version"]))
+        weights = model_dir / SERVED_WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} not found: the model store predates safetensors weights; package it again")
+        encoder = build_encoder(str(card["backbone"]), "none", int(card["embedding_dim"]))
+        encoder.load_state_dict(load_safetensors(weights), strict=True)
+        return cls(encoder.eval(), tuple(card["image_size"]), str(card["model_version"]))
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> np.ndarray:

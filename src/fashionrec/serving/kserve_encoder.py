@@ -1,6 +1,6 @@
 """The encoder as a plain ``kserve.Model``: the second predictor runtime, no JVM.
 
-It serves the very same artifact as TorchServe (the package stage's ``model-store/fashionrec.mar``: encoder.pt2 +
+It serves the very same artifact as TorchServe (the package stage's ``model-store/fashionrec.mar``: encoder.safetensors +
 model.json are read straight out of the archive) with the same EncoderService, over KServe's v2 REST *and* v2 gRPC,
 so the transformer can use ``--predictor_protocol grpc-v2``. TorchServe is archived upstream; this is the way on.
 """
@@ -19,12 +19,12 @@ from fashionrec.config import (
     DYNAMIC_BATCH_DELAY_MS,
     DYNAMIC_BATCH_SIZE,
     EMBEDDING_DIM,
-    EXPORTED_FILE,
     INPUT_IMAGE,
     MAR_FILE,
     MODEL_CARD_FILE,
     MODEL_STORE_DIR,
     OUTPUT_EMBEDDING,
+    SERVED_WEIGHTS_FILE,
 )
 from fashionrec.imaging import ImageDecodeError, load_batch
 from fashionrec.serving.batching import MicroBatcher
@@ -43,7 +43,7 @@ def find_archive(model_dir: Path) -> Path:
 
 def load_service(model_dir: Path) -> EncoderService:
     with zipfile.ZipFile(find_archive(model_dir)) as archive, tempfile.TemporaryDirectory(prefix="fashionrec-enc-") as tmp:
-        for name in (EXPORTED_FILE, MODEL_CARD_FILE):
+        for name in (SERVED_WEIGHTS_FILE, MODEL_CARD_FILE):
             archive.extract(name, tmp)
         return EncoderService.load(Path(tmp))
 

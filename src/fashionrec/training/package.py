@@ -2,7 +2,7 @@
 
 Layout (KServe's TorchServe runtime reads exactly this from storageUri):
     config/config.properties
-    model-store/fashionrec.mar   (encoder.pt2 + model.json + handler + the fashionrec modules the handler imports)
+    model-store/fashionrec.mar   (encoder.safetensors + model.json + handler + the fashionrec modules the handler imports)
 """
 
 from __future__ import annotations
@@ -14,25 +14,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
-from fashionrec.config import EXPORTED_FILE, MAR_FILE, MODEL_CARD_FILE, MODEL_NAME, MODEL_STORE_DIR, TS_CONFIG_FILE
+from fashionrec.config import MAR_FILE, MODEL_CARD_FILE, MODEL_NAME, MODEL_STORE_DIR, SERVED_WEIGHTS_FILE, TS_CONFIG_FILE
 from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
 from fashionrec.training.train import load_encoder
 
 # The fashionrec modules the handler needs at run time inside the stock TorchServe image (paths in the package).
-HANDLER_MODULES = ("__init__.py", "config.py", "imaging.py", "serving/__init__.py", "serving/encoder_service.py")
+HANDLER_MODULES = (
+    "__init__.py",
+    "config.py",
+    "imaging.py",
+    "serving/__init__.py",
+    "serving/encoder_service.py",
+    "serving/weights.py",
+    "training/__init__.py",
+    "training/model.py",
+)
 HANDLER_FILE = "encoder_handler.py"  # in kserve/
 
 
-def export_encoder(model_dir: Path, out_file: Path) -> None:
-    """torch.export the trained encoder with a dynamic batch dimension; the result needs no fashionrec code."""
-    encoder, card = load_encoder(model_dir)
-    example = torch.zeros((2, 3, *card.image_size), dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.export.export(encoder, (example,), dynamic_shapes={"images": {0: batch}})
-    torch.export.save(program, str(out_file))
+def save_served_weights(model_dir: Path, out_file: Path) -> None:
+    """The trained encoder's weights as safetensors (no pickle); serving rebuilds the architecture from the card."""
+    from safetensors.torch import save_file
+
+    encoder, _ = load_encoder(model_dir)
+    save_file({name: tensor.contiguous() for name, tensor in encoder.state_dict().items()}, str(out_file))
 
 
 def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettings | None = None) -> Path:
@@ -46,7 +52,7 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
     )
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)
-        export_encoder(model_dir, staging / EXPORTED_FILE)
+        save_served_weights(model_dir, staging / SERVED_WEIGHTS_FILE)
         extra = staging / "extra"
         package_dir = Path(__file__).resolve().parents[1]
         for name in HANDLER_MODULES:
@@ -63,7 +69,7 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
                 "--version",
                 model_version,
                 "--serialized-file",
-                str(staging / EXPORTED_FILE),
+                str(staging / SERVED_WEIGHTS_FILE),
                 "--handler",
                 str(kserve_file(HANDLER_FILE)),
                 "--extra-files",
