@@ -6,8 +6,9 @@ from fashionrec.config import PROJECT_IMAGE
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 def package_model(model: Input[Model], model_store: Output[Model]) -> None:
-    """Export the encoder (torch.export) into a self-contained TorchServe .mar, laid out as KServe's TorchServe
-    runtime reads it from storageUri: config/config.properties + model-store/fashionrec.mar."""
+    """Package the encoder into a self-contained TorchServe .mar (safetensors weights, no pickle; the handler rebuilds
+    the architecture from the model card), laid out as KServe's TorchServe runtime reads it from storageUri:
+    config/config.properties + model-store/fashionrec.mar."""
     from pathlib import Path
 
     from fashionrec.training.package import build_model_store

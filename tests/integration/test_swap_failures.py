@@ -158,3 +158,25 @@ def test_a_retry_reuses_a_version_left_registered_and_watch_follows_the_producti
     )
     response = httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=60).json()
     assert response["model_version"] == old and first.model_version == old
+
+
+def test_a_predictor_ahead_of_the_index_is_refused_not_mixed(
+    stages: StageOutputs, second_version: StageOutputs, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    """A real mismatch: TorchServe answers with a model version the transformer holds no index for (someone made it
+    the default by hand). Image queries get a 503 naming the versions and are counted; item queries (Feast) still work."""
+    body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
+    by_id_body = {"inputs": [{"name": "item_id", "datatype": "INT64", "shape": [1], "data": [10004]}]}
+    new = ModelCard.load(second_version.model_dir).model_version
+    with serve_locally(stages.deployment, tmp_path) as (predictor, transformer):  # it holds the first model's index only
+        assert isinstance(predictor, LocalTorchServe)
+        infer = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
+        old = hotswap.default_version(predictor)
+        hotswap.register_version(predictor, second_version.model_store)
+        hotswap.set_default(predictor, new)
+        refused = httpx.post(infer, json=body, timeout=60)
+        by_id = httpx.post(infer, json=by_id_body, timeout=60)
+        metrics = httpx.get(f"{transformer.url}/metrics").text
+    assert refused.status_code == 503 and "refusing to mix models" in refused.json()["error"] and new in refused.json()["error"]
+    assert 'fashionrec_stale_embeddings_total{source="predictor"} 1.0' in metrics
+    assert by_id.status_code == 200 and by_id.json()["model_version"] == old
