@@ -38,8 +38,8 @@ lint: setup ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-compile: setup ## compile every pipeline to build/pipelines/*.yaml
-	$(BIN)/fashionrec pipeline compile --out build/pipelines
+compile: setup ## compile every pipeline to pipelines/compiled/*.yaml (committed: what users upload in the KFP UI)
+	$(BIN)/fashionrec pipeline compile --out pipelines/compiled
 
 unit: setup test-tools ## fast tests only: no server, no training
 	$(BIN)/pytest -m "not integration and not behaviour and not trained" -q

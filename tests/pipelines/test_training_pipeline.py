@@ -7,7 +7,7 @@ import yaml
 
 from fashionrec.config import PROJECT_IMAGE
 from fashionrec.local.deployment import NotPromoted, deployment_of, production_deployment
-from fashionrec.local.pipeline_runner import PIPELINE_MODULES, compile_all, run_local
+from fashionrec.local.pipeline_runner import COMPILED_DIR, PIPELINE_MODULES, compile_all, project_root, run_local
 from fashionrec.params import TrainConfig
 
 
@@ -88,3 +88,12 @@ def test_gpu_request_is_a_compile_option(tmp_path: Path) -> None:
 def test_missing_deployment_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="pipeline run"):
         production_deployment(tmp_path)
+
+
+def test_the_committed_pipeline_yaml_is_what_the_code_compiles_to(tmp_path: Path) -> None:
+    """What a user uploads in the KFP UI (pipelines/compiled/) is the reviewed pipeline: any change to a component or
+    the pipeline must be compiled (`make compile`) and committed with it."""
+    for written in compile_all(tmp_path):
+        committed = project_root() / COMPILED_DIR / written.name
+        assert committed.is_file(), f"{committed} is missing: run `make compile` and commit it"
+        assert committed.read_text() == written.read_text(), f"{committed} is stale: run `make compile` and commit it"
