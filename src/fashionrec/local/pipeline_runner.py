@@ -96,7 +96,7 @@ def run_local(
     log_file: Path | None = None,
 ) -> Deployment:
     """Run the training pipeline with kfp.local (each component in a subprocess of this Python environment) and
-    record where the serving artifacts are, and whether the gate promoted the model, in work_dir/deployment.json.
+    record where the serving artifacts are and whether the gate promoted the model (fashionrec.local.deployment).
     The model registry defaults to work_dir/mlflow.db (``settings.registry_uri`` overrides it). With ``log_file``,
     kfp.local's output (every step's log and outputs) goes there and the console shows one line per step."""
     if log_file is not None:
