@@ -30,7 +30,9 @@ model_app = typer.Typer(help="The model registry (MLflow): versions, production 
 app.add_typer(model_app, name="model")
 
 DEFAULT_WORKDIR = Path("work")
-Workdir = Annotated[Path, typer.Option(help="Folder of local pipeline runs: their outputs, the registry (mlflow.db), deployment records.")]
+Workdir = Annotated[
+    Path, typer.Option(help="Folder of local pipeline runs: their outputs, the registry (mlflow.db), deployment records.")
+]
 
 
 @data_app.command("synth")
