@@ -37,9 +37,6 @@ class NotPromoted(RuntimeError):
     """Nothing servable: no model holds the production alias, or its run's artifacts are not in this work dir."""
 
 
-def _record(deployment: Deployment, promoted: bool) -> str:
-    fields = {k: str(v) for k, v in asdict(deployment).items()}
-    return json.dumps({**fields, "model_version": deployment.model_version, "promoted": promoted}, indent=2)
 
 
 def _read(path: Path) -> Deployment:
@@ -50,10 +47,12 @@ def _read(path: Path) -> Deployment:
 def save_deployment(deployment: Deployment, work_dir: Path, promoted: bool = True) -> Path:
     """Record a run: deployment.json (the last run); deployments/<model_version>.json too if it was promoted (a
     rejected run, even of the same model version, never replaces a servable record)."""
-    record = _record(deployment, promoted)
+    model_version = deployment.model_version  # read from the .mar once
+    fields = {k: str(v) for k, v in asdict(deployment).items()}
+    record = json.dumps({**fields, "model_version": model_version, "promoted": promoted}, indent=2)
     (work_dir / DEPLOYMENT_FILE).write_text(record, encoding="utf-8")
     (work_dir / DEPLOYMENTS_DIR).mkdir(parents=True, exist_ok=True)
-    path = work_dir / DEPLOYMENTS_DIR / f"{deployment.model_version}.json"
+    path = work_dir / DEPLOYMENTS_DIR / f"{model_version}.json"
     if promoted:
         path.write_text(record, encoding="utf-8")
     return path

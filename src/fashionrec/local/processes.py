@@ -42,7 +42,7 @@ class ServerStartError(RuntimeError):
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
 
 
@@ -109,11 +109,11 @@ class LocalTorchServe:
 
     @property
     def inference_url(self) -> str:
-        return f"http://127.0.0.1:{self.inference_port}"
+        return f"http://{LOOPBACK}:{self.inference_port}"
 
     @property
     def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.management_port}"
+        return f"http://{LOOPBACK}:{self.management_port}"
 
     @property
     def live_store(self) -> Path:
@@ -134,7 +134,7 @@ class LocalTorchServe:
             self.settings,
             inference_address=self.inference_url,
             management_address=self.management_url,
-            metrics_address=f"http://127.0.0.1:{self.metrics_port}",
+            metrics_address=f"http://{LOOPBACK}:{self.metrics_port}",
             grpc_inference_port=free_port(),
             grpc_management_port=free_port(),
             model_store=str(store.resolve()),
@@ -186,7 +186,7 @@ class LocalModelServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{LOOPBACK}:{self.http_port}"
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -244,7 +244,7 @@ class LocalKServeEncoder(LocalModelServer):
         ]
 
     def predictor_host(self, protocol: str) -> str:
-        return f"127.0.0.1:{self.grpc_port if protocol == 'grpc-v2' else self.http_port}"
+        return f"{LOOPBACK}:{self.grpc_port if protocol == 'grpc-v2' else self.http_port}"
 
 
 @dataclass
@@ -319,7 +319,7 @@ def serve_locally(
             host = predictor.predictor_host(protocol)
         else:
             predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
-            host = f"127.0.0.1:{predictor.inference_port}"
+            host = f"{LOOPBACK}:{predictor.inference_port}"
         stack.callback(predictor.stop)
         predictor.start()
         # The transformer reads through a symlink that a hot swap flips (fashionrec.local.hotswap).
