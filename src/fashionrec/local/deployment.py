@@ -37,8 +37,6 @@ class NotPromoted(RuntimeError):
     """Nothing servable: no model holds the production alias, or its run's artifacts are not in this work dir."""
 
 
-
-
 def _read(path: Path) -> Deployment:
     data = json.loads(path.read_text(encoding="utf-8"))
     return Deployment(Path(data["model_store"]), Path(data["index_dir"]), Path(data["feature_repo"]))
