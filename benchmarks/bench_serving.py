@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fashionrec.config import MODEL_NAME
+from fashionrec.config import MODEL_NAME, predictor_model_name
 from fashionrec.data.synth import synth_catalog
 from fashionrec.imaging import load_batch
 from fashionrec.local.processes import serve_locally
@@ -134,7 +134,7 @@ def main() -> None:
                 ),
                 httpx.Client(timeout=60) as client,
             ):
-                direct = f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer"
+                direct = f"{predictor.inference_url}/v2/models/{predictor_model_name(outputs.deployment.model_version)}/infer"
                 end_to_end = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
                 name = "TorchServe" if runtime == "torchserve" else "KServe encoder"
                 if protocol == "v2":

@@ -15,10 +15,11 @@ def gate_model(
     registry_uri: str = "",
     holdout_fraction: float = 0.2,
     min_improvement: float = 0.0,
+    gate_guards: dict = {},  # noqa: B006 (KFP parameters need literal defaults)
 ) -> NamedTuple("GateOutputs", [("promote", bool)]):  # type: ignore[valid-type]
     """Compare the candidate with the production model on the same held-out split and decide: promote only if
     precision@5 improves by at least ``min_improvement`` and no guard metric (coverage@10, nDCG@10) regresses
-    beyond its tolerance. Production is ``production_model_dir`` when given, else the registry's "production" alias
+    beyond its tolerance (``gate_guards`` overrides tolerances). Production is ``production_model_dir`` when given, else the registry's "production" alias
     at ``registry_uri``; none at all means promote. The decision and its reasons are a Markdown artifact."""
     import json
     from collections import namedtuple
@@ -42,7 +43,11 @@ def gate_model(
             "model_version": production_card.model_version,
             **evaluate(Path(valid_catalog.path), Path(production_model_dir), holdout_fraction).metrics,
         }
-    result = decide(candidate, production, GatePolicy(min_improvement=min_improvement))
+    policy = GatePolicy(min_improvement=min_improvement)
+    policy = GatePolicy(
+        min_improvement=min_improvement, guards={**policy.guards, **{k: float(v) for k, v in gate_guards.items()}}
+    )
+    result = decide(candidate, production, policy)
     Path(decision.path).write_text(result.markdown)
     decision.metadata.update({"promote": result.promote})
     return namedtuple("GateOutputs", ["promote"])(result.promote)  # type: ignore[arg-type]

@@ -11,20 +11,21 @@ def register_model(
     index: Input[Artifact],
     evaluation: Input[Artifact],
     decision: Input[Markdown],
-    promote: bool,
     registry_uri: str,
     params: dict,
 ) -> int:
     """Log the training run (parameters, metrics, artifacts) to the model registry (MLflow), register it as a new
     version with the model, the TorchServe model store, the index, the evaluation, the gate decision, the dataset
-    digest and the git commit, and move the "production" alias to it when the gate said promote. Returns the
-    registry version number."""
+    digest and the git commit. Returns the registry version number (0 when ``registry_uri`` is empty: no registry).
+    The "production" alias is moved by the deploy step, once the rollout promoted the model."""
     import json
     from pathlib import Path
 
     from fashionrec.config import METRICS_FILE, MODEL_CARD_FILE
     from fashionrec.training.registry import MlflowRegistry
 
+    if not registry_uri:
+        return 0
     registry = MlflowRegistry(registry_uri)
     card = json.loads((Path(model.path) / MODEL_CARD_FILE).read_text())
     metrics = {
@@ -40,7 +41,4 @@ def register_model(
         "evaluation": Path(evaluation.path),
         "gate": Path(decision.path),
     }
-    registered = registry.log_and_register(artifacts, params, metrics, card)
-    if promote:
-        registry.promote(registered.version)
-    return registered.version
+    return registry.log_and_register(artifacts, params, metrics, card).version

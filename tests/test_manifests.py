@@ -1,6 +1,7 @@
 """The Kubernetes manifests agree with the code that runs locally: names, image, arguments."""
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from fashionrec.config import (
+    DYNAMIC_BATCH_SIZE,
     IMAGE_KSERVE_DIR,
     MODEL_NAME,
     TRANSFORMER_GRPC_PORT,
@@ -22,12 +24,33 @@ from fashionrec.serving.manifest_schema import validate_custom_resource
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 BASE = MANIFESTS / "base"
+# Every deployable variant, with the operator's uncommitted credential files it needs to render.
+OVERLAYS: dict[str, dict[str, str]] = {
+    ".": {},
+    "overlays/s3": {"s3.env": "AWS_ACCESS_KEY_ID=id-from-test\nAWS_SECRET_ACCESS_KEY=key-from-test\n"},
+    "overlays/gcs": {"gcs-key.json": '{"type": "service_account"}'},
+    "overlays/kserve-encoder": {},
+    "overlays/canary": {},
+}
+STORAGE_ROOTS = {"overlays/s3": "s3://YOUR_BUCKET/fashionrec"}  # the others: the base's
+BASE_STORAGE_ROOT = "gs://YOUR_BUCKET/fashionrec"
+FIRST_MODEL_VERSION = "FIRST_MODEL_VERSION"  # the deploy step patches it on every rollout
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+# Canary traffic splitting needs Knative revisions. "Knative" is KServe 0.21's name for the mode; the legacy alias
+# "Serverless" is still parsed, but an InferenceService created with it rejects every later update (kserve#5885).
+KNATIVE_MODE = "Knative"
+# Where the deploy step reads the InferenceService it creates when there is none, in the image.
+IMAGE_ISVC_TEMPLATE = "/opt/fashionrec/manifests/base/inferenceservice.yaml"
 
 
 def load(name: str) -> dict:
     document = yaml.safe_load((BASE / name).read_text())
     assert isinstance(document, dict)
     return document
+
+
+def load_all(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
 
 
 def test_inference_service_shares_the_model_name_and_image() -> None:
@@ -46,6 +69,11 @@ def test_the_images_hold_kserve_where_the_manifests_run_it_and_the_transformers_
     dockerfile = (MANIFESTS.parent / "Dockerfile").read_text()
     stages = {block.split()[2]: block for block in dockerfile.split("\nFROM ")[1:]}  # "<image> AS <name> ..."
     assert f"WORKDIR {Path(IMAGE_KSERVE_DIR).parent}" in stages["base"] and "COPY kserve ./kserve" in stages["base"]
+    # The deploy step reads the InferenceService template from the image. Only base/: an overlay may hold an
+    # operator's credential file (s3.env, gcs-key.json), which a COPY of manifests/ would bake into the image.
+    assert "COPY manifests/base ./manifests/base" in stages["base"]
+    assert not re.search(r"^COPY manifests(/overlays)?/? ", dockerfile, re.MULTILINE)
+    assert (MANIFESTS.parent / Path(IMAGE_ISVC_TEMPLATE).relative_to(Path(IMAGE_KSERVE_DIR).parent)).is_file()
     assert "torch" not in stages["transformer"] and '".[transformer]"' in stages["transformer"]
     assert "torch==" in stages["pipeline"] and dockerfile.rstrip().split("\nFROM ")[-1].startswith("base AS pipeline")
 
@@ -100,15 +128,11 @@ def storage_uris(documents: list[dict[str, Any]]) -> set[str]:
 @pytest.mark.parametrize(
     ("overlay", "files", "scheme", "secret_keys"),
     [
-        (".", {}, "gs", None),
-        (
-            "overlays/s3",
-            {"s3.env": "AWS_ACCESS_KEY_ID=id-from-test\nAWS_SECRET_ACCESS_KEY=key-from-test\n"},
-            "s3",
-            {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
-        ),
-        ("overlays/gcs", {"gcs-key.json": '{"type": "service_account"}'}, "gs", {"gcloud-application-credentials.json"}),
-        ("overlays/kserve-encoder", {}, "gs", None),
+        (".", OVERLAYS["."], "gs", None),
+        ("overlays/s3", OVERLAYS["overlays/s3"], "s3", {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}),
+        ("overlays/gcs", OVERLAYS["overlays/gcs"], "gs", {"gcloud-application-credentials.json"}),
+        ("overlays/kserve-encoder", OVERLAYS["overlays/kserve-encoder"], "gs", None),
+        ("overlays/canary", OVERLAYS["overlays/canary"], "gs", None),
     ],
 )
 def test_storage_scheme_and_credentials_agree_and_no_secret_is_committed(
@@ -135,16 +159,94 @@ def test_storage_scheme_and_credentials_agree_and_no_secret_is_committed(
     assert "REPLACE_ME" not in committed and "kind: Secret" not in committed
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"))
-def test_every_manifest_validates_against_its_schema(name: str) -> None:
+def assert_valid(document: dict[str, Any]) -> None:
     """Core objects against the Kubernetes API schema, KServe resources against KServe's generated OpenAPI models."""
     import kubernetes_validate
 
-    document = load(name)
     if document["apiVersion"].startswith("serving.kserve.io/"):
         assert validate_custom_resource(document) == []
     else:
         kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"))
+def test_every_manifest_validates_against_its_schema(name: str) -> None:
+    for document in load_all(name):
+        assert_valid(document)
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_overlay_renders_and_every_object_validates(overlay: str, tmp_path: Path) -> None:
+    documents = kustomize(overlay, tmp_path, OVERLAYS[overlay])
+    kinds = sorted(d["kind"] for d in documents)
+    assert {"InferenceService", "ServingRuntime", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
+    assert kinds.count("InferenceService") == 1
+    for document in documents:
+        assert_valid(document)
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_variant_runs_in_the_knative_mode_that_canaries_need(overlay: str, tmp_path: Path) -> None:
+    """The deploy step canaries the transformer of whichever variant is deployed, so each one names the mode: KServe's
+    default is Standard (plain Deployments, no traffic split), and the mode of an InferenceService cannot change."""
+    isvc = next(d for d in kustomize(overlay, tmp_path, OVERLAYS[overlay]) if d["kind"] == "InferenceService")
+    assert isvc["metadata"]["annotations"][DEPLOYMENT_MODE] == KNATIVE_MODE
+
+
+def by_identity(documents: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+def test_canary_overlay_sets_the_transformers_canary_traffic_and_nothing_else(tmp_path: Path) -> None:
+    base = by_identity(kustomize(".", tmp_path / "base", {}))
+    canary = by_identity(kustomize("overlays/canary", tmp_path / "canary", {}))
+    isvc = canary[("InferenceService", MODEL_NAME)]
+    percent = isvc["spec"]["transformer"].pop("canaryTrafficPercent")
+    assert isinstance(percent, int) and 1 <= percent <= 99  # 0 is a rollback, 100 a promotion
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]  # the predictor rolls 100% first
+    assert canary == base
+
+
+def test_both_components_autoscale_on_concurrency_within_their_bounds() -> None:
+    spec = load("inferenceservice.yaml")["spec"]
+    targets = {}
+    for component in ("predictor", "transformer"):
+        assert spec[component]["scaleMetric"] == "concurrency"  # what Knative's autoscaler (KPA) scales on
+        targets[component] = spec[component]["scaleTarget"]
+        assert isinstance(targets[component], int) and targets[component] > 0
+        assert 1 <= spec[component]["minReplicas"] <= spec[component]["maxReplicas"]  # no scale to zero
+    assert targets["predictor"] == DYNAMIC_BATCH_SIZE  # one full batch in flight per pod
+    assert targets["transformer"] > targets["predictor"]  # it mostly awaits the predictor
+
+
+def test_the_deployers_role_grants_only_inference_service_verbs() -> None:
+    documents = by_identity(load_all("rbac-deployer.yaml"))
+    assert set(documents) == {("Role", "fashionrec-deployer"), ("RoleBinding", "fashionrec-deployer")}
+    (rule,) = documents["Role", "fashionrec-deployer"]["rules"]
+    assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames/nonResourceURLs widening it
+    assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
+    assert sorted(rule["verbs"]) == sorted(["get", "list", "watch", "create", "patch", "update"])
+    binding = documents["RoleBinding", "fashionrec-deployer"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fashionrec-deployer"}
+    assert {s["kind"] for s in binding["subjects"]} == {"ServiceAccount"}
+    # Kubeflow multi-user profiles run pipelines as default-editor, standalone KFP as pipeline-runner.
+    assert {s["name"] for s in binding["subjects"]} == {"default-editor", "pipeline-runner"}
+
+
+RELEASE_URI = re.compile(r"(?P<root>[a-z0-9]+://.+)/releases/(?P<version>[^/]+)/(?P<part>model_store|serving)")
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_storage_uris_name_one_release_under_one_root(overlay: str, tmp_path: Path) -> None:
+    """<root>/releases/<model_version>/{model_store,serving}: the layout the deploy step publishes and patches in."""
+    isvc = next(d for d in kustomize(overlay, tmp_path, OVERLAYS[overlay]) if d["kind"] == "InferenceService")["spec"]
+    env = {e["name"]: e.get("value") for e in isvc["transformer"]["containers"][0]["env"]}
+    predictor = RELEASE_URI.fullmatch(isvc["predictor"]["model"]["storageUri"])
+    transformer = RELEASE_URI.fullmatch(env["STORAGE_URI"])
+    assert predictor and transformer
+    assert predictor["part"] == "model_store" and transformer["part"] == "serving"
+    assert predictor["root"] == transformer["root"] == STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)
+    assert predictor["version"] == transformer["version"] == FIRST_MODEL_VERSION
 
 
 def test_the_schema_check_catches_typos_and_wrong_types() -> None:

@@ -31,7 +31,7 @@ def test_train_and_pipeline_run_offer_every_parameter_with_its_help() -> None:
     run_help = runner.invoke(app, ["pipeline", "run", "--help"], env={"COLUMNS": "300"}).output
     for p in run_parameters(TrainConfig):
         assert option(p.name) in train_help and option(p.name) in run_help and p.help in train_help
-    for p in run_parameters(PipelineSettings):
+    for p in run_parameters(PipelineSettings, cli=True):
         assert option(p.name) in run_help and p.help.split(" (")[0] in run_help
     assert "resnet18|resnet50|efficientnet_b0|mobilenet_v3_large" in train_help  # enum choices are listed
 
@@ -44,10 +44,10 @@ def test_the_cli_refuses_a_value_outside_the_choices(tmp_path: Path) -> None:
 
 
 def test_the_compiled_pipeline_has_exactly_the_declared_parameters_defaults_and_descriptions(tmp_path: Path) -> None:
-    spec = yaml.safe_load(compile_all(tmp_path)[0].read_text())
+    spec = next(yaml.safe_load_all(compile_all(tmp_path)[0].read_text()))
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     declared = run_parameters(TrainConfig, pipeline=True) + run_parameters(PipelineSettings, pipeline=True)
-    assert set(inputs) == {"catalog_dir"} | {p.name for p in declared}
+    assert set(inputs) == {"catalog_uri", "catalog_pvc"} | {p.name for p in declared}
     for p in declared:
         assert inputs[p.name]["defaultValue"] == p.plain_default, p.name
         assert inputs[p.name]["description"].startswith(p.help), p.name

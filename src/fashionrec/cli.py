@@ -167,9 +167,125 @@ def pipeline_run(
     settings = from_values(PipelineSettings, parameters, strict=False)
     log = workdir / PIPELINE_LOG_FILE
     console.print(f"full log of every step: {log}")
-    deployment = run_local(catalog, workdir, train_config, settings, log_file=log)
-    console.print(f"[green]pipeline finished[/green]; serving artifacts recorded in {workdir / DEPLOYMENT_FILE}")
-    console.print_json(json.dumps({k: str(v) for k, v in asdict(deployment).items()}))
+    run = run_local(catalog, workdir, train_config, settings, log_file=log)
+    version = run.deployment.model_version
+    if run.promoted:
+        outcome = f"[green]model {version} released and promoted[/green] (`fashionrec serve --workdir {workdir}` serves it)"
+    elif run.gate_passed:
+        outcome = f"[yellow]model {version} passed the gate but the canary rolled it back[/yellow]: production untouched"
+    else:
+        outcome = f"[yellow]model {version} rejected by the gate[/yellow]: production untouched"
+    console.print(f"pipeline finished: {outcome}; this run's outputs: {workdir / DEPLOYMENT_FILE}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="KFP API URL: http://localhost:8080 after `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`, "
+            "or https://<kubeflow host>/pipeline. Default: $KF_PIPELINES_ENDPOINT, else (inside a pod) "
+            "http://ml-pipeline.kubeflow.svc.cluster.local:8888 as kfp.Client does."
+        ),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="Experiment to run in; created when missing.")] = "fashionrec",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Pipeline parameter NAME=VALUE, repeatable. VALUE is JSON where it parses (8, 0.01, true, {...}), else "
+            "text; STRING parameters take the text as given. Checked against the YAML before anything is sent.",
+        ),
+    ] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name (default: pipeline name and UTC time).")] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Profile namespace of a multi-user Kubeflow: pipeline, experiment and run live there.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token for the KFP API. Default: the token file $KF_PIPELINES_SA_TOKEN_PATH names, else (inside a "
+            "pod) /var/run/secrets/kubeflow/pipelines/token when mounted, else none."
+        ),
+    ] = None,
+    package: Annotated[
+        Path | None, typer.Option(help="Compiled pipeline YAML to upload (default: pipelines/compiled/training_pipeline.yaml).")
+    ] = None,
+) -> None:
+    """Upload the compiled training pipeline to Kubeflow Pipelines (a new version only when the YAML changed), then
+    start a run of it and print the run's id and URL."""
+    from fashionrec.kubeflow.submit import KfpSubmitError, submit_run
+
+    try:
+        submitted = submit_run(
+            host, package, param or [], experiment=experiment, run_name=run_name, namespace=namespace, token=token
+        )
+    except KfpSubmitError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    version = submitted.pipeline
+    console.print(
+        f"pipeline {version.pipeline_name}, version {version.version_name} "
+        f"({'uploaded' if version.version_uploaded else 'already uploaded'})",
+        soft_wrap=True,
+    )
+    console.print(f"run {submitted.run_id} started in experiment {experiment}", soft_wrap=True)
+    console.print(submitted.url, markup=False, soft_wrap=True)
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    cron: Annotated[
+        str,
+        typer.Option(help="When to run, as 5-field cron (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'."),
+    ],
+    host: Annotated[
+        str | None,
+        typer.Option(help="KFP API URL, as for `pipeline submit` (default: $KF_PIPELINES_ENDPOINT, else in-cluster)."),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="Experiment the runs go to; created when missing.")] = "fashionrec",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Pipeline parameter NAME=VALUE, repeatable (as for `pipeline submit`).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Recurring run name (default: pipeline name and the cron).")] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Runs of this schedule at once (1-10).")] = 1,
+    namespace: Annotated[str | None, typer.Option(help="Profile namespace of a multi-user Kubeflow.")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH's file, else in-cluster, else none).")
+    ] = None,
+    package: Annotated[
+        Path | None, typer.Option(help="Compiled pipeline YAML to upload (default: pipelines/compiled/training_pipeline.yaml).")
+    ] = None,
+) -> None:
+    """Upload the compiled training pipeline as for `pipeline submit`, then create an enabled recurring run on CRON
+    (KFP's cron has a seconds field first: '0 ' is prepended; runs missed while paused are not caught up)."""
+    from fashionrec.kubeflow.submit import KfpSubmitError, schedule_run
+
+    try:
+        scheduled = schedule_run(
+            host,
+            cron,
+            package,
+            param or [],
+            experiment=experiment,
+            name=name,
+            max_concurrency=max_concurrency,
+            namespace=namespace,
+            token=token,
+        )
+    except KfpSubmitError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    version = scheduled.pipeline
+    console.print(
+        f"pipeline {version.pipeline_name}, version {version.version_name} "
+        f"({'uploaded' if version.version_uploaded else 'already uploaded'})",
+        soft_wrap=True,
+    )
+    console.print(
+        f"recurring run {scheduled.recurring_run_id} in experiment {experiment}, KFP cron '{scheduled.cron}'", soft_wrap=True
+    )
+    console.print(scheduled.url, markup=False, soft_wrap=True)
 
 
 RegistryOption = Annotated[
@@ -204,10 +320,31 @@ def model_promote(version: int, workdir: Workdir = DEFAULT_WORKDIR, registry: Re
 
 
 @model_app.command("rollback")
-def model_rollback(workdir: Workdir = DEFAULT_WORKDIR, registry: RegistryOption = None) -> None:
-    """Move the production alias back to the version that held it before."""
+def model_rollback(
+    workdir: Workdir = DEFAULT_WORKDIR,
+    registry: RegistryOption = None,
+    target: Annotated[
+        str,
+        typer.Option(help="local (`fashionrec serve --watch` follows the alias) or kserve://[NAMESPACE/]NAME (rolled back now)."),
+    ] = "local",
+    releases: Annotated[str, typer.Option(help="The releases' storage root on the cluster (the pipeline's releases_uri).")] = "",
+) -> None:
+    """Move the production alias back to the version that held it before; on a cluster, roll the InferenceService
+    back to that version's release as well (through the kserve SDK)."""
     restored = open_registry(registry, workdir).rollback()
     console.print(f"production -> version {restored.version} (model {restored.model_version})")
+    if target == "local":
+        return
+    from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
+    from fashionrec.deploy.rollout import switch
+    from fashionrec.deploy.step import parse_target
+
+    parsed = parse_target(target)
+    if parsed.kind != "kserve" or not releases:
+        raise typer.BadParameter("a cluster rollback needs --target kserve://[NAMESPACE/]NAME and --releases URI")
+    cluster = KServeTarget(kserve_client(), parsed.namespace or pod_namespace(), releases, parsed.name)
+    replaced = switch(cluster, cluster.release_of(restored.model_version))
+    console.print(f"InferenceService {parsed.name}: {replaced or 'nothing'} -> {restored.model_version}")
 
 
 @app.command()
@@ -221,8 +358,8 @@ def serve(
 ) -> None:
     """Serve the production model (the registry's alias) of the workdir's runs: TorchServe (encoder) + the FAISS
     transformer on loopback, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch serves."""
+    from fashionrec.deploy.local_target import LocalServing, LocalTarget, watch_tick
     from fashionrec.local.deployment import production_deployment
-    from fashionrec.local.hotswap import watch_tick
     from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
@@ -231,16 +368,20 @@ def serve(
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
         serve_locally(production_deployment(workdir, registry), Path(tmp)) as (predictor, transformer),
     ):
-        console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{MODEL_NAME}/infer")
+        assert isinstance(predictor, LocalTorchServe)
+        serving = LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR)
+        state = serving.save(workdir)  # a `fashionrec pipeline run` of this workdir rolls out onto these servers
+        console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/fashionrec-<model_version>/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
-        assert isinstance(predictor, LocalTorchServe)
-        with contextlib.suppress(KeyboardInterrupt):
-            while not stop.wait(watch or None):
-                if outcome := watch_tick(
-                    predictor, transformer, Path(tmp) / LIVE_DIR, lambda: production_deployment(workdir, registry)
-                ):
-                    console.print(outcome)
+        target = LocalTarget(serving)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(watch or None):
+                    if outcome := watch_tick(target, lambda: production_deployment(workdir, registry)):
+                        console.print(outcome)
+        finally:
+            state.unlink(missing_ok=True)
 
 
 @app.command()

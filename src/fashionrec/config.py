@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-# The InferenceService, the TorchServe model and the transformer share this name: KServe's transformer calls
-# /v2/models/<its own --model_name>/infer on the predictor.
+# The InferenceService and the transformer's model share this name; clients call /v2/models/fashionrec/infer.
 MODEL_NAME = "fashionrec"
+
+
+def predictor_model_name(model_version: str) -> str:
+    """The encoder's name in the predictor: one per model version (``fashionrec-<model_version>``). The transformer
+    calls the version its index belongs to, so a transformer and a predictor of two different rollouts can never mix
+    models. (The v2 protocol's /versions/<v>/ routes would say the same, but neither TorchServe 0.12 nor KServe 0.21
+    implements them: TorchServe routes only /v2/models/<name>/infer, KServe raises NotImplementedError.)"""
+    return f"{MODEL_NAME}-{model_version}"
+
 
 # Container images (the Dockerfile's two targets); the tag is bumped on release. The KFP components train, so their
 # image carries torch; the transformer's does not (it imports no torch).
@@ -97,3 +105,13 @@ MODEL_STORE_DIR = "model-store"
 TS_CONFIG_FILE = "config/config.properties"
 INDEX_FILE = "items.faiss"
 INDEX_META_FILE = "index.json"
+
+# Kubernetes Secrets the pipeline's steps read credentials from (kfp-kubernetes; optional: Workload Identity or IRSA
+# need none). Never pipeline parameters. Object storage: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (S3, MinIO);
+# the model registry: MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN).
+STORAGE_SECRET = "fashionrec-storage-credentials"
+STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+REGISTRY_SECRET = "fashionrec-registry-credentials"
+REGISTRY_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+# Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
+CATALOG_MOUNT = "/mnt/catalog"

@@ -48,9 +48,10 @@ class IndexKind(StrEnum):
     IVF = "ivf"
 
 
-def parameter(default: Any, help: str, *, pipeline: bool = True) -> Any:
-    """A run parameter with its help text; ``pipeline=False``: the CLI has it, the KFP pipeline does not."""
-    metadata = {"help": help, "pipeline": pipeline}
+def parameter(default: Any, help: str, *, pipeline: bool = True, cli: bool = True) -> Any:
+    """A run parameter with its help text; ``pipeline=False``: the CLI has it, the KFP pipeline does not;
+    ``cli=False``: only the pipeline on a cluster has it (a local run sets it itself)."""
+    metadata = {"help": help, "pipeline": pipeline, "cli": cli}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -83,11 +84,33 @@ class PipelineSettings:
         {}, 'overrides of the validation thresholds (ValidationSettings), e.g. {"min_sharpness": 20}'
     )
     min_improvement: float = parameter(0.0, "the gate promotes only if precision@5 beats production by at least this")
+    gate_guards: dict[str, Any] = parameter(
+        {}, 'overrides of the drops the gate tolerates in its guard metrics, e.g. {"ndcg_at_10": 0.02}'
+    )
     index_kind: IndexKind = parameter(
         IndexKind.AUTO, "FAISS index: auto (exact up to 100k items, HNSW to 2M, IVF above), flat, hnsw, ivf"
     )
-    registry_uri: str = parameter("", "MLflow tracking URI of the model registry (empty: no registration)")
-    production_model_dir: str = parameter("", "gate against this model folder instead of the registry's production alias")
+    registry_uri: str = parameter(
+        "", "MLflow tracking URI of the model registry, e.g. http://mlflow.mlflow.svc:5000 (empty: no registration)"
+    )
+    deploy_target: str = parameter(
+        "kserve://fashionrec",
+        "where the gated model is rolled out: kserve://[NAMESPACE/]NAME (the InferenceService; default namespace: the "
+        "run's), local:///WORKDIR, or none (publish the release only)",
+        cli=False,
+    )
+    releases_uri: str = parameter(
+        "minio://mlpipeline/fashionrec/releases",
+        "model storage for releases (<uri>/<model_version>/, never overwritten): gs://, s3:// or minio:// (KFP's own "
+        "MinIO by default); the InferenceService's storage credentials must read it",
+        cli=False,
+    )
+    canary_percent: int = parameter(10, "share of the traffic (%) the new model answers during the canary check")
+    prometheus_url: str = parameter(
+        "http://prometheus-operated.monitoring.svc:9090",
+        "Prometheus that scrapes the transformers (the canary check compares per-version errors and latency)",
+        cli=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,12 +129,15 @@ class RunParameter:
 Config = TypeVar("Config", TrainConfig, PipelineSettings)
 
 
-def run_parameters(config: type[TrainConfig] | type[PipelineSettings], pipeline: bool = False) -> list[RunParameter]:
-    """The run parameters of ``config``, in declaration order (``pipeline``: only those the pipeline has)."""
+def run_parameters(
+    config: type[TrainConfig] | type[PipelineSettings], pipeline: bool = False, cli: bool = False
+) -> list[RunParameter]:
+    """The run parameters of ``config``, in declaration order (``pipeline``: only those the pipeline has; ``cli``:
+    only those the CLI has)."""
     hints = get_type_hints(config)
     found = []
     for f in fields(config):
-        if "help" not in f.metadata or (pipeline and not f.metadata["pipeline"]):
+        if "help" not in f.metadata or (pipeline and not f.metadata["pipeline"]) or (cli and not f.metadata["cli"]):
             continue
         default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
         kind = hints[f.name]
@@ -231,7 +257,7 @@ def cli_signature(*configs: type[TrainConfig] | type[PipelineSettings]) -> Calla
     def decorate(func: Func) -> Func:
         params = []
         for config in configs:
-            for p in run_parameters(config):
+            for p in run_parameters(config, cli=True):
                 kind, default = (str, json.dumps(p.default)) if p.type is dict else (p.type, p.default)
                 option = typer.Option(help=p.help + (" (JSON)" if p.type is dict else ""))
                 annotation = Annotated.__class_getitem__((kind, option))  # type: ignore[attr-defined]  # built at run time

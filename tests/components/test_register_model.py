@@ -9,7 +9,7 @@ from fashionrec.training.card import ModelCard
 from fashionrec.training.registry import MlflowRegistry
 
 
-def test_register_model_registers_every_run_and_promotes_only_when_told(
+def test_register_model_registers_every_run_and_leaves_the_production_alias_to_the_deploy_step(
     stages: StageOutputs, evaluation_dir: Path, tmp_path: Path
 ) -> None:
     decision = tmp_path / "decision.md"
@@ -24,12 +24,12 @@ def test_register_model_registers_every_run_and_promotes_only_when_told(
         "registry_uri": registry_uri,
         "params": {"epochs": 10, "backbone": "resnet18"},
     }
-    first = register_model.python_func(promote=True, **inputs)
-    second = register_model.python_func(promote=False, **inputs)
+    first = register_model.python_func(**inputs)
+    second = register_model.python_func(**inputs)
     registry = MlflowRegistry(registry_uri)
-    production = registry.production()
     assert (first, second) == (1, 2)
-    assert production is not None and production.version == 1  # the rejected run is registered, not promoted
+    assert registry.production() is None  # only a promoted rollout moves the alias
+    assert register_model.python_func(**{**inputs, "registry_uri": ""}) == 0  # no registry configured
     version = registry.get(2)
     assert version.model_version == ModelCard.load(stages.model_dir).model_version
     assert version.params["epochs"] == "10" and "precision_at_5" in version.metrics

@@ -13,7 +13,7 @@ def test_validate_catalog_writes_every_output_with_its_metadata(tiny_catalog: Pa
     report, docs = artifact(HTML, tmp_path, "report"), artifact(HTML, tmp_path, "docs")
     manifest, metrics = artifact(Artifact, tmp_path, "manifest"), artifact(Metrics, tmp_path, "metrics")
     validate_catalog.python_func(
-        catalog_dir=str(tiny_catalog),
+        catalog=artifact(Dataset, tiny_catalog.parent, tiny_catalog.name),  # what dsl.importer hands over
         valid_catalog=valid,
         quarantine=quarantine,
         report=report,

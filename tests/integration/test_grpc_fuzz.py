@@ -71,10 +71,14 @@ def infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     return request
 
 
-def call(port: int, request: pb.ModelInferRequest) -> tuple[grpc.StatusCode, str]:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def call(server: LocalKServeEncoder | LocalTransformer, request: pb.ModelInferRequest) -> tuple[grpc.StatusCode, str]:
+    """``request`` to the model ``server`` serves (the encoder answers to a name per model version)."""
+    addressed = pb.ModelInferRequest()
+    addressed.CopyFrom(request)
+    addressed.model_name = server.served_model
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         try:
-            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(addressed, timeout=60)
         except grpc.RpcError as exc:
             return exc.code(), exc.details() or ""
     return grpc.StatusCode.OK, ""
@@ -89,7 +93,7 @@ def test_unreadable_grpc_requests_are_invalid_argument(grpc_servers: tuple[Local
     more_contents_than_inputs.raw_input_contents.extend([length_prefixed([b"x"]), b"extra"])
     for request in (prefix_past_the_end, more_contents_than_inputs):
         for server in grpc_servers:
-            code, details = call(server.grpc_port, request)
+            code, details = call(server, request)
             assert code == grpc.StatusCode.INVALID_ARGUMENT and details, (type(server).__name__, code, details)
 
 
@@ -102,7 +106,7 @@ def test_fuzzed_grpc_requests_get_ok_or_invalid_argument_and_serving_goes_on(
     @given(request=infer_requests())
     def throw(request: pb.ModelInferRequest) -> None:
         for server in grpc_servers:
-            code, details = call(server.grpc_port, request)
+            code, details = call(server, request)
             seen.append(code)
             assert code in ACCEPTED, (type(server).__name__, code, details, request)
             assert code == grpc.StatusCode.OK or details
@@ -114,4 +118,4 @@ def test_fuzzed_grpc_requests_get_ok_or_invalid_argument_and_serving_goes_on(
     request.inputs.add(name="image", datatype="BYTES", shape=[1])
     request.raw_input_contents.append(length_prefixed([image]))
     for server in grpc_servers:  # still serving, correctly
-        assert call(server.grpc_port, request)[0] == grpc.StatusCode.OK
+        assert call(server, request)[0] == grpc.StatusCode.OK

@@ -12,7 +12,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.local.processes import LocalKServeEncoder, LocalModelServer, LocalTorchServe, serve_locally
+from fashionrec.local.processes import LocalKServeEncoder, LocalModelServer, LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.local.stages import StageOutputs
 
 pytestmark = pytest.mark.integration
@@ -77,9 +77,9 @@ def test_every_local_server_listens_on_loopback_only(both_runtimes: list[object]
 
 def test_the_repository_api_refuses_clients_without_the_admin_token(both_runtimes: list[object]) -> None:
     for server in both_runtimes[1:]:
-        assert isinstance(server, LocalModelServer)
+        assert isinstance(server, (LocalTransformer, LocalKServeEncoder))
         for action in ("load", "unload"):
-            url = f"{server.url}/v2/repository/models/{MODEL_NAME}/{action}"
+            url = f"{server.url}/v2/repository/models/{server.served_model}/{action}"
             refused = httpx.post(url, timeout=30)
             assert refused.status_code == 403 and "admin token" in refused.json()["error"]
             wrong = httpx.post(url, headers={"authorization": "Bearer not-the-token"}, timeout=30)
@@ -87,9 +87,9 @@ def test_the_repository_api_refuses_clients_without_the_admin_token(both_runtime
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             with pytest.raises(grpc.RpcError) as caught:
-                stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=MODEL_NAME), timeout=30)
+                stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=server.served_model), timeout=30)
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            assert stub.ModelReady(pb.ModelReadyRequest(name=MODEL_NAME), timeout=30).ready  # still serving
+            assert stub.ModelReady(pb.ModelReadyRequest(name=server.served_model), timeout=30).ready  # still serving
     transformer = both_runtimes[1]
     assert isinstance(transformer, LocalModelServer)
     allowed = httpx.post(

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME
+from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME, predictor_model_name
 from fashionrec.local.processes import LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.local.stages import StageOutputs
 from fashionrec.retrieval.index import ItemIndex
@@ -59,7 +59,7 @@ def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers: Ser
     assert error.value.status == 400 and "not a recognised image format" in str(error.value)
     # TorchServe itself answers a bad image with a 400 of its own, not a 5xx.
     direct = httpx.post(
-        f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer",
+        f"{predictor.inference_url}/v2/models/{predictor_model_name(predictor.model_version)}/infer",
         json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"junk").decode()]}]},
     )
     assert direct.status_code == 400 and "image 0" in direct.text
@@ -70,7 +70,7 @@ def test_torchserve_embeds_a_batch_over_v2(servers: Servers, tiny_catalog: Path)
     predictor, _ = servers
     data = [base64.b64encode(b).decode() for b in images(tiny_catalog, 10000, 10001, 10002)]
     response = httpx.post(
-        f"{predictor.inference_url}/v2/models/{MODEL_NAME}/infer",
+        f"{predictor.inference_url}/v2/models/{predictor_model_name(predictor.model_version)}/infer",
         json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": data}]},
         timeout=30,
     )
@@ -208,12 +208,13 @@ def test_kserve_hosted_encoder_serves_the_same_answers(
         response = infer(transformer.url, image_request(images(tiny_catalog, 10003, 10040), top_k=3))
         assert [h[0].item_id for h in parse_hits(response)] == [10003, 10040]
         assert response["model_version"] == ItemIndex.load(stages.index_dir).meta.model_version
+        encoder_name = predictor_model_name(stages.deployment.model_version)  # each version under its own name
         direct = httpx.post(
-            f"{encoder.inference_url}/v2/models/{MODEL_NAME}/infer",
+            f"{encoder.inference_url}/v2/models/{encoder_name}/infer",
             json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["bm90IGFuIGltYWdl"]}]},
         )
         assert direct.status_code == 400 and "image 0" in direct.json()["error"]
-        assert httpx.get(f"{encoder.inference_url}/v2/models/{MODEL_NAME}").json()["outputs"][0]["name"] == "embedding"
+        assert httpx.get(f"{encoder.inference_url}/v2/models/{encoder_name}").json()["outputs"][0]["name"] == "embedding"
 
 
 def png(width: int, height: int) -> bytes:

@@ -146,9 +146,16 @@ def test_service_matches_the_eager_model(model_dir: Path) -> None:
         assert not np.allclose(served, build_encoder("resnet18").eval()(torch.from_numpy(batch)).numpy(), atol=1e-3)
 
 
-def test_properties_render_the_settings() -> None:
-    text = torchserve_properties(TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m"), "abc123")
+def test_properties_render_the_settings_and_name_each_version() -> None:
+    import json
+
+    settings = TorchServeSettings(batch_size=16, max_batch_delay_ms=7, java_heap="256m")
+    text = torchserve_properties(settings, {"abc123": "fashionrec.mar", "old456": "fashionrec-old456.mar"})
     assert '"batchSize":16' in text and '"maxBatchDelay":7' in text and "-Xmx256m" in text
+    snapshot = json.loads(next(line for line in text.splitlines() if line.startswith("model_snapshot=")).split("=", 1)[1])
+    assert snapshot["modelCount"] == 2
+    assert snapshot["models"]["fashionrec-abc123"]["abc123"]["marName"] == "fashionrec.mar"
+    assert snapshot["models"]["fashionrec-old456"]["old456"]["marName"] == "fashionrec-old456.mar"
     assert "disable_token_authorization=true" in text and "metrics_mode=prometheus" in text
 
 

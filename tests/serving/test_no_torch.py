@@ -17,7 +17,13 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_transformer_and_the_local_launcher_import_no_torch() -> None:
-    modules = ["fashionrec.serving.transformer", "fashionrec.local.processes", "fashionrec.local.hotswap", "fashionrec.cli"]
+    modules = [
+        "fashionrec.serving.transformer",
+        "fashionrec.local.processes",
+        "fashionrec.deploy.local_target",
+        "fashionrec.deploy.kserve_target",
+        "fashionrec.cli",
+    ]
     result = run_without_torch("; ".join(f"import {m}" for m in modules) + "; print('ok')")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 

@@ -34,12 +34,14 @@ class InProcessEncoderTransformer(FashionrecTransformer):
         super().__init__(*args, **kwargs)
         self.service = service
         self.encoder_calls = 0
-        self.served_version: str | None = None
+        self.requested_versions: list[str] = []
+        self.served_version: str | None = None  # a predictor that answers with another version than asked for
 
-    async def encode(self, query: Query, headers: dict[str, str] | None) -> Embeddings:
+    async def encode(self, query: Query, model_version: str) -> Embeddings:
         self.encoder_calls += 1
+        self.requested_versions.append(model_version)
         vectors = self.service.embed(load_batch(query.images, self.service.image_size))
-        return Embeddings(vectors, self.served_version or self.service.model_version)
+        return Embeddings(vectors, self.served_version or model_version)
 
 
 @pytest.fixture(scope="module")
@@ -211,25 +213,45 @@ def test_stale_embeddings_are_counted(client: TestClient, transformer: InProcess
     assert 'fashionrec_model_info{dataset_digest="' in metrics and "fashionrec_index_items 60.0" in metrics
 
 
-def test_the_previous_snapshot_keeps_serving_its_own_version(
+def test_a_canary_answers_its_share_of_requests_each_with_its_own_encoder_and_index(
     transformer: InProcessEncoderTransformer, tiny_catalog: Path, client: TestClient
 ) -> None:
-    """During a swap, embeddings of the old model are searched in the old index, never in the new one."""
+    """Each request is answered by one snapshot: the predictor is asked for that snapshot's encoder, and the answer
+    carries its version; per-version counts are what a rollout compares."""
     import dataclasses
 
-    current = transformer.current
-    assert current is not None
-    renamed = dataclasses.replace(current.index.meta, model_version="next-model")
-    from fashionrec.retrieval.index import ItemIndex
-    from fashionrec.serving.transformer import ServingSnapshot
+    from prometheus_client import REGISTRY
 
-    transformer._install(ServingSnapshot(ItemIndex(current.index.index, renamed), current.features))
+    from fashionrec.retrieval.index import ItemIndex
+    from fashionrec.serving.transformer import Routing, ServingSnapshot
+
+    routing = transformer.routing
+    assert routing is not None
+    stable = routing.stable
+    renamed = dataclasses.replace(stable.index.meta, model_version="next-model")
+    canary = ServingSnapshot(ItemIndex(stable.index.index, renamed), stable.features)
+
+    def answered(version: str) -> float:
+        labels = {"model_version": version, "outcome": "ok"}
+        return REGISTRY.get_sample_value("fashionrec_model_requests_total", labels) or 0.0
+
     try:
-        old = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()
-        assert old["model_version"] == current.model_version  # the encoder still answers with the old version
-        assert transformer.model_version == "next-model" and set(transformer.snapshots) == {current.model_version, "next-model"}
+        transformer._install(Routing(stable, canary, canary_share=1.0))
+        transformer.requested_versions.clear()
+        before = answered("next-model")
+        answer = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()
+        assert answer["model_version"] == "next-model" and transformer.requested_versions == ["next-model"]
+        assert answered("next-model") == before + 1
+        # item_id queries of the canary read the canary's store, whose vectors are of the stable version: refused.
+        assert client.post(INFER, json=item_request([10000])).status_code == 503
+        transformer._install(Routing(stable, canary, canary_share=0.5))
+        versions = {client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()["model_version"]
+                    for _ in range(40)}  # fmt: skip
+        assert versions == {stable.model_version, "next-model"}
+        assert "fashionrec_canary_share 0.5" in client.get("/metrics").text
     finally:
-        transformer._install(current)
+        transformer._install(Routing(stable))
+    assert client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()["model_version"] == stable.model_version
 
 
 def test_grpc_answer_carries_the_same_tensors_as_rest(transformer: InProcessEncoderTransformer, tiny_catalog: Path) -> None:

@@ -4,7 +4,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from fashionrec.config import MODEL_CARD_FILE, MODEL_NAME
+from fashionrec.config import MODEL_CARD_FILE, MODEL_NAME, predictor_model_name
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.torchserve import mar_version
@@ -18,8 +18,8 @@ def test_model_store_layout_for_kserve(stages: StageOutputs) -> None:
     assert "management_address=http://127.0.0.1:" in config
     snapshot = json.loads(next(line for line in config.splitlines() if line.startswith("model_snapshot=")).split("=", 1)[1])
     version = json.loads((stages.model_dir / MODEL_CARD_FILE).read_text())["model_version"]
-    # Registered under the trained model's version, so a hot swap can register the next one beside it.
-    assert snapshot["models"][MODEL_NAME][version]["marName"] == f"{MODEL_NAME}.mar"
+    # Served under a name of its own version, so a rollout can serve the next one beside it.
+    assert snapshot["models"][predictor_model_name(version)][version]["marName"] == f"{MODEL_NAME}.mar"
     assert mar_version(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") == version
     with zipfile.ZipFile(stages.model_store / "model-store" / f"{MODEL_NAME}.mar") as mar:
         names = set(mar.namelist())

@@ -18,6 +18,7 @@ class DemoFailure(RuntimeError):
 
 def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5) -> None:
     from fashionrec.data.synth import synth_catalog
+    from fashionrec.local.deployment import production_deployment
     from fashionrec.local.pipeline_runner import run_local
     from fashionrec.local.processes import serve_locally
     from fashionrec.serving.client import image_request, infer, item_request, parse_hits
@@ -33,7 +34,9 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     console.rule("2/4 training pipeline (kfp.local)")
     log = workdir / PIPELINE_LOG_FILE
     console.print(f"every step's full log: {log}")
-    deployment = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
+    run = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
+    if not run.promoted:
+        raise DemoFailure(f"the pipeline did not promote its model (gate passed: {run.gate_passed}); see {log}")
     production = MlflowRegistry(default_registry_uri(workdir.resolve())).production()
     if production is not None:
         metrics = production.metrics
@@ -43,7 +46,8 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
             f"(MLflow version {production.version}; `fashionrec model list --workdir {workdir}`)"
         )
     console.rule("3/4 serve: TorchServe + FAISS transformer on loopback")
-    with serve_locally(deployment, workdir / "serve") as (_, transformer):
+    console.print(f"released under {workdir / 'releases'}; a second `fashionrec pipeline run` rolls out with a canary")
+    with serve_locally(production_deployment(workdir), workdir / "serve") as (_, transformer):
         console.rule("4/4 query")
         picks = table.groupby("articleType").head(1).head(queries)
         images = [(catalog / IMAGES_DIR / f"{i}.jpg").read_bytes() for i in picks["id"]]

@@ -9,10 +9,11 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
+from typing import Any, TextIO
 
 from fashionrec.console import console
 from fashionrec.local.deployment import Deployment, save_deployment
@@ -56,7 +57,7 @@ class TaskProgress(io.TextIOBase):
     a person wants from inside the steps, onto the console."""
 
     TASK = re.compile(r"(Executing task|Task) '?([\w-]+)'?(?: finished with status (\w+))?")
-    RELAYED = re.compile(r"^\s*(validation: .*|training \S+ on .*|resuming from .*)$")
+    RELAYED = re.compile(r"^\s*(validation: .*|training \S+ on .*|resuming from .*|rollout: .*)$")
     ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
     def __init__(self, sink: TextIO) -> None:
@@ -88,40 +89,84 @@ class TaskProgress(io.TextIOBase):
             console.print(f"      {relayed.group(1)}")
 
 
+@dataclass(frozen=True)
+class LocalRun:
+    deployment: Deployment  # this run's serving artifacts
+    gate_passed: bool
+    promoted: bool  # the rollout promoted it: it is production now
+
+
+@contextlib.contextmanager
+def one_of_support() -> Iterator[None]:
+    """kfp.local 2.17 cannot resolve a ``dsl.OneOf`` of artifacts (the pipeline's catalogue comes from object storage
+    or a volume): it raises "Expected 1 artifact in ArtifactSelectorSpec". Take the selector whose producer ran,
+    as the KFP backend does, for the duration of a local run."""
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    original = OrchestratorUtils.__dict__["get_dag_output_artifacts"]
+
+    def first_produced(cls: type, dag_outputs_spec: Any, io_store: Any) -> dict[str, Any]:
+        outputs = {}
+        for key, spec in dag_outputs_spec.artifacts.items():
+            for selector in spec.artifact_selectors:
+                with contextlib.suppress(ValueError, KeyError):
+                    outputs[key] = io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key)
+                    break
+            else:
+                raise ValueError(f"no task producing the pipeline output {key!r} ran")
+        return outputs
+
+    OrchestratorUtils.get_dag_output_artifacts = classmethod(first_produced)
+    try:
+        yield
+    finally:
+        OrchestratorUtils.get_dag_output_artifacts = original
+
+
 def run_local(
     catalog_dir: Path,
     work_dir: Path,
     config: TrainConfig | None = None,
     settings: PipelineSettings | None = None,
     log_file: Path | None = None,
-) -> Deployment:
-    """Run the training pipeline with kfp.local (each component in a subprocess of this Python environment) and
-    record where the serving artifacts are and whether the gate promoted the model (fashionrec.local.deployment).
-    The model registry defaults to work_dir/mlflow.db (``settings.registry_uri`` overrides it). With ``log_file``,
-    kfp.local's output (every step's log and outputs) goes there and the console shows one line per step."""
+) -> LocalRun:
+    """Run the training pipeline with kfp.local (each component in a subprocess of this Python environment). Its
+    deploy step rolls a model the gate passed out onto the local target: the servers of `fashionrec serve
+    --workdir work_dir` if they run (a canary on them), else production's started for the check; releases go to
+    work_dir/releases. The model registry defaults to work_dir/mlflow.db (``settings.registry_uri`` overrides it).
+    With ``log_file``, kfp.local's output (every step's log and outputs) goes there and the console shows one line
+    per step."""
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(TaskProgress(sink)):
             return run_local(catalog_dir, work_dir, config, settings)
     from kfp import local
 
-    from fashionrec.training.registry import default_registry_uri
+    from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 
     work_dir = work_dir.resolve()
     settings = settings or PipelineSettings()
-    settings = replace(settings, registry_uri=settings.registry_uri or default_registry_uri(work_dir))
+    registry_uri = settings.registry_uri or default_registry_uri(work_dir)
+    settings = replace(settings, registry_uri=registry_uri, deploy_target=f"local://{work_dir}")
     parameters = plain_values(config or TrainConfig(), pipeline=True) | plain_values(settings, pipeline=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "pipeline_root"), raise_on_error=True)
     module = load_pipeline_module()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_of_support():
         # kfp.local notes that cluster-only settings (resources, display names, the image) do not apply locally.
         warnings.filterwarnings("ignore", category=UserWarning, module="kfp.local")
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="kfp.local")
-        task = module.training_pipeline(catalog_dir=str(catalog_dir.resolve()), **parameters)
-    deployment = Deployment(
-        model_store=Path(task.outputs["model_store"].path),
-        index_dir=Path(task.outputs["index"].path),
-        feature_repo=Path(task.outputs["feature_repo"].path),
+        task = module.training_pipeline(catalog_uri=str(catalog_dir.resolve()), **parameters)
+    deployment = last_run_outputs(work_dir / "pipeline_root")
+    gate_passed = bool(task.outputs["gate_passed"])
+    production = MlflowRegistry(registry_uri).production()
+    promoted = gate_passed and production is not None and production.model_version == deployment.model_version
+    save_deployment(deployment, work_dir, promoted=promoted)
+    return LocalRun(deployment, gate_passed, promoted)
+
+
+def last_run_outputs(pipeline_root: Path) -> Deployment:
+    """The serving artifacts of the newest run under kfp.local's pipeline root (<root>/<run>/<task>/<output>)."""
+    run = max((p for p in pipeline_root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    return Deployment(
+        run / "package-model" / "model_store", run / "build-index" / "index", run / "materialize-features" / "feature_repo"
     )
-    save_deployment(deployment, work_dir, promoted=bool(task.outputs["promoted"]))
-    return deployment

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import httpx
 
-from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR
+from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR, predictor_model_name
 from fashionrec.local.deployment import Deployment
 from fashionrec.serving.entrypoints import KSERVE_ENCODER_ENTRYPOINT, TRANSFORMER_ENTRYPOINT, kserve_file
 from fashionrec.serving.guard import ADMIN_HEADER
@@ -106,6 +106,7 @@ class LocalTorchServe:
     metrics_port: int = field(default_factory=free_port)
     settings: TorchServeSettings = field(default_factory=TorchServeSettings)
     process: ManagedProcess | None = None
+    model_version: str = ""  # of the model it was started with (read from the .mar at start)
 
     @property
     def inference_url(self) -> str:
@@ -140,7 +141,8 @@ class LocalTorchServe:
             model_store=str(store.resolve()),
         )
         config = self.work_dir / "config.properties"
-        config.write_text(torchserve_properties(settings, mar_version(store / MAR_FILE)), encoding="utf-8")
+        self.model_version = mar_version(store / MAR_FILE)
+        config.write_text(torchserve_properties(settings, {self.model_version: MAR_FILE}), encoding="utf-8")
         torchserve = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or "torchserve"
         self.process = ManagedProcess(
             "torchserve",
@@ -160,7 +162,7 @@ class LocalTorchServe:
         wait_until(self._model_ready, self.process, timeout, "TorchServe model")
 
     def _model_ready(self) -> bool:
-        response = httpx.get(f"{self.management_url}/models/{MODEL_NAME}", timeout=2)
+        response = httpx.get(f"{self.management_url}/models/{predictor_model_name(self.model_version)}", timeout=2)
         if response.status_code != 200:
             return False
         return any(w.get("status") == "READY" for entry in response.json() for w in entry.get("workers", []))
@@ -216,7 +218,7 @@ class LocalModelServer:
         command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
         self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env={"OMP_NUM_THREADS": "1"})
         self.process.start()
-        ready = f"{self.url}/v2/models/{MODEL_NAME}/ready"
+        ready = f"{self.url}/v2/health/ready"  # every model it serves is loaded
         wait_until(lambda: httpx.get(ready, timeout=2).status_code == 200, self.process, timeout, self.name)
 
     def stop(self) -> None:
@@ -236,6 +238,11 @@ class LocalKServeEncoder(LocalModelServer):
     def inference_url(self) -> str:
         return self.url
 
+    @property
+    def served_model(self) -> str:
+        """The name its encoder answers to (one per model version)."""
+        return predictor_model_name(mar_version(self.model_store_dir / MODEL_STORE_DIR / MAR_FILE))
+
     def args(self) -> list[str]:
         return [
             f"--model_name={MODEL_NAME}",
@@ -253,8 +260,10 @@ class LocalTransformer(LocalModelServer):
     feature_repo: Path
     predictor_host: str  # host:port of the v2 predictor
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
+    canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
     name: ClassVar[str] = "transformer"
     entrypoint: ClassVar[str] = TRANSFORMER_ENTRYPOINT  # as the InferenceService runs it
+    served_model: ClassVar[str] = MODEL_NAME
 
     def args(self) -> list[str]:
         return [
@@ -264,6 +273,7 @@ class LocalTransformer(LocalModelServer):
             f"--index_dir={self.index_dir.absolute()}",
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
+            *([f"--canary_dir={self.canary_dir.absolute()}"] if self.canary_dir is not None else []),
             *self.server_args(),
         ]
 
@@ -273,19 +283,23 @@ RUNTIMES = ("torchserve", "kserve")
 LIVE_DIR = "live"
 LIVE_INDEX = "index"
 LIVE_FEATURE_REPO = "feature_repo"
-
-
 LIVE_CURRENT = "current"
+LIVE_CANARY = "canary"  # present only during a local rollout's canary
 
 
-def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
-    """Make live_dir/current point at a folder linking this deployment's index and Feast repo; the transformer is
-    started with live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
+def make_bundle(deployment: Deployment, live_dir: Path) -> Path:
+    """A folder linking this deployment's index and Feast repo (what live/current or live/canary point at)."""
     bundle = live_dir / f"bundle-{time.monotonic_ns()}"
     bundle.mkdir(parents=True)
     (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
     (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
-    return point_current(live_dir, bundle.name)
+    return bundle
+
+
+def link_deployment(deployment: Deployment, live_dir: Path) -> Path:
+    """Make live_dir/current point at a bundle of this deployment; the transformer is started with
+    live_dir/current/index and live_dir/current/feature_repo. The flip is one atomic rename."""
+    return point_current(live_dir, make_bundle(deployment, live_dir).name)
 
 
 def current_bundle(live_dir: Path) -> str:
@@ -293,12 +307,12 @@ def current_bundle(live_dir: Path) -> str:
     return os.readlink(live_dir / LIVE_CURRENT)
 
 
-def point_current(live_dir: Path, bundle_name: str) -> Path:
-    """Atomically re-point live_dir/current at an existing bundle."""
-    staged = live_dir / f".current-{time.monotonic_ns()}"
+def point_current(live_dir: Path, bundle_name: str, link: str = LIVE_CURRENT) -> Path:
+    """Atomically re-point live_dir/current (or another link) at an existing bundle."""
+    staged = live_dir / f".{link}-{time.monotonic_ns()}"
     staged.symlink_to(bundle_name, target_is_directory=True)  # relative to live_dir, so a relative live_dir works
-    os.replace(staged, live_dir / LIVE_CURRENT)
-    return live_dir / LIVE_CURRENT
+    os.replace(staged, live_dir / link)
+    return live_dir / link
 
 
 @contextlib.contextmanager
@@ -322,7 +336,7 @@ def serve_locally(
             host = f"{LOOPBACK}:{predictor.inference_port}"
         stack.callback(predictor.stop)
         predictor.start()
-        # The transformer reads through a symlink that a hot swap flips (fashionrec.local.hotswap).
+        # The transformer reads through symlinks that a rollout flips (fashionrec.deploy.local_target).
         current = link_deployment(deployment, root / LIVE_DIR)
         transformer = LocalTransformer(
             root / "transformer",
@@ -330,6 +344,7 @@ def serve_locally(
             feature_repo=current / LIVE_FEATURE_REPO,
             predictor_host=host,
             predictor_protocol=protocol,
+            canary_dir=root / LIVE_DIR / LIVE_CANARY,
         )
         stack.callback(transformer.stop)
         transformer.start()

@@ -25,38 +25,45 @@ from fashionrec.config import (
     MODEL_STORE_DIR,
     OUTPUT_EMBEDDING,
     SERVED_WEIGHTS_FILE,
+    predictor_model_name,
 )
 from fashionrec.imaging import ImageDecodeError, load_batch
 from fashionrec.serving.batching import MicroBatcher
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.model_server import model_server_parser, run_model_server
+from fashionrec.serving.torchserve import mar_version
 from fashionrec.serving.v2_inputs import image_payloads
 
 
-def find_archive(model_dir: Path) -> Path:
-    """The .mar under a KServe storage mount: <dir>/model-store/fashionrec.mar, or the .mar itself."""
-    for candidate in (model_dir, model_dir / MODEL_STORE_DIR / MAR_FILE, model_dir / MAR_FILE):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no {MAR_FILE} under {model_dir} (expected {MODEL_STORE_DIR}/{MAR_FILE})")
+def find_archives(model_dir: Path) -> list[Path]:
+    """The .mar files under a KServe storage mount: the package stage's <dir>/model-store/fashionrec.mar, every
+    <dir>/model-store/*.mar of a release's model store (the production and the new version), or a .mar itself."""
+    if model_dir.is_file():
+        return [model_dir]
+    for folder in (model_dir / MODEL_STORE_DIR, model_dir):
+        if archives := sorted(folder.glob("*.mar")):
+            return archives
+    raise FileNotFoundError(f"no .mar under {model_dir} (expected {MODEL_STORE_DIR}/{MAR_FILE})")
 
 
-def load_service(model_dir: Path) -> EncoderService:
-    with zipfile.ZipFile(find_archive(model_dir)) as archive, tempfile.TemporaryDirectory(prefix="fashionrec-enc-") as tmp:
+def load_service(archive_path: Path) -> EncoderService:
+    with zipfile.ZipFile(archive_path) as archive, tempfile.TemporaryDirectory(prefix="fashionrec-enc-") as tmp:
         for name in (SERVED_WEIGHTS_FILE, MODEL_CARD_FILE):
             archive.extract(name, tmp)
         return EncoderService.load(Path(tmp))
 
 
 class EncoderModel(Model):
-    def __init__(self, name: str, model_dir: Path) -> None:
-        super().__init__(name)
-        self.model_dir = model_dir
+    """One model version of the encoder, named ``predictor_model_name(its model_version)``."""
+
+    def __init__(self, archive: Path) -> None:
+        super().__init__(predictor_model_name(mar_version(archive)))
+        self.archive = archive
         self.service: EncoderService | None = None
         self.batcher: MicroBatcher | None = None
 
     def load(self) -> bool:
-        self.service = load_service(self.model_dir)
+        self.service = load_service(self.archive)
         self.batcher = MicroBatcher(self.service.embed, DYNAMIC_BATCH_SIZE, DYNAMIC_BATCH_DELAY_MS / 1000)
         self.ready = True
         return self.ready
@@ -94,11 +101,12 @@ class EncoderModel(Model):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the encoder under kserve.ModelServer: KServe's standard arguments plus --model_dir (the storage mount)."""
+    """Run the encoder under kserve.ModelServer: KServe's standard arguments plus --model_dir (the storage mount).
+    Every model version in the store is served under its own name; --model_name is KServe's (the InferenceService)."""
     parser = model_server_parser(__doc__)
-    parser.add_argument("--model_dir", type=Path, default=Path("/mnt/models"), help="the package stage's output")
+    parser.add_argument("--model_dir", type=Path, default=Path("/mnt/models"), help="a model store (package or release)")
     args, _ = parser.parse_known_args(argv)
-    run_model_server(EncoderModel(args.model_name, args.model_dir), args)
+    run_model_server([EncoderModel(archive) for archive in find_archives(args.model_dir)], args)
 
 
 if __name__ == "__main__":

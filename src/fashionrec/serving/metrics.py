@@ -26,6 +26,9 @@ class TransformerMetrics:
     model: Info
     stale: Counter
     swaps: Counter
+    version_requests: Counter
+    version_seconds: Histogram
+    canary_share: Gauge
 
 
 @functools.cache
@@ -50,4 +53,15 @@ def transformer_metrics() -> TransformerMetrics:
             ["source"],
         ),
         swaps=Counter("fashionrec_index_swaps", "Index snapshots loaded while serving (hot swaps)"),
+        # What a rollout compares between the canary and the stable version (fashionrec.deploy.canary).
+        version_requests=Counter(
+            "fashionrec_model_requests", "Infer requests by the model version that answered them", ["model_version", "outcome"]
+        ),
+        version_seconds=Histogram(
+            "fashionrec_model_request_seconds",
+            "Infer latency (preprocessed request to answer) of successful requests, by model version",
+            ["model_version"],
+            buckets=LATENCY_BUCKETS,
+        ),
+        canary_share=Gauge("fashionrec_canary_share", "Share of requests the canary snapshot answers (0: no canary)"),
     )

@@ -101,8 +101,8 @@ class _BoundGrpc:
         return server
 
 
-def run_model_server(model: Any, args: argparse.Namespace, registered_models: Any = None) -> None:
-    """Load ``model`` (a kserve.Model), put the request guard in front of KServe's app and serve until stopped."""
+def run_model_server(models: list[Any], args: argparse.Namespace, registered_models: Any = None) -> None:
+    """Load ``models`` (kserve.Model), put the request guard in front of KServe's app and serve until stopped."""
     import grpc
     from kserve import ModelServer, model_server
     from kserve.protocol.grpc import server as grpc_server
@@ -115,7 +115,8 @@ def run_model_server(model: Any, args: argparse.Namespace, registered_models: An
             super().setup_event_loop()
 
     token = read_admin_token(args.admin_token_file)
-    model.load()
+    for model in models:
+        model.load()
     guard_app(model_server.app, args.max_request_bytes, admin_token=token)
     grpc_server.aio = _BoundGrpc(grpc.aio, args.bind_address, guard_interceptor(token))
     BoundModelServer(
@@ -124,4 +125,4 @@ def run_model_server(model: Any, args: argparse.Namespace, registered_models: An
         enable_grpc=args.enable_grpc,
         enable_latency_logging=args.enable_latency_logging,
         registered_models=registered_models,
-    ).start([model])
+    ).start(models)

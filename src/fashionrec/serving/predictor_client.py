@@ -20,7 +20,7 @@ import orjson
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.errors import InvalidInput, ServerNotReady
 
-from fashionrec.config import INPUT_IMAGE, OUTPUT_EMBEDDING
+from fashionrec.config import INPUT_IMAGE, OUTPUT_EMBEDDING, predictor_model_name
 
 PROTOCOLS = ("v2", "grpc-v2")
 
@@ -32,8 +32,11 @@ class Embeddings:
 
 
 class PredictorClient(Protocol):
-    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
-        """Embed raw images; ``encoded`` is their base64 form when the caller already has it (saves re-encoding)."""
+    async def embed(
+        self, images: list[bytes], encoded: list[str] | None, request_id: str | None, model_version: str
+    ) -> Embeddings:
+        """Embed raw images with the encoder of ``model_version`` (the predictor serves each version under its own
+        name); ``encoded`` is their base64 form when the caller already has it (saves re-encoding)."""
         ...
 
     async def close(self) -> None: ...
@@ -65,9 +68,9 @@ def parse_v2_embeddings(body: dict[str, Any]) -> Embeddings:
 class RestPredictor:
     """v2 REST over a keep-alive aiohttp pool, created lazily inside the server's event loop."""
 
-    def __init__(self, host: str, model_name: str, timeout_s: float = 30.0, pool_size: int = 64) -> None:
+    def __init__(self, host: str, timeout_s: float = 30.0, pool_size: int = 64) -> None:
         base = host if host.startswith(("http://", "https://")) else f"http://{host}"
-        self.url = f"{base.rstrip('/')}/v2/models/{model_name}/infer"
+        self.base_url = base.rstrip("/")
         self.timeout_s = timeout_s
         self.pool_size = pool_size
         self._session: Any = None
@@ -81,19 +84,25 @@ class RestPredictor:
             )
         return self._session
 
-    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
+    def url(self, model_version: str) -> str:
+        return f"{self.base_url}/v2/models/{predictor_model_name(model_version)}/infer"
+
+    async def embed(
+        self, images: list[bytes], encoded: list[str] | None, request_id: str | None, model_version: str
+    ) -> Embeddings:
+        url = self.url(model_version)
         data = encoded if encoded is not None else [base64.b64encode(i).decode("ascii") for i in images]
         body: dict[str, Any] = {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(data)], "data": data}]}
         if request_id:
             body["id"] = request_id
         try:
             async with self._client().post(
-                self.url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+                url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
             ) as response:
                 raw = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ServerNotReady(f"the encoder at {self.url} is unreachable: {exc!r}") from exc
+            raise ServerNotReady(f"the encoder at {url} is unreachable: {exc!r}") from exc
         if status != 200:
             raise predictor_error(status, raw)
         return parse_v2_embeddings(orjson.loads(raw))
@@ -106,19 +115,20 @@ class RestPredictor:
 class GrpcPredictor:
     """v2 gRPC (KServe's InferenceGRPCClient: one channel, multiplexed)."""
 
-    def __init__(self, host: str, model_name: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str, timeout_s: float = 30.0) -> None:
         self.host = host
-        self.model_name = model_name
         self.timeout_s = timeout_s
         self._client: Any = None
 
-    async def embed(self, images: list[bytes], encoded: list[str] | None, request_id: str | None) -> Embeddings:
+    async def embed(
+        self, images: list[bytes], encoded: list[str] | None, request_id: str | None, model_version: str
+    ) -> Embeddings:
         if self._client is None:
             # KServe's default retry policy re-sends only on UNAVAILABLE (the encoder not answering), which is safe.
             self._client = InferenceGRPCClient(self.host, timeout=self.timeout_s)
         tensor = InferInput(INPUT_IMAGE, [len(images)], "BYTES")
         tensor.set_data_from_numpy(np.array(images, dtype=np.object_), binary_data=True)
-        request = InferRequest(model_name=self.model_name, infer_inputs=[tensor], request_id=request_id)
+        request = InferRequest(model_name=predictor_model_name(model_version), infer_inputs=[tensor], request_id=request_id)
         try:
             response = await self._client.infer(request)
         except grpc.aio.AioRpcError as exc:
@@ -137,9 +147,9 @@ class GrpcPredictor:
             await self._client.close()
 
 
-def make_predictor(protocol: str, host: str, model_name: str, timeout_s: float = 30.0) -> PredictorClient:
+def make_predictor(protocol: str, host: str, timeout_s: float = 30.0) -> PredictorClient:
     if protocol == "v2":
-        return RestPredictor(host, model_name, timeout_s)
+        return RestPredictor(host, timeout_s)
     if protocol == "grpc-v2":
-        return GrpcPredictor(host, model_name, timeout_s)
+        return GrpcPredictor(host, timeout_s)
     raise ValueError(f"predictor protocol must be one of {PROTOCOLS}, got {protocol!r}")

@@ -11,14 +11,13 @@ from pathlib import Path
 from fashionrec.config import (
     DYNAMIC_BATCH_DELAY_MS,
     DYNAMIC_BATCH_SIZE,
-    MAR_FILE,
     MAX_BATCH,
-    MODEL_NAME,
     TORCHSERVE_GRPC_INFERENCE_PORT,
     TORCHSERVE_GRPC_MANAGEMENT_PORT,
     TORCHSERVE_INFERENCE_PORT,
     TORCHSERVE_MANAGEMENT_PORT,
     TORCHSERVE_METRICS_PORT,
+    predictor_model_name,
 )
 
 
@@ -40,25 +39,25 @@ class TorchServeSettings:
     java_heap: str = "512m"
 
 
-def torchserve_properties(settings: TorchServeSettings, model_version: str) -> str:
-    """config.properties; the model is registered under its model_version, so a hot swap can add the next one."""
-    snapshot = {
-        "name": "startup.cfg",
-        "modelCount": 1,
-        "models": {
-            MODEL_NAME: {
-                model_version: {
-                    "defaultVersion": True,
-                    "marName": MAR_FILE,
-                    "minWorkers": settings.workers,
-                    "maxWorkers": settings.workers,
-                    "batchSize": settings.batch_size,
-                    "maxBatchDelay": settings.max_batch_delay_ms,
-                    "responseTimeout": settings.response_timeout_s,
-                }
+def torchserve_properties(settings: TorchServeSettings, archives: dict[str, str]) -> str:
+    """config.properties registering each model version of ``archives`` (model_version -> .mar file name in the
+    model store) under its own name, ``predictor_model_name(version)``: a store can serve the version in production
+    and the one being rolled out side by side."""
+    models = {
+        predictor_model_name(version): {
+            version: {
+                "defaultVersion": True,
+                "marName": mar,
+                "minWorkers": settings.workers,
+                "maxWorkers": settings.workers,
+                "batchSize": settings.batch_size,
+                "maxBatchDelay": settings.max_batch_delay_ms,
+                "responseTimeout": settings.response_timeout_s,
             }
-        },
+        }
+        for version, mar in archives.items()
     }
+    snapshot = {"name": "startup.cfg", "modelCount": len(models), "models": models}
     lines = {
         "inference_address": settings.inference_address,
         "management_address": settings.management_address,
@@ -75,7 +74,7 @@ def torchserve_properties(settings: TorchServeSettings, model_version: str) -> s
         "metrics_mode": "prometheus",
         "enable_envvars_config": "true",
         "install_py_dep_per_model": "false",
-        # The model API lets a new version be registered (hot swap); it is only reachable on loopback.
+        # The model API lets a new version be registered beside the served one; it is only reachable on loopback.
         "enable_model_api": "true",
         # Token auth is on by default since 0.11; the management API is loopback-only and the data plane sits
         # behind KServe's own ingress and auth.

@@ -4,19 +4,26 @@
   predictor (v2 REST or gRPC, pooled connections), search FAISS, enrich the hits from the Feast online store.
 - ``item_id`` requests: the item's embedding comes from the Feast online store; no predictor hop.
 
-Never mix models: every embedding carries the model_version that made it and is only searched in the index of that
-version. The transformer holds the current index snapshot and the one before it (so requests in flight during a hot
-swap finish on the model they started with); an embedding that matches neither is refused with a 503 and counted in
-``fashionrec_stale_embeddings``. ``POST /v2/repository/models/<name>/load`` reloads the snapshot from
-``--index_dir``/``--feature_repo`` (flip those, e.g. as symlinks, then call it) without dropping a request.
+Never mix models: each request is answered by one snapshot (an index and the Feast store of one model version).
+Image queries call the predictor's encoder of that version (``predictor_model_name``), and an embedding or a stored
+vector of any other version is refused with a 503 and counted in ``fashionrec_stale_embeddings``. A request in flight
+keeps the snapshot it started with across a reload.
+
+Canary: with ``--canary_dir`` (a folder like the stable one: ``index/``, ``feature_repo/`` and ``canary.json`` with
+its traffic ``share``), that share of requests is answered by the canary snapshot. On a cluster KServe splits the
+traffic between transformer revisions instead and each holds one snapshot; locally the rollout (fashionrec.deploy)
+uses this. Per-version request counts and latencies (``fashionrec_model_requests``, ``fashionrec_model_request_seconds``)
+are what the rollout compares. ``POST /v2/repository/models/<name>/load`` reloads both from their folders (flip them,
+e.g. as symlinks, then call it) without dropping a request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,7 +53,7 @@ from fashionrec.serving.model_server import model_server_parser, run_model_serve
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
-KEEP_SNAPSHOTS = 2  # current + previous: enough for the requests in flight across one swap
+CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
 T = TypeVar("T")
 SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors must carry the index's model version at load
@@ -147,14 +154,49 @@ def resolve_together(index_dir: Path, feature_repo: Path) -> tuple[Path, Path]:
     return index_dir.resolve(), feature_repo.resolve()
 
 
+@dataclass(frozen=True)
+class Routing:
+    """What answers requests: the stable snapshot, and a canary with its share of the traffic (or none)."""
+
+    stable: ServingSnapshot
+    canary: ServingSnapshot | None = None
+    canary_share: float = 0.0
+
+    def choose(self) -> ServingSnapshot:
+        if self.canary is not None and random.random() < self.canary_share:
+            return self.canary
+        return self.stable
+
+    @classmethod
+    def load(cls, index_dir: Path, feature_repo: Path, canary_dir: Path | None) -> Routing:
+        stable = ServingSnapshot.load(index_dir, feature_repo)
+        if canary_dir is None or not (canary_dir / CANARY_FILE).exists():
+            return cls(stable)
+        bundle = canary_dir.resolve()  # once: a flip of the canary link meanwhile cannot pair two versions
+        share = float(json.loads((bundle / CANARY_FILE).read_text(encoding="utf-8"))["share"])
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"canary share must be between 0 and 1, got {share}")
+        canary = ServingSnapshot.load(bundle / "index", bundle / "feature_repo")
+        if canary.model_version == stable.model_version:
+            return cls(stable)
+        return cls(stable, canary, share)
+
+
 class FashionrecTransformer(Model):
-    def __init__(self, name: str, index_dir: Path, feature_repo: Path, predictor: PredictorClient | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        index_dir: Path,
+        feature_repo: Path,
+        predictor: PredictorClient | None = None,
+        canary_dir: Path | None = None,
+    ) -> None:
         super().__init__(name)
         self.index_dir = index_dir
         self.feature_repo = feature_repo
+        self.canary_dir = canary_dir
         self.predictor = predictor
-        self.snapshots: OrderedDict[str, ServingSnapshot] = OrderedDict()
-        self.current: ServingSnapshot | None = None
+        self.routing: Routing | None = None
         self._closing: asyncio.Task[None] | None = None
         self.cpu_pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="fashionrec-cpu")
 
@@ -162,30 +204,25 @@ class FashionrecTransformer(Model):
         import faiss
 
         faiss.omp_set_num_threads(1)  # searches are tiny; OpenMP threads only contend with the event loop
-        self._install(ServingSnapshot.load(self.index_dir, self.feature_repo))
+        self._install(Routing.load(self.index_dir, self.feature_repo, self.canary_dir))
         self.ready = True
         return self.ready
 
     async def reload(self) -> None:
-        """Hot swap: load the snapshot now at index_dir/feature_repo off the event loop, then switch in one step."""
-        snapshot = await asyncio.to_thread(ServingSnapshot.load, self.index_dir, self.feature_repo)
-        self._install(snapshot)
+        """Hot swap: load the snapshots now at their folders off the event loop, then switch in one step."""
+        routing = await asyncio.to_thread(Routing.load, self.index_dir, self.feature_repo, self.canary_dir)
+        self._install(routing)
         transformer_metrics().swaps.inc()
 
-    def _install(self, snapshot: ServingSnapshot) -> None:
-        snapshots = OrderedDict(self.snapshots)
-        snapshots.pop(snapshot.model_version, None)
-        snapshots[snapshot.model_version] = snapshot
-        while len(snapshots) > KEEP_SNAPSHOTS:
-            snapshots.popitem(last=False)
-        # Two plain assignments on the event loop thread: no request sees a half-installed snapshot.
-        self.snapshots, self.current = snapshots, snapshot
+    def _install(self, routing: Routing) -> None:
+        self.routing = routing  # one assignment on the event loop thread: no request sees a half-installed routing
         metrics = transformer_metrics()
-        metrics.index_items.set(snapshot.index.meta.count)
-        meta = snapshot.index.meta
+        meta = routing.stable.index.meta
+        metrics.index_items.set(meta.count)
         metrics.model.info(
             {"model_version": meta.model_version, "index_type": meta.index_type, "dataset_digest": meta.dataset_digest}
         )
+        metrics.canary_share.set(routing.canary_share if routing.canary else 0.0)
 
     def stop(self) -> None:
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
@@ -203,18 +240,19 @@ class FashionrecTransformer(Model):
 
     @property
     def model_version(self) -> str:
-        assert self.current is not None
-        return self.current.model_version
+        """The stable model version."""
+        assert self.routing is not None
+        return self.routing.stable.model_version
 
-    def snapshot_for(self, version: str | None, source: str) -> ServingSnapshot:
-        snapshot = self.snapshots.get(str(version))
-        if snapshot is None:
+    @staticmethod
+    def check_version(snapshot: ServingSnapshot, versions: set[str], source: str) -> None:
+        """Refuse vectors of any model version other than the snapshot's (a predictor or a store of another rollout)."""
+        if versions != {snapshot.model_version}:
             transformer_metrics().stale.labels(source=source).inc()
             raise ServerNotReady(
-                f"the {source} gave embeddings of model_version {version}, which matches no loaded index "
-                f"(serving {list(self.snapshots)}); refusing to mix models"
+                f"the {source} gave vectors of model_version(s) {sorted(versions)} for a query answered by model "
+                f"{snapshot.model_version}; refusing to mix models"
             )
-        return snapshot
 
     # v2 model metadata
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -252,40 +290,52 @@ class FashionrecTransformer(Model):
         stalls the event loop that answers every other request and the health probes."""
         return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
 
-    async def encode(self, query: Query, headers: dict[str, str] | None) -> Embeddings:
-        """The predictor hop: embeddings of the query's images and the model_version that made them."""
+    async def encode(self, query: Query, model_version: str) -> Embeddings:
+        """The predictor hop: embeddings of the query's images by the encoder of ``model_version``."""
         if self.predictor is None:
             config = self.predictor_config
             if config is None or not config.predictor_host:
                 raise ServerNotReady("no predictor configured (--predictor_host)")
-            self.predictor = make_predictor(config.protocol, config.predictor_host, self.name, float(config.timeout or 30))
-        return await self.predictor.embed(query.images, query.encoded, query.id)
+            self.predictor = make_predictor(config.protocol, config.predictor_host, float(config.timeout or 30))
+        return await self.predictor.embed(query.images, query.encoded, query.id, model_version)
 
     async def predict(
         self, payload: Query, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> InferResponse:
-        assert self.current is not None
+        assert self.routing is not None
+        snapshot = self.routing.choose()
+        metrics = transformer_metrics()
+        started = time.perf_counter()
+        outcome = "server_error"
+        try:
+            response = await self._predict(payload, snapshot)
+            outcome = "ok"
+            return response
+        except InvalidInput:
+            outcome = "client_error"
+            raise
+        finally:
+            metrics.version_requests.labels(model_version=snapshot.model_version, outcome=outcome).inc()
+            if outcome == "ok":
+                metrics.version_seconds.labels(model_version=snapshot.model_version).observe(time.perf_counter() - started)
+
+    async def _predict(self, payload: Query, snapshot: ServingSnapshot) -> InferResponse:
         metrics = transformer_metrics()
         if payload.ids is not None:
             started = time.perf_counter()
-            vectors, versions = await self.off_loop(self.current.features.embeddings, payload.ids)
+            vectors, versions = await self.off_loop(snapshot.features.embeddings, payload.ids)
             metrics.feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
             missing = [i for i, v in zip(payload.ids, vectors, strict=True) if v is None]
             if missing:
                 raise InvalidInput(f"unknown item_id(s) {missing[:10]}: not in the online store")
-            if len(set(versions)) != 1:
-                metrics.stale.labels(source="feast").inc()
-                raise ServerNotReady(
-                    f"the online store holds these items under several model versions {sorted(set(map(str, versions)))}"
-                )
-            snapshot = self.snapshot_for(versions[0], "feast")
+            self.check_version(snapshot, set(map(str, versions)), "feast")
             queries = np.stack([v for v in vectors if v is not None])
             exclude: list[int | None] = list(payload.ids)  # "more like this item": the item itself is not a hit
         else:
             started = time.perf_counter()
-            embeddings = await self.encode(payload, headers)
+            embeddings = await self.encode(payload, snapshot.model_version)
             metrics.predictor_seconds.observe(time.perf_counter() - started)
-            snapshot = self.snapshot_for(embeddings.model_version, "predictor")
+            self.check_version(snapshot, {str(embeddings.model_version)}, "predictor")
             queries = embeddings.vectors
             exclude = [None] * len(queries)
             if queries.shape != (len(payload.images), snapshot.index.meta.dimension):
@@ -343,9 +393,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = model_server_parser(__doc__)
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
+    parser.add_argument(
+        "--canary_dir", type=Path, default=None, help=f"a canary's index/, feature_repo/ and {CANARY_FILE} (local rollouts)"
+    )
     args, _ = parser.parse_known_args(argv)
-    model = FashionrecTransformer(args.model_name, index_dir=args.index_dir, feature_repo=args.feature_repo)
-    run_model_server(model, args, registered_models=TransformerRepository())
+    model = FashionrecTransformer(
+        args.model_name, index_dir=args.index_dir, feature_repo=args.feature_repo, canary_dir=args.canary_dir
+    )
+    run_model_server([model], args, registered_models=TransformerRepository())
 
 
 if __name__ == "__main__":

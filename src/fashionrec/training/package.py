@@ -48,7 +48,7 @@ def build_model_store(model_dir: Path, out_dir: Path, settings: TorchServeSettin
     (out_dir / TS_CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
     model_version = json.loads((model_dir / MODEL_CARD_FILE).read_text(encoding="utf-8"))["model_version"]
     (out_dir / TS_CONFIG_FILE).write_text(
-        torchserve_properties(settings or TorchServeSettings(), model_version), encoding="utf-8"
+        torchserve_properties(settings or TorchServeSettings(), {model_version: MAR_FILE}), encoding="utf-8"
     )
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp)

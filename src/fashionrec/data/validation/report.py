@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from fashionrec.config import (
     DATA_DOCS_FILE,
@@ -144,4 +145,24 @@ def output_paths(out_dir: Path) -> OutputPaths:
         out_dir / REPORT_FILE,
         out_dir / DATA_DOCS_FILE,
         out_dir / DATASET_MANIFEST_FILE,
+    )
+
+
+def run_validation_step(catalog_dir: Path, overrides: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """The validate components' body: validate ``catalog_dir``, write every output artifact and its metadata.
+    ``outputs`` are the KFP output artifacts by name (valid_catalog, quarantine, report, data_docs,
+    dataset_manifest, metrics): anything with ``.path`` and ``.metadata`` (and ``log_metric`` for metrics)."""
+    from fashionrec.data.validation.checks import ValidationSettings
+    from fashionrec.data.validation.quarantine import validate_catalog
+
+    result = validate_catalog(catalog_dir, ValidationSettings.from_overrides(overrides))
+    for name, value in result.metrics.items():
+        outputs["metrics"].log_metric(name, value)
+    outputs["valid_catalog"].metadata.update({"rows": len(result.valid), "format": "parquet"})
+    outputs["quarantine"].metadata.update({"rows": len(result.quarantine), "format": "csv"})
+    names = ("valid_catalog", "quarantine", "report", "data_docs", "dataset_manifest")
+    write_outputs(result, catalog_dir, OutputPaths(*(Path(outputs[n].path) for n in names)))
+    manifest = json.loads(Path(outputs["dataset_manifest"].path).read_text(encoding="utf-8"))
+    outputs["dataset_manifest"].metadata.update(
+        {"dataset_digest": manifest["dataset_digest"], "styles_csv_sha256": manifest["styles_csv_sha256"]}
     )

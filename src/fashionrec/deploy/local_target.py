@@ -1,0 +1,240 @@
+"""The ``local`` rollout target: the TorchServe and transformer processes of `fashionrec serve` on loopback.
+
+- The predictor: a release's encoder is registered in TorchServe through the management API (loopback only) under
+  its own name (``predictor_model_name``) beside production's, workers up before the call returns; the old one is
+  unregistered after a promote (or the new one after a rollback).
+- The transformer: live/current links the stable index + Feast repo, live/canary the canary's with its traffic share
+  (``canary.json``); KServe's ``POST /v2/repository/models/<name>/load`` (admin token) reloads both. Every flip is an
+  atomic symlink rename, so no request fails or mixes two models.
+
+`fashionrec serve` writes where its servers listen to ``<workdir>/serving.json``; a pipeline run's deploy step rolls
+out onto them. When none run, the deploy step starts production's servers for the rollout and stops them after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from fashionrec.config import INDEX_META_FILE, MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, predictor_model_name
+from fashionrec.deploy.release import Deployment, Release
+from fashionrec.deploy.rollout import Servable, switch
+from fashionrec.local.processes import (
+    LIVE_CANARY,
+    LIVE_CURRENT,
+    LIVE_DIR,
+    LIVE_INDEX,
+    LocalTorchServe,
+    LocalTransformer,
+    make_bundle,
+    point_current,
+    serve_locally,
+)
+from fashionrec.serving.guard import ADMIN_HEADER
+from fashionrec.serving.torchserve import TorchServeSettings, mar_version
+from fashionrec.serving.transformer import CANARY_FILE
+
+SERVING_STATE_FILE = "serving.json"  # in the work dir, while `fashionrec serve` runs
+
+
+class LocalRolloutError(RuntimeError):
+    """A call to the local servers failed; the message says which."""
+
+
+@dataclass(frozen=True)
+class LocalServing:
+    """Where the local servers listen and what the rollout needs to drive them."""
+
+    management_url: str  # TorchServe's management API
+    live_store: Path  # TorchServe's model store
+    transformer_url: str
+    admin_token_file: Path  # the transformer's repository API token
+    live_dir: Path  # live/current and live/canary
+
+    @classmethod
+    def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
+        return cls(
+            predictor.management_url, predictor.live_store, transformer.url, transformer.work_dir / "admin.token", live_dir
+        )
+
+    def save(self, work_dir: Path) -> Path:
+        path = work_dir / SERVING_STATE_FILE
+        path.write_text(json.dumps({k: str(v) for k, v in asdict(self).items()}, indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def running(cls, work_dir: Path) -> LocalServing | None:
+        """The servers `fashionrec serve --workdir work_dir` runs, if they answer."""
+        path = work_dir / SERVING_STATE_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        serving = cls(
+            data["management_url"], Path(data["live_store"]), data["transformer_url"], Path(data["admin_token_file"]),
+            Path(data["live_dir"]),
+        )  # fmt: skip
+        try:
+            ready = httpx.get(f"{serving.transformer_url}/v2/health/ready", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        return serving if ready else None
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    if response.status_code != 200:
+        raise LocalRolloutError(f"{what} failed with {response.status_code}: {response.text[:500]}")
+
+
+def served_versions(serving: LocalServing) -> set[str]:
+    """The model versions whose encoder TorchServe serves now."""
+    response = httpx.get(f"{serving.management_url}/models", params={"limit": 1000}, timeout=10)
+    _check(response, "listing TorchServe's models")
+    prefix = predictor_model_name("")
+    return {m["modelName"].removeprefix(prefix) for m in response.json()["models"] if m["modelName"].startswith(prefix)}
+
+
+def register_encoder(serving: LocalServing, model_store: Path, settings: TorchServeSettings | None = None) -> str:
+    """The release's encoder registered in TorchServe under its own name, workers ready; returns its version."""
+    settings = settings or TorchServeSettings()
+    source = model_store / MODEL_STORE_DIR / MAR_FILE
+    version = mar_version(source)
+    archive = f"{predictor_model_name(version)}.mar"
+    shutil.copy2(source, serving.live_store / archive)
+    response = httpx.post(
+        f"{serving.management_url}/models",
+        params={
+            "url": archive,
+            "model_name": predictor_model_name(version),
+            "initial_workers": settings.workers,
+            "batch_size": settings.batch_size,
+            "max_batch_delay": settings.max_batch_delay_ms,
+            "response_timeout": settings.response_timeout_s,
+            "synchronous": "true",
+        },
+        timeout=300,
+    )
+    _check(response, f"registering the encoder of {version} in TorchServe")
+    return version
+
+
+def unregister_encoder(serving: LocalServing, version: str) -> None:
+    response = httpx.delete(f"{serving.management_url}/models/{predictor_model_name(version)}", timeout=60)
+    _check(response, f"unregistering the encoder of {version}")
+
+
+def reload_transformer(serving: LocalServing) -> None:
+    """KServe's repository load endpoint, with the admin token it requires."""
+    token = serving.admin_token_file.read_text(encoding="utf-8").strip()
+    url = f"{serving.transformer_url}/v2/repository/models/{MODEL_NAME}/load"
+    _check(httpx.post(url, headers={ADMIN_HEADER: f"Bearer {token}"}, timeout=120), "transformer index load")
+
+
+def stable_version(live_dir: Path) -> str:
+    """The model version of the index live/current links."""
+    meta = json.loads((live_dir / LIVE_CURRENT / LIVE_INDEX / INDEX_META_FILE).read_text(encoding="utf-8"))
+    return str(meta["model_version"])
+
+
+def as_deployment(release: Servable) -> Deployment:
+    return release.deployment() if isinstance(release, Release) else release
+
+
+class LocalTarget:
+    """Rolls releases out onto local servers (fashionrec.deploy.rollout drives it)."""
+
+    name = "local"
+
+    def __init__(self, serving: LocalServing, drain_s: float = 2.0) -> None:
+        self.serving = serving
+        self.drain_s = drain_s
+        self._registered: set[str] = set()  # encoders this rollout registered (a rollback unregisters them)
+
+    def stable_version(self) -> str | None:
+        return stable_version(self.serving.live_dir)
+
+    def endpoint(self) -> str:
+        return self.serving.transformer_url
+
+    def metrics_text(self) -> str:
+        response = httpx.get(f"{self.serving.transformer_url}/metrics", timeout=10)
+        _check(response, "reading the transformer's metrics")
+        return response.text
+
+    def start_canary(self, release: Servable, share: float) -> None:
+        release = as_deployment(release)
+        version = release.model_version
+        if version not in served_versions(self.serving):  # a retry finds it registered already
+            register_encoder(self.serving, release.model_store)
+            self._registered.add(version)
+        bundle = make_bundle(release, self.serving.live_dir)
+        (bundle / CANARY_FILE).write_text(json.dumps({"share": share}), encoding="utf-8")
+        point_current(self.serving.live_dir, bundle.name, LIVE_CANARY)
+        reload_transformer(self.serving)
+
+    def promote(self, release: Servable) -> None:
+        old = self.stable_version()
+        canary = self.serving.live_dir / LIVE_CANARY
+        point_current(self.serving.live_dir, canary.readlink().name)  # the canary's bundle becomes the stable one
+        canary.unlink()
+        reload_transformer(self.serving)
+        time.sleep(self.drain_s)  # requests already on the old encoder finish before it goes
+        if old is not None and old != release.model_version:
+            with contextlib.suppress(LocalRolloutError, httpx.HTTPError):
+                unregister_encoder(self.serving, old)  # if this fails it stays registered beside the new: harmless
+
+    def rollback(self, release: Servable) -> None:
+        problems = []
+        with contextlib.suppress(FileNotFoundError):
+            (self.serving.live_dir / LIVE_CANARY).unlink()
+        try:
+            reload_transformer(self.serving)
+        except (LocalRolloutError, httpx.HTTPError, OSError) as exc:
+            problems.append(f"transformer reload: {exc}")
+        if release.model_version in self._registered and release.model_version != self.stable_version():
+            try:
+                unregister_encoder(self.serving, release.model_version)
+                self._registered.discard(release.model_version)
+            except (LocalRolloutError, httpx.HTTPError) as exc:
+                problems.append(f"unregistering {release.model_version}: {exc}")
+        if problems:
+            raise LocalRolloutError("; ".join(problems))
+
+    def first_deploy(self, release: Servable) -> None:
+        raise LocalRolloutError("the local servers always serve a model: nothing to deploy first")
+
+
+@contextlib.contextmanager
+def local_target(work_dir: Path, production: Deployment | None) -> Iterator[LocalTarget | None]:
+    """The servers of `fashionrec serve --workdir work_dir` if they run; else production's, started for the rollout
+    and stopped after; None when nothing is in production (the first release is served as it is)."""
+    if (serving := LocalServing.running(work_dir)) is not None:
+        yield LocalTarget(serving)
+        return
+    if production is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="fashionrec-rollout-") as tmp, serve_locally(production, Path(tmp)) as servers:
+        predictor, transformer = servers
+        assert isinstance(predictor, LocalTorchServe)
+        yield LocalTarget(LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR), drain_s=0.5)
+
+
+def watch_tick(target: LocalTarget, production: Callable[[], Deployment]) -> str:
+    """One tick of ``fashionrec serve --watch``: follow the production alias. Never raises: a transient error
+    (TorchServe's management API down, the registry locked, a failed switch, already rolled back) is reported and
+    the next tick tries again."""
+    try:
+        replaced = switch(target, production())
+    except Exception as exc:  # anything from the registry or the servers: report it, keep serving
+        return f"could not switch to the production model ({type(exc).__name__}: {exc}); still serving"
+    if replaced is None:
+        return ""
+    return f"switched model_version {replaced} -> {target.stable_version()} with no request dropped"

@@ -1,0 +1,149 @@
+"""Releases: every promoted model version published once under ``<root>/<model_version>/`` of the model storage
+(a local folder, or gs://, s3://, minio:// through fsspec), never overwritten:
+
+    <root>/<model_version>/model_store/   the predictor's storageUri: config/config.properties + model-store/
+                                          fashionrec.mar (this version) and fashionrec-<previous>.mar (production's),
+                                          both served, each under its own name (predictor_model_name)
+    <root>/<model_version>/serving/       the transformer's STORAGE_URI: index/ + feature_repo/
+    <root>/<model_version>/release.json   written last: the release is complete
+
+A predictor of this release also serves the production version, so during a rollout every transformer, old or new,
+finds the encoder of its own index in every predictor pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, TS_CONFIG_FILE
+from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
+
+RELEASE_FILE = "release.json"
+MODEL_STORE = "model_store"
+SERVING = "serving"
+SERVING_INDEX = "index"
+SERVING_FEATURE_REPO = "feature_repo"
+# KFP's MinIO scheme; the S3 API of a MinIO server (endpoint from $AWS_ENDPOINT_URL, KFP's in-cluster MinIO otherwise).
+MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where one trained model's serving artifacts are: the package, index and features stages' outputs."""
+
+    model_store: Path
+    index_dir: Path
+    feature_repo: Path
+
+    @property
+    def model_version(self) -> str:
+        """The version inside its .mar (the trained model's model_version)."""
+        return mar_version(self.model_store / MODEL_STORE_DIR / MAR_FILE)
+
+
+class ReleaseError(RuntimeError):
+    """A release could not be published or read."""
+
+
+@dataclass(frozen=True)
+class Release:
+    root: str  # the storage root all releases live under
+    model_version: str
+    previous_version: str | None  # the production version whose encoder the model store also holds
+    created: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.model_version}"
+
+    @property
+    def model_store_uri(self) -> str:
+        return f"{self.prefix}/{MODEL_STORE}"
+
+    @property
+    def serving_uri(self) -> str:
+        return f"{self.prefix}/{SERVING}"
+
+    def deployment(self) -> Deployment:
+        """Its artifacts as local paths (a local storage root only)."""
+        serving = Path(self.serving_uri)
+        return Deployment(Path(self.model_store_uri), serving / SERVING_INDEX, serving / SERVING_FEATURE_REPO)
+
+
+def storage(uri: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of a storage URI (minio:// is S3 against a MinIO endpoint)."""
+    import fsspec
+
+    if uri.startswith("minio://"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", MINIO_ENDPOINT)
+        return fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint}), uri.removeprefix("minio://")
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def kserve_uri(uri: str) -> str:
+    """The URI as KServe's storage initializer takes it (it reads MinIO through s3:// and the storage Secret)."""
+    return "s3://" + uri.removeprefix("minio://") if uri.startswith("minio://") else uri
+
+
+def read_release(root: str, model_version: str) -> Release | None:
+    fs, path = storage(f"{root.rstrip('/')}/{model_version}/{RELEASE_FILE}")
+    if not fs.exists(path):
+        return None
+    return Release(**json.loads(fs.cat_file(path)))
+
+
+def _stage_model_store(new_store: Path, previous_archive: Path | None, staging: Path, settings: TorchServeSettings) -> str:
+    """The release's model store: this version's .mar, production's beside it, and a config serving both."""
+    store = staging / MODEL_STORE
+    (store / MODEL_STORE_DIR).mkdir(parents=True)
+    shutil.copy2(new_store / MODEL_STORE_DIR / MAR_FILE, store / MODEL_STORE_DIR / MAR_FILE)
+    version = mar_version(store / MODEL_STORE_DIR / MAR_FILE)
+    archives = {version: MAR_FILE}
+    if previous_archive is not None:
+        previous = mar_version(previous_archive)
+        if previous != version:
+            archives[previous] = f"{MODEL_NAME}-{previous}.mar"
+            shutil.copy2(previous_archive, store / MODEL_STORE_DIR / archives[previous])
+    (store / TS_CONFIG_FILE).parent.mkdir(parents=True)
+    (store / TS_CONFIG_FILE).write_text(torchserve_properties(settings, archives), encoding="utf-8")
+    return version
+
+
+def publish(
+    artifacts: Deployment, root: str, previous_version: str | None = None, settings: TorchServeSettings | None = None
+) -> Release:
+    """Publish the pipeline's outputs as the release of their model version. A complete release of that version
+    already there is reused as it is (a retried step); a release is never overwritten."""
+    version = artifacts.model_version
+    if (existing := read_release(root, version)) is not None:
+        return existing
+    fs, prefix = storage(f"{root.rstrip('/')}/{version}")
+    with tempfile.TemporaryDirectory(prefix="fashionrec-release-") as tmp:
+        staging = Path(tmp)
+        previous_archive = None
+        if previous_version and previous_version != version:
+            if read_release(root, previous_version) is None:
+                raise ReleaseError(f"production's release {previous_version} is not under {root}")
+            previous_fs, previous_path = storage(
+                f"{root.rstrip('/')}/{previous_version}/{MODEL_STORE}/{MODEL_STORE_DIR}/{MAR_FILE}"
+            )
+            previous_archive = staging / "previous.mar"
+            previous_fs.get(previous_path, str(previous_archive))
+        _stage_model_store(artifacts.model_store, previous_archive, staging, settings or TorchServeSettings())
+        shutil.copytree(artifacts.index_dir, staging / SERVING / SERVING_INDEX)
+        shutil.copytree(artifacts.feature_repo, staging / SERVING / SERVING_FEATURE_REPO)
+        for part in (MODEL_STORE, SERVING):  # a partial upload without release.json is replaced by the retry
+            if fs.exists(f"{prefix}/{part}"):
+                fs.rm(f"{prefix}/{part}", recursive=True)
+            fs.put(str(staging / part), f"{prefix}/{part}", recursive=True)
+        release = Release(root, version, previous_version if previous_archive else None, datetime.now(UTC).isoformat())
+        fs.pipe_file(f"{prefix}/{RELEASE_FILE}", json.dumps(asdict(release), indent=2).encode())
+    return release

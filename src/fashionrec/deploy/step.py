@@ -1,0 +1,111 @@
+"""The pipeline's deploy step: publish the gated model's release, roll it out on the target, move the registry's
+production alias only if it was promoted. Targets are named by a URI:
+
+- ``kserve://NAME`` or ``kserve://NAMESPACE/NAME``: the InferenceService (default namespace: the pod's own);
+  releases go to ``releases_uri`` (gs://, s3://, minio:// or a path the cluster's storage initializer can read).
+- ``local:///ABS/WORKDIR``: the servers of `fashionrec serve --workdir WORKDIR` (or production's, started for the
+  rollout); releases go to WORKDIR/releases.
+- ``none``: publish only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from fashionrec.deploy.release import Deployment, Release, publish, read_release
+from fashionrec.deploy.rollout import RolloutResult, RolloutSettings, probe_bodies, rollout
+
+PROBE_PHOTOS = 20  # held-out photos sent as image queries during the canary
+PROBE_ITEMS = 20  # and catalogue items as item_id queries
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    kind: str  # kserve, local or none
+    namespace: str = ""
+    name: str = ""
+    work_dir: Path | None = None
+
+
+def parse_target(uri: str) -> DeployTarget:
+    parsed = urlparse(uri)
+    if uri == "none":
+        return DeployTarget("none")
+    if parsed.scheme == "kserve":
+        parts = [p for p in f"{parsed.netloc}{parsed.path}".split("/") if p]
+        if len(parts) not in (1, 2):
+            raise ValueError(f"deploy target {uri!r}: use kserve://NAME or kserve://NAMESPACE/NAME")
+        return DeployTarget("kserve", namespace=parts[0] if len(parts) == 2 else "", name=parts[-1])
+    if parsed.scheme == "local" and not parsed.netloc and parsed.path.startswith("/"):
+        return DeployTarget("local", work_dir=Path(parsed.path))
+    raise ValueError(f"deploy target {uri!r}: use kserve://[NAMESPACE/]NAME, local:///ABSOLUTE/WORKDIR or none")
+
+
+def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
+    """Probe traffic from the catalogue: held-out photos as image queries, catalogue items as item_id queries."""
+    from fashionrec.data.table import is_holdout, read_table
+
+    table = read_table(valid_table)
+    rng = np.random.default_rng(seed)
+    held_out = table[is_holdout(table["id"], holdout_fraction)]
+    photos = held_out if len(held_out) else table
+    photo_rows = rng.choice(len(photos), size=min(PROBE_PHOTOS, len(photos)), replace=False)
+    item_rows = rng.choice(len(table), size=min(PROBE_ITEMS, len(table)), replace=False)
+    return probe_bodies([bytes(photos["image"].iloc[i]) for i in photo_rows], [int(table["id"].iloc[i]) for i in item_rows])
+
+
+def deploy(
+    artifacts: Deployment,
+    target_uri: str,
+    releases_uri: str,
+    probes: list[dict[str, Any]],
+    registry_uri: str = "",
+    registered_version: int = 0,
+    settings: RolloutSettings | None = None,
+    prometheus_url: str = "",
+) -> tuple[Release, RolloutResult | None]:
+    """Publish, roll out, and on promote move the production alias to ``registered_version``."""
+    target = parse_target(target_uri)
+    registry = None
+    production_version = None
+    if registry_uri:
+        from fashionrec.training.registry import MlflowRegistry
+
+        registry = MlflowRegistry(registry_uri)
+        production = registry.production()
+        production_version = production.model_version if production else None
+    if target.kind == "local":
+        from fashionrec.local.deployment import releases_root
+
+        assert target.work_dir is not None
+        releases_uri = releases_root(target.work_dir)
+    if production_version is not None and read_release(releases_uri, production_version) is None:
+        production_version = None  # production predates releases here: nothing to serve beside the new one
+    release = publish(artifacts, releases_uri, previous_version=production_version)
+    if target.kind == "none":
+        return release, None
+    if target.kind == "local":
+        from fashionrec.deploy.local_target import local_target
+
+        assert target.work_dir is not None
+        previous = read_release(releases_uri, production_version) if production_version else None
+        with local_target(target.work_dir, previous.deployment() if previous else None) as local:
+            if local is None:  # nothing in production: the first release is served by `fashionrec serve` as it is
+                result = RolloutResult(True, release.model_version, None, "local", ["nothing was in production: released"])
+            else:
+                result = rollout(local, release.deployment(), probes, settings)
+    else:
+        from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
+
+        kserve = KServeTarget(
+            kserve_client(), target.namespace or pod_namespace(), releases_uri, target.name, prometheus_url=prometheus_url
+        )
+        result = rollout(kserve, release, probes, settings)
+    if result.promoted and registry is not None and registered_version:
+        registry.promote(registered_version)
+    return release, result

@@ -1,0 +1,151 @@
+"""Rollouts on the real local chain (TorchServe + transformer processes), through the same code as on a cluster
+(fashionrec.deploy.rollout): while clients query, a canary answers its share and is promoted, or fails and is rolled
+back; no request fails and every answer comes from exactly one model. `serve --watch` follows the registry's alias."""
+
+import json
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fashionrec.config import INDEX_META_FILE, MODEL_NAME
+from fashionrec.deploy.canary import CanaryPolicy
+from fashionrec.deploy.local_target import LocalServing, LocalTarget, served_versions, watch_tick
+from fashionrec.deploy.release import Deployment, publish
+from fashionrec.deploy.rollout import RolloutSettings, probe_bodies, rollout, switch
+from fashionrec.local.deployment import production_deployment, releases_root
+from fashionrec.local.processes import LIVE_CANARY, LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.local.stages import StageOutputs
+from fashionrec.serving.client import image_request
+from fashionrec.training.registry import MlflowRegistry
+
+pytestmark = pytest.mark.integration
+FAST = RolloutSettings(canary_share=0.5, max_probes=60)
+
+
+@pytest.fixture(scope="module")
+def target(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTarget]:
+    root = tmp_path_factory.mktemp("rollout")
+    with serve_locally(stages.deployment, root) as (predictor, transformer):
+        assert isinstance(predictor, LocalTorchServe)
+        yield LocalTarget(LocalServing.of(predictor, transformer, root / LIVE_DIR), drain_s=0.2)
+
+
+@pytest.fixture()
+def probes(tiny_catalog: Path) -> list[dict[str, object]]:
+    photos = [(tiny_catalog / "images" / f"{i}.jpg").read_bytes() for i in (10001, 10012, 10025)]
+    return probe_bodies(photos, [10003, 10014])
+
+
+def under_load(target: LocalTarget, body: dict[str, object], action: Callable[[], None]) -> list[tuple[int, str]]:
+    """Run ``action`` while two clients query; return every (status, model_version or error) they saw."""
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                response = client.post(f"{target.endpoint()}/v2/models/{MODEL_NAME}/infer", json=body)
+                answers.append((response.status_code, response.json().get("model_version", response.text)))
+
+    workers = [threading.Thread(target=query) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        action()
+        stop.wait(0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    return answers
+
+
+def test_a_canary_answers_its_share_is_promoted_and_no_request_fails_or_mixes_models(
+    target: LocalTarget, stages: StageOutputs, second_version: StageOutputs, tiny_catalog: Path, probes: list[dict[str, object]]
+) -> None:
+    old, new = stages.deployment.model_version, second_version.deployment.model_version
+    body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
+    results = []
+    answers = under_load(target, body, lambda: results.append(rollout(target, second_version.deployment, probes, FAST)))
+    result = results[0]
+    assert result.promoted, result.markdown
+    assert result.verdict is not None and result.verdict.canary.requests >= FAST.policy.min_requests
+    assert "| canary |" in result.markdown and f"`{new}`" in result.markdown
+    assert answers and all(status == 200 for status, _ in answers), answers[:3]
+    assert {version for _, version in answers} <= {old, new}  # each answer from one model
+    assert target.stable_version() == new and served_versions(target.serving) == {new}
+    assert not (target.serving.live_dir / LIVE_CANARY).exists()
+    metrics = target.metrics_text()
+    assert 'fashionrec_stale_embeddings_total{source="predictor"}' not in metrics
+    # and back, by a decision already taken (`model rollback`, `serve --watch`): the same steps, no check
+    replaced: list[str | None] = []
+    answers = under_load(target, body, lambda: replaced.append(switch(target, stages.deployment)))
+    assert replaced == [new] and all(status == 200 for status, _ in answers)
+    assert target.stable_version() == old and served_versions(target.serving) == {old}
+
+
+def broken_index(second: StageOutputs, tmp_path: Path) -> Deployment:
+    index = tmp_path / "broken-index"
+    shutil.copytree(second.index_dir, index)
+    (index / INDEX_META_FILE).write_text("{ not json")
+    return Deployment(second.model_store, index, second.feature_repo)
+
+
+@pytest.mark.parametrize("failure", ["bad index.json", "another version's Feast store", "too slow for the policy"])
+def test_a_failing_canary_is_rolled_back_and_production_keeps_answering(
+    target: LocalTarget,
+    stages: StageOutputs,
+    second_version: StageOutputs,
+    tiny_catalog: Path,
+    tmp_path: Path,
+    probes: list[dict[str, object]],
+    failure: str,
+) -> None:
+    old = stages.deployment.model_version
+    assert target.stable_version() == old
+    release, settings = second_version.deployment, FAST
+    if failure == "bad index.json":
+        release = broken_index(second_version, tmp_path)
+    elif failure == "another version's Feast store":  # the transformer refuses to load a pair of two versions
+        release = Deployment(second_version.model_store, second_version.index_dir, stages.feature_repo)
+    else:  # a verdict against the canary: nothing can be this fast
+        settings = RolloutSettings(canary_share=0.5, max_probes=60, policy=CanaryPolicy(max_latency_ratio=0, latency_slack_s=-1))
+    body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
+    results = []
+    answers = under_load(target, body, lambda: results.append(rollout(target, release, probes, settings)))
+    result = results[0]
+    assert not result.promoted and "rolled back" in result.markdown
+    assert "rollback incomplete" not in result.markdown, result.markdown
+    assert answers and all(status == 200 for status, _ in answers), answers[:3]
+    if failure != "too slow for the policy":  # a judged canary did answer its share, and only then was removed
+        assert {version for _, version in answers} == {old}
+    assert target.stable_version() == old and served_versions(target.serving) == {old}
+    assert not (target.serving.live_dir / LIVE_CANARY).exists()
+
+
+def test_watch_follows_the_production_alias(
+    target: LocalTarget, stages: StageOutputs, second_version: StageOutputs, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    registry = MlflowRegistry(uri)
+    for run in (stages, second_version):
+        card = json.loads((run.model_dir / "model.json").read_text())
+        registry.log_and_register({"model": run.model_dir}, {"seed": 0}, {"precision_at_5": 0.5}, card)
+        publish(run.deployment, releases_root(workdir))
+    registry.promote(1)
+
+    def production() -> Deployment:
+        return production_deployment(workdir, uri)
+
+    old, new = stages.deployment.model_version, second_version.deployment.model_version
+    assert watch_tick(target, production) == ""  # the first is served
+    registry.promote(2)
+    assert watch_tick(target, production) == f"switched model_version {old} -> {new} with no request dropped"
+    registry.rollback()  # `fashionrec model rollback`
+    assert watch_tick(target, production).endswith(f"{new} -> {old} with no request dropped")
+    assert target.stable_version() == old
