@@ -199,6 +199,7 @@ class LocalTarget:
         except (LocalRolloutError, httpx.HTTPError, OSError) as exc:
             problems.append(f"transformer reload: {exc}")
         if release.model_version in self._registered and release.model_version != self.stable_version():
+            time.sleep(self.drain_s)  # requests the canary already took finish on its encoder before it goes
             try:
                 unregister_encoder(self.serving, release.model_version)
                 self._registered.discard(release.model_version)
