@@ -9,7 +9,7 @@ import sys
 from typing import Any, NamedTuple
 
 from kfp import compiler, dsl, kubernetes
-from kfp.dsl import Dataset, PipelineTask
+from kfp.dsl import Artifact, Dataset, Model, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
 from components.build_index import build_index
@@ -30,6 +30,9 @@ PIPELINE_NAME = "fashionrec-training"
 
 
 class TrainingOutputs(NamedTuple):
+    model_store: Model
+    index: Artifact
+    feature_repo: Artifact
     gate_passed: bool  # the gate's decision; the deploy step's outcome is its report (and the registry's alias)
 
 
@@ -150,7 +153,12 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
         deployed.set_caching_options(False)  # it changes what is served
         with_secrets(deployed, STORAGE, REGISTRY)
 
-        return TrainingOutputs(gate_passed=gated.outputs["promote"])
+        return TrainingOutputs(
+            model_store=packaged.outputs["model_store"],
+            index=index.outputs["index"],
+            feature_repo=features.outputs["feature_repo"],
+            gate_passed=gated.outputs["promote"],
+        )
 
     return training_pipeline
 

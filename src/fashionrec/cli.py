@@ -7,16 +7,18 @@ import json
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from fashionrec.config import DEFAULT_TOP_K, DEFECTS_FILE, DEPLOYMENT_FILE, MODEL_NAME, PIPELINE_LOG_FILE
+from fashionrec.config import DEFAULT_TOP_K, DEFECTS_FILE, DEPLOYMENT_FILE, MODEL_NAME, PIPELINE_LOG_FILE, predictor_model_name
 from fashionrec.console import console, print_hits, print_versions
 
 if TYPE_CHECKING:
+    from fashionrec.kubeflow.submit import PipelineVersionRef
     from fashionrec.training.registry import MlflowRegistry
 
 from fashionrec.params import IndexKind, PipelineSettings, TrainConfig, cli_signature, from_values
@@ -178,6 +180,25 @@ def pipeline_run(
     console.print(f"pipeline finished: {outcome}; this run's outputs: {workdir / DEPLOYMENT_FILE}")
 
 
+T = TypeVar("T")
+
+
+def kfp_call(call: Callable[[], T]) -> T:
+    """A call to the KFP API; its KfpSubmitError is one red line and exit code 1, no traceback."""
+    from fashionrec.kubeflow.submit import KfpSubmitError
+
+    try:
+        return call()
+    except KfpSubmitError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+def print_pipeline_version(version: PipelineVersionRef) -> None:
+    uploaded = "uploaded" if version.version_uploaded else "already uploaded"
+    console.print(f"pipeline {version.pipeline_name}, version {version.version_name} ({uploaded})", soft_wrap=True)
+
+
 @pipeline_app.command("submit")
 def pipeline_submit(
     host: Annotated[
@@ -214,21 +235,12 @@ def pipeline_submit(
 ) -> None:
     """Upload the compiled training pipeline to Kubeflow Pipelines (a new version only when the YAML changed), then
     start a run of it and print the run's id and URL."""
-    from fashionrec.kubeflow.submit import KfpSubmitError, submit_run
+    from fashionrec.kubeflow.submit import submit_run
 
-    try:
-        submitted = submit_run(
-            host, package, param or [], experiment=experiment, run_name=run_name, namespace=namespace, token=token
-        )
-    except KfpSubmitError as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
-    version = submitted.pipeline
-    console.print(
-        f"pipeline {version.pipeline_name}, version {version.version_name} "
-        f"({'uploaded' if version.version_uploaded else 'already uploaded'})",
-        soft_wrap=True,
+    submitted = kfp_call(
+        lambda: submit_run(host, package, param or [], experiment=experiment, run_name=run_name, namespace=namespace, token=token)
     )
+    print_pipeline_version(submitted.pipeline)
     console.print(f"run {submitted.run_id} started in experiment {experiment}", soft_wrap=True)
     console.print(submitted.url, markup=False, soft_wrap=True)
 
@@ -259,10 +271,10 @@ def pipeline_schedule(
 ) -> None:
     """Upload the compiled training pipeline as for `pipeline submit`, then create an enabled recurring run on CRON
     (KFP's cron has a seconds field first: '0 ' is prepended; runs missed while paused are not caught up)."""
-    from fashionrec.kubeflow.submit import KfpSubmitError, schedule_run
+    from fashionrec.kubeflow.submit import schedule_run
 
-    try:
-        scheduled = schedule_run(
+    scheduled = kfp_call(
+        lambda: schedule_run(
             host,
             cron,
             package,
@@ -273,15 +285,8 @@ def pipeline_schedule(
             namespace=namespace,
             token=token,
         )
-    except KfpSubmitError as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
-    version = scheduled.pipeline
-    console.print(
-        f"pipeline {version.pipeline_name}, version {version.version_name} "
-        f"({'uploaded' if version.version_uploaded else 'already uploaded'})",
-        soft_wrap=True,
     )
+    print_pipeline_version(scheduled.pipeline)
     console.print(
         f"recurring run {scheduled.recurring_run_id} in experiment {experiment}, KFP cron '{scheduled.cron}'", soft_wrap=True
     )
@@ -371,7 +376,8 @@ def serve(
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR)
         state = serving.save(workdir)  # a `fashionrec pipeline run` of this workdir rolls out onto these servers
-        console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/fashionrec-<model_version>/infer")
+        encoder = predictor_model_name(predictor.model_version)
+        console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{encoder}/infer")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
         target = LocalTarget(serving)

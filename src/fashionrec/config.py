@@ -105,6 +105,9 @@ MODEL_STORE_DIR = "model-store"
 TS_CONFIG_FILE = "config/config.properties"
 INDEX_FILE = "items.faiss"
 INDEX_META_FILE = "index.json"
+# A serving snapshot's folder layout: a release's serving/ (KServe's /mnt/models), a local live bundle, a canary dir.
+SNAPSHOT_INDEX_DIR = "index"
+SNAPSHOT_FEATURE_REPO_DIR = "feature_repo"
 
 # Kubernetes Secrets the pipeline's steps read credentials from (kfp-kubernetes; optional: Workload Identity or IRSA
 # need none). Never pipeline parameters. Object storage: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (S3, MinIO);

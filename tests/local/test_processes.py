@@ -7,8 +7,9 @@ import pytest
 
 def test_live_link_flips_between_deployments_from_a_relative_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The transformer reads live/current/{index,feature_repo}; a swap re-points it, also when live/ is relative."""
+    from fashionrec.config import SNAPSHOT_FEATURE_REPO_DIR, SNAPSHOT_INDEX_DIR
     from fashionrec.local.deployment import Deployment
-    from fashionrec.local.processes import LIVE_FEATURE_REPO, LIVE_INDEX, link_deployment
+    from fashionrec.local.processes import link_deployment
 
     monkeypatch.chdir(tmp_path)
     deployments = []
@@ -18,7 +19,7 @@ def test_live_link_flips_between_deployments_from_a_relative_folder(tmp_path: Pa
         (tmp_path / name / "repo").mkdir()
         deployments.append(Deployment(tmp_path / name / "store", tmp_path / name / "index", tmp_path / name / "repo"))
     current = link_deployment(deployments[0], Path("serve") / "live")
-    assert (current / LIVE_INDEX / "index.json").read_text() == "v1"
+    assert (current / SNAPSHOT_INDEX_DIR / "index.json").read_text() == "v1"
     assert link_deployment(deployments[1], Path("serve") / "live") == current
-    assert (current / LIVE_INDEX / "index.json").read_text() == "v2"
-    assert (current / LIVE_FEATURE_REPO).resolve() == (tmp_path / "v2" / "repo").resolve()
+    assert (current / SNAPSHOT_INDEX_DIR / "index.json").read_text() == "v2"
+    assert (current / SNAPSHOT_FEATURE_REPO_DIR).resolve() == (tmp_path / "v2" / "repo").resolve()

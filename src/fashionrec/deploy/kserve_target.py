@@ -20,7 +20,7 @@ import httpx
 import yaml
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.deploy.release import SERVING, Release, kserve_uri
+from fashionrec.deploy.release import SERVING, Release, kserve_uri, read_release
 from fashionrec.deploy.rollout import Servable, wait_for
 
 STORAGE_ENV = "STORAGE_URI"  # the transformer container's: KServe's storage initializer fetches it into /mnt/models
@@ -47,12 +47,9 @@ class InferenceServiceClient(Protocol):
 # ---- reading an InferenceService ------------------------------------------------------------------------------
 
 
-def transformer_container(isvc: dict[str, Any]) -> dict[str, Any]:
-    return dict(isvc["spec"]["transformer"]["containers"][0])
-
-
 def storage_env(isvc: dict[str, Any]) -> str:
-    env = {e["name"]: e.get("value", "") for e in transformer_container(isvc).get("env", [])}
+    """The transformer container's STORAGE_URI."""
+    env = {e["name"]: e.get("value", "") for e in isvc["spec"]["transformer"]["containers"][0].get("env", [])}
     return str(env.get(STORAGE_ENV, ""))
 
 
@@ -67,12 +64,11 @@ def served_version(isvc: dict[str, Any] | None) -> str | None:
     return None if version == PLACEHOLDER_VERSION else version
 
 
-def releases_root_of(isvc: dict[str, Any]) -> str:
-    return storage_env(isvc).rstrip("/").rsplit("/", 2)[0]
-
-
-def _component(isvc: dict[str, Any], component: str) -> dict[str, Any]:
-    return dict(((isvc.get("status") or {}).get("components") or {}).get(component) or {})
+def _revisions(isvc: dict[str, Any], component: str) -> tuple[str, str, dict[str, int]]:
+    """A component's latest created and latest ready revision, and its traffic: percent by revision name."""
+    status = dict(((isvc.get("status") or {}).get("components") or {}).get(component) or {})
+    traffic = {str(t.get("revisionName")): int(t.get("percent") or 0) for t in status.get("traffic") or []}
+    return str(status.get("latestCreatedRevision") or ""), str(status.get("latestReadyRevision") or ""), traffic
 
 
 def _status_current(isvc: dict[str, Any]) -> bool:
@@ -92,37 +88,26 @@ def _failed(isvc: dict[str, Any], component: str) -> str | None:
     return None
 
 
-def rolled_out(isvc: dict[str, Any], component: str) -> bool:
-    """The component's latest revision is ready and takes all the traffic."""
-    if not _status_current(isvc):
-        return False
-    if reason := _failed(isvc, component):
-        raise KServeRolloutError(reason)
-    status = _component(isvc, component)
-    latest = status.get("latestCreatedRevision")
-    traffic = {t.get("revisionName"): int(t.get("percent") or 0) for t in status.get("traffic") or []}
-    return bool(latest) and status.get("latestReadyRevision") == latest and traffic.get(latest) == 100
-
-
 def canary_serving(isvc: dict[str, Any], component: str, percent: int) -> bool:
     """The component's latest revision is ready and takes ``percent`` of the traffic, the previous one the rest."""
     if not _status_current(isvc):
         return False
     if reason := _failed(isvc, component):
         raise KServeRolloutError(reason)
-    status = _component(isvc, component)
-    latest = status.get("latestCreatedRevision")
-    traffic = {t.get("revisionName"): int(t.get("percent") or 0) for t in status.get("traffic") or []}
-    return bool(latest) and status.get("latestReadyRevision") == latest and traffic.get(latest) == percent
+    latest, ready, traffic = _revisions(isvc, component)
+    return bool(latest) and ready == latest and traffic.get(latest) == percent
+
+
+def rolled_out(isvc: dict[str, Any], component: str) -> bool:
+    """The component's latest revision is ready and takes all the traffic."""
+    return canary_serving(isvc, component, 100)
 
 
 def pinned_to_previous(isvc: dict[str, Any], component: str) -> bool:
     """After ``canaryTrafficPercent: 0``: the latest revision takes no traffic."""
     if not _status_current(isvc):
         return False
-    status = _component(isvc, component)
-    latest = status.get("latestCreatedRevision")
-    traffic = {t.get("revisionName"): int(t.get("percent") or 0) for t in status.get("traffic") or []}
+    latest, _, traffic = _revisions(isvc, component)
     return sum(traffic.values()) == 100 and traffic.get(latest, 0) == 0
 
 
@@ -132,8 +117,7 @@ def pinned_to_previous(isvc: dict[str, Any], component: str) -> bool:
 def with_release(isvc: dict[str, Any], release: Release, component: str, canary_percent: int | None) -> dict[str, Any]:
     """A copy of the InferenceService with ``component`` pointed at the release (and its canary share set, or the
     canary field removed when None)."""
-    updated = copy.deepcopy(isvc)
-    updated.pop("status", None)
+    updated = with_canary_percent(isvc, component, canary_percent)
     spec = updated["spec"][component]
     if component == "predictor":
         spec["model"]["storageUri"] = kserve_uri(release.model_store_uri)
@@ -141,14 +125,11 @@ def with_release(isvc: dict[str, Any], release: Release, component: str, canary_
         container = spec["containers"][0]
         container["env"] = [e for e in container.get("env", []) if e["name"] != STORAGE_ENV]
         container["env"].insert(0, {"name": STORAGE_ENV, "value": kserve_uri(release.serving_uri)})
-    if canary_percent is None:
-        spec.pop("canaryTrafficPercent", None)
-    else:
-        spec["canaryTrafficPercent"] = canary_percent
     return updated
 
 
 def with_canary_percent(isvc: dict[str, Any], component: str, percent: int | None) -> dict[str, Any]:
+    """A copy, without its status, with the component's canary share set (or the field removed when None)."""
     updated = copy.deepcopy(isvc)
     updated.pop("status", None)
     if percent is None:
@@ -214,14 +195,7 @@ class KServeTarget:
         wait_for(lambda: check(self._require()), self.timeout_s, f"{self.isvc_name}: {what}", self.poll_s)
 
     def _release(self, release: Servable) -> Release:
-        if isinstance(release, Release):
-            return release
-        from fashionrec.deploy.release import read_release
-
-        found = read_release(self.releases_root, release.model_version)
-        if found is None:
-            raise KServeRolloutError(f"release {release.model_version} is not published under {self.releases_root}")
-        return found
+        return release if isinstance(release, Release) else self.release_of(release.model_version)
 
     def stable_version(self) -> str | None:
         return served_version(self._get())
@@ -283,11 +257,9 @@ class KServeTarget:
         self._wait(lambda found: rolled_out(found, "predictor") and rolled_out(found, "transformer"), "first release ready")
 
     def release_of(self, model_version: str) -> Release:
-        from fashionrec.deploy.release import read_release
-
         found = read_release(self.releases_root, model_version)
         if found is None:
-            raise KServeRolloutError(f"no release {model_version} under {self.releases_root}")
+            raise KServeRolloutError(f"release {model_version} is not published under {self.releases_root}")
         return found
 
 

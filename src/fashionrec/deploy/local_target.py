@@ -24,20 +24,20 @@ from pathlib import Path
 
 import httpx
 
-from fashionrec.config import INDEX_META_FILE, MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, predictor_model_name
+from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, SNAPSHOT_INDEX_DIR, predictor_model_name
 from fashionrec.deploy.release import Deployment, Release
 from fashionrec.deploy.rollout import Servable, switch
 from fashionrec.local.processes import (
     LIVE_CANARY,
     LIVE_CURRENT,
     LIVE_DIR,
-    LIVE_INDEX,
     LocalTorchServe,
     LocalTransformer,
     make_bundle,
     point_current,
     serve_locally,
 )
+from fashionrec.retrieval.index import IndexMeta
 from fashionrec.serving.guard import ADMIN_HEADER
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
@@ -61,9 +61,7 @@ class LocalServing:
 
     @classmethod
     def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
-        return cls(
-            predictor.management_url, predictor.live_store, transformer.url, transformer.work_dir / "admin.token", live_dir
-        )
+        return cls(predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir)
 
     def save(self, work_dir: Path) -> Path:
         path = work_dir / SERVING_STATE_FILE
@@ -139,8 +137,7 @@ def reload_transformer(serving: LocalServing) -> None:
 
 def stable_version(live_dir: Path) -> str:
     """The model version of the index live/current links."""
-    meta = json.loads((live_dir / LIVE_CURRENT / LIVE_INDEX / INDEX_META_FILE).read_text(encoding="utf-8"))
-    return str(meta["model_version"])
+    return IndexMeta.load(live_dir / LIVE_CURRENT / SNAPSHOT_INDEX_DIR).model_version
 
 
 def as_deployment(release: Servable) -> Deployment:

@@ -22,14 +22,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, TS_CONFIG_FILE
+from fashionrec.config import (
+    MAR_FILE,
+    MODEL_NAME,
+    MODEL_STORE_DIR,
+    SNAPSHOT_FEATURE_REPO_DIR,
+    SNAPSHOT_INDEX_DIR,
+    TS_CONFIG_FILE,
+)
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
 
 RELEASE_FILE = "release.json"
 MODEL_STORE = "model_store"
 SERVING = "serving"
-SERVING_INDEX = "index"
-SERVING_FEATURE_REPO = "feature_repo"
 # KFP's MinIO scheme; the S3 API of a MinIO server (endpoint from $AWS_ENDPOINT_URL, KFP's in-cluster MinIO otherwise).
 MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
 
@@ -48,10 +53,6 @@ class Deployment:
         return mar_version(self.model_store / MODEL_STORE_DIR / MAR_FILE)
 
 
-class ReleaseError(RuntimeError):
-    """A release could not be published or read."""
-
-
 @dataclass(frozen=True)
 class Release:
     root: str  # the storage root all releases live under
@@ -61,7 +62,7 @@ class Release:
 
     @property
     def prefix(self) -> str:
-        return f"{self.root.rstrip('/')}/{self.model_version}"
+        return release_prefix(self.root, self.model_version)
 
     @property
     def model_store_uri(self) -> str:
@@ -74,7 +75,11 @@ class Release:
     def deployment(self) -> Deployment:
         """Its artifacts as local paths (a local storage root only)."""
         serving = Path(self.serving_uri)
-        return Deployment(Path(self.model_store_uri), serving / SERVING_INDEX, serving / SERVING_FEATURE_REPO)
+        return Deployment(Path(self.model_store_uri), serving / SNAPSHOT_INDEX_DIR, serving / SNAPSHOT_FEATURE_REPO_DIR)
+
+
+def release_prefix(root: str, model_version: str) -> str:
+    return f"{root.rstrip('/')}/{model_version}"
 
 
 def storage(uri: str) -> tuple[Any, str]:
@@ -94,13 +99,13 @@ def kserve_uri(uri: str) -> str:
 
 
 def read_release(root: str, model_version: str) -> Release | None:
-    fs, path = storage(f"{root.rstrip('/')}/{model_version}/{RELEASE_FILE}")
+    fs, path = storage(f"{release_prefix(root, model_version)}/{RELEASE_FILE}")
     if not fs.exists(path):
         return None
     return Release(**json.loads(fs.cat_file(path)))
 
 
-def _stage_model_store(new_store: Path, previous_archive: Path | None, staging: Path, settings: TorchServeSettings) -> str:
+def _stage_model_store(new_store: Path, previous_archive: Path | None, staging: Path, settings: TorchServeSettings) -> None:
     """The release's model store: this version's .mar, production's beside it, and a config serving both."""
     store = staging / MODEL_STORE
     (store / MODEL_STORE_DIR).mkdir(parents=True)
@@ -114,36 +119,33 @@ def _stage_model_store(new_store: Path, previous_archive: Path | None, staging: 
             shutil.copy2(previous_archive, store / MODEL_STORE_DIR / archives[previous])
     (store / TS_CONFIG_FILE).parent.mkdir(parents=True)
     (store / TS_CONFIG_FILE).write_text(torchserve_properties(settings, archives), encoding="utf-8")
-    return version
 
 
 def publish(
-    artifacts: Deployment, root: str, previous_version: str | None = None, settings: TorchServeSettings | None = None
+    artifacts: Deployment, root: str, previous: Release | None = None, settings: TorchServeSettings | None = None
 ) -> Release:
-    """Publish the pipeline's outputs as the release of their model version. A complete release of that version
-    already there is reused as it is (a retried step); a release is never overwritten."""
+    """Publish the pipeline's outputs as the release of their model version, its model store also serving
+    ``previous`` (production's release). A complete release of that version already there is reused as it is (a
+    retried step); a release is never overwritten."""
     version = artifacts.model_version
     if (existing := read_release(root, version)) is not None:
         return existing
-    fs, prefix = storage(f"{root.rstrip('/')}/{version}")
+    fs, prefix = storage(release_prefix(root, version))
+    beside = previous if previous is not None and previous.model_version != version else None
     with tempfile.TemporaryDirectory(prefix="fashionrec-release-") as tmp:
         staging = Path(tmp)
         previous_archive = None
-        if previous_version and previous_version != version:
-            if read_release(root, previous_version) is None:
-                raise ReleaseError(f"production's release {previous_version} is not under {root}")
-            previous_fs, previous_path = storage(
-                f"{root.rstrip('/')}/{previous_version}/{MODEL_STORE}/{MODEL_STORE_DIR}/{MAR_FILE}"
-            )
+        if beside is not None:
+            previous_fs, previous_path = storage(f"{beside.model_store_uri}/{MODEL_STORE_DIR}/{MAR_FILE}")
             previous_archive = staging / "previous.mar"
             previous_fs.get(previous_path, str(previous_archive))
         _stage_model_store(artifacts.model_store, previous_archive, staging, settings or TorchServeSettings())
-        shutil.copytree(artifacts.index_dir, staging / SERVING / SERVING_INDEX)
-        shutil.copytree(artifacts.feature_repo, staging / SERVING / SERVING_FEATURE_REPO)
+        shutil.copytree(artifacts.index_dir, staging / SERVING / SNAPSHOT_INDEX_DIR)
+        shutil.copytree(artifacts.feature_repo, staging / SERVING / SNAPSHOT_FEATURE_REPO_DIR)
         for part in (MODEL_STORE, SERVING):  # a partial upload without release.json is replaced by the retry
             if fs.exists(f"{prefix}/{part}"):
                 fs.rm(f"{prefix}/{part}", recursive=True)
             fs.put(str(staging / part), f"{prefix}/{part}", recursive=True)
-        release = Release(root, version, previous_version if previous_archive else None, datetime.now(UTC).isoformat())
+        release = Release(root, version, beside.model_version if beside else None, datetime.now(UTC).isoformat())
         fs.pipe_file(f"{prefix}/{RELEASE_FILE}", json.dumps(asdict(release), indent=2).encode())
     return release

@@ -84,16 +84,15 @@ def deploy(
 
         assert target.work_dir is not None
         releases_uri = releases_root(target.work_dir)
-    if production_version is not None and read_release(releases_uri, production_version) is None:
-        production_version = None  # production predates releases here: nothing to serve beside the new one
-    release = publish(artifacts, releases_uri, previous_version=production_version)
+    # None also when production predates releases here: nothing to serve beside the new one
+    previous = read_release(releases_uri, production_version) if production_version else None
+    release = publish(artifacts, releases_uri, previous)
     if target.kind == "none":
         return release, None
     if target.kind == "local":
         from fashionrec.deploy.local_target import local_target
 
         assert target.work_dir is not None
-        previous = read_release(releases_uri, production_version) if production_version else None
         with local_target(target.work_dir, previous.deployment() if previous else None) as local:
             if local is None:  # nothing in production: the first release is served by `fashionrec serve` as it is
                 result = RolloutResult(True, release.model_version, None, "local", ["nothing was in production: released"])

@@ -490,6 +490,38 @@ def _timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a run and a recurring run both start from: the API connection, the pipeline version holding this YAML,
+    the experiment and the checked parameters."""
+
+    connection: KfpConnection
+    package: PipelinePackage
+    version: PipelineVersionRef
+    experiment_id: str
+    parameters: dict[str, Any]
+
+
+@contextlib.contextmanager
+def prepared_run(
+    host: str | None,
+    package_path: Path | None,
+    params: Sequence[str],
+    experiment: str,
+    namespace: str | None,
+    token: str | None,
+    timeout: float,
+) -> Iterator[PreparedRun]:
+    """Check the package and parameters (no network), connect, find or upload the version, get or create the
+    experiment; the caller's kfp calls inside the block get the same error handling."""
+    package = load_pipeline_package(package_path)
+    parameters = runtime_parameters(package, params)
+    connection = open_connection(host, token, namespace, timeout)
+    with kfp_errors(connection.host), quiet_kfp():
+        version = ensure_pipeline_version(connection, package)
+        yield PreparedRun(connection, package, version, ensure_experiment(connection, experiment), parameters)
+
+
 def submit_run(
     host: str | None,
     package_path: Path | None = None,
@@ -503,21 +535,16 @@ def submit_run(
     """Upload the pipeline (unless this YAML already is a version of it), get or create the experiment, start a run.
 
     ``params`` are ``NAME=VALUE`` texts; ``timeout`` bounds the reachability check before kfp.Client is made."""
-    package = load_pipeline_package(package_path)
-    parameters = runtime_parameters(package, params)
-    connection = open_connection(host, token, namespace, timeout)
-    with kfp_errors(connection.host), quiet_kfp():
-        version = ensure_pipeline_version(connection, package)
-        experiment_id = ensure_experiment(connection, experiment)
-        run = connection.client.run_pipeline(
-            experiment_id=experiment_id,
-            job_name=run_name or f"{package.name} {_timestamp()}",
-            params=parameters,
-            pipeline_id=version.pipeline_id,
-            version_id=version.pipeline_version_id,
+    with prepared_run(host, package_path, params, experiment, namespace, token, timeout) as prepared:
+        run = prepared.connection.client.run_pipeline(
+            experiment_id=prepared.experiment_id,
+            job_name=run_name or f"{prepared.package.name} {_timestamp()}",
+            params=prepared.parameters,
+            pipeline_id=prepared.version.pipeline_id,
+            version_id=prepared.version.pipeline_version_id,
         )
     run_id = str(run.run_id)
-    return SubmittedRun(run_id, connection.run_url(run_id), experiment_id, version)
+    return SubmittedRun(run_id, prepared.connection.run_url(run_id), prepared.experiment_id, prepared.version)
 
 
 def schedule_run(
@@ -537,22 +564,18 @@ def schedule_run(
     cron_expression = kfp_cron(cron)
     if max_concurrency not in MAX_CONCURRENCY_RANGE:
         raise KfpSubmitError(f"--max-concurrency {max_concurrency}: KFP accepts 1 to 10")
-    package = load_pipeline_package(package_path)
-    parameters = runtime_parameters(package, params)
-    connection = open_connection(host, token, namespace, timeout)
-    with kfp_errors(connection.host), quiet_kfp():
-        version = ensure_pipeline_version(connection, package)
-        experiment_id = ensure_experiment(connection, experiment)
-        recurring_run = connection.client.create_recurring_run(
-            experiment_id=experiment_id,
-            job_name=name or f"{package.name} at '{cron}'",
+    with prepared_run(host, package_path, params, experiment, namespace, token, timeout) as prepared:
+        recurring_run = prepared.connection.client.create_recurring_run(
+            experiment_id=prepared.experiment_id,
+            job_name=name or f"{prepared.package.name} at '{cron}'",
             cron_expression=cron_expression,
             max_concurrency=max_concurrency,
             no_catchup=True,
-            params=parameters,
-            pipeline_id=version.pipeline_id,
-            version_id=version.pipeline_version_id,
+            params=prepared.parameters,
+            pipeline_id=prepared.version.pipeline_id,
+            version_id=prepared.version.pipeline_version_id,
             enabled=True,
         )
     recurring_run_id = str(recurring_run.recurring_run_id)
-    return ScheduledRun(recurring_run_id, connection.recurring_run_url(recurring_run_id), cron_expression, experiment_id, version)
+    url = prepared.connection.recurring_run_url(recurring_run_id)
+    return ScheduledRun(recurring_run_id, url, cron_expression, prepared.experiment_id, prepared.version)

@@ -156,17 +156,13 @@ def run_local(
         warnings.filterwarnings("ignore", category=UserWarning, module="kfp.local")
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="kfp.local")
         task = module.training_pipeline(catalog_uri=str(catalog_dir.resolve()), **parameters)
-    deployment = last_run_outputs(work_dir / "pipeline_root")
+    deployment = Deployment(
+        model_store=Path(task.outputs["model_store"].path),
+        index_dir=Path(task.outputs["index"].path),
+        feature_repo=Path(task.outputs["feature_repo"].path),
+    )
     gate_passed = bool(task.outputs["gate_passed"])
     production = MlflowRegistry(registry_uri).production()
     promoted = gate_passed and production is not None and production.model_version == deployment.model_version
     save_deployment(deployment, work_dir, promoted=promoted)
     return LocalRun(deployment, gate_passed, promoted)
-
-
-def last_run_outputs(pipeline_root: Path) -> Deployment:
-    """The serving artifacts of the newest run under kfp.local's pipeline root (<root>/<run>/<task>/<output>)."""
-    run = max((p for p in pipeline_root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return Deployment(
-        run / "package-model" / "model_store", run / "build-index" / "index", run / "materialize-features" / "feature_repo"
-    )

@@ -23,7 +23,15 @@ from typing import ClassVar
 
 import httpx
 
-from fashionrec.config import MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR, predictor_model_name
+from fashionrec.config import (
+    MAR_FILE,
+    MAX_REQUEST_BYTES,
+    MODEL_NAME,
+    MODEL_STORE_DIR,
+    SNAPSHOT_FEATURE_REPO_DIR,
+    SNAPSHOT_INDEX_DIR,
+    predictor_model_name,
+)
 from fashionrec.local.deployment import Deployment
 from fashionrec.serving.entrypoints import KSERVE_ENCODER_ENTRYPOINT, TRANSFORMER_ENTRYPOINT, kserve_file
 from fashionrec.serving.guard import ADMIN_HEADER
@@ -191,6 +199,11 @@ class LocalModelServer:
         return f"http://{LOOPBACK}:{self.http_port}"
 
     @property
+    def admin_token_file(self) -> Path:
+        """Where its token is written for it (and for a local rollout) to read."""
+        return self.work_dir.absolute() / ADMIN_TOKEN_FILE
+
+    @property
     def admin_headers(self) -> dict[str, str]:
         return {ADMIN_HEADER: f"Bearer {self.admin_token}"}
 
@@ -204,7 +217,7 @@ class LocalModelServer:
             f"--http_port={self.http_port}",
             f"--grpc_port={self.grpc_port}",
             f"--bind_address={LOOPBACK}",
-            f"--admin_token_file={self.work_dir.absolute() / ADMIN_TOKEN_FILE}",
+            f"--admin_token_file={self.admin_token_file}",
             QUIET_REQUEST_LOG,
         ]
 
@@ -212,7 +225,7 @@ class LocalModelServer:
         """Start `python kserve/<entrypoint> args` and wait until the model answers ready."""
         self.work_dir = self.work_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        token_file = self.work_dir / ADMIN_TOKEN_FILE
+        token_file = self.admin_token_file
         token_file.touch(mode=0o600)
         token_file.write_text(self.admin_token, encoding="utf-8")
         command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
@@ -281,8 +294,6 @@ class LocalTransformer(LocalModelServer):
 RUNTIMES = ("torchserve", "kserve")
 # The transformer reads through live/current/{index,feature_repo}; a hot swap flips live/current.
 LIVE_DIR = "live"
-LIVE_INDEX = "index"
-LIVE_FEATURE_REPO = "feature_repo"
 LIVE_CURRENT = "current"
 LIVE_CANARY = "canary"  # present only during a local rollout's canary
 
@@ -291,8 +302,8 @@ def make_bundle(deployment: Deployment, live_dir: Path) -> Path:
     """A folder linking this deployment's index and Feast repo (what live/current or live/canary point at)."""
     bundle = live_dir / f"bundle-{time.monotonic_ns()}"
     bundle.mkdir(parents=True)
-    (bundle / LIVE_INDEX).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
-    (bundle / LIVE_FEATURE_REPO).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
+    (bundle / SNAPSHOT_INDEX_DIR).symlink_to(deployment.index_dir.resolve(), target_is_directory=True)
+    (bundle / SNAPSHOT_FEATURE_REPO_DIR).symlink_to(deployment.feature_repo.resolve(), target_is_directory=True)
     return bundle
 
 
@@ -340,8 +351,8 @@ def serve_locally(
         current = link_deployment(deployment, root / LIVE_DIR)
         transformer = LocalTransformer(
             root / "transformer",
-            index_dir=current / LIVE_INDEX,
-            feature_repo=current / LIVE_FEATURE_REPO,
+            index_dir=current / SNAPSHOT_INDEX_DIR,
+            feature_repo=current / SNAPSHOT_FEATURE_REPO_DIR,
             predictor_host=host,
             predictor_protocol=protocol,
             canary_dir=root / LIVE_DIR / LIVE_CANARY,

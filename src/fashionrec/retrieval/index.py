@@ -81,6 +81,11 @@ class IndexMeta:
     def spec(self) -> IndexSpec:
         return IndexSpec(self.index_kind, dict(self.index_params))
 
+    @classmethod
+    def load(cls, directory: Path) -> IndexMeta:
+        """The index.json of an index folder, without loading the index."""
+        return cls(**json.loads((directory / INDEX_META_FILE).read_text(encoding="utf-8")))
+
 
 # What each kind is inside the IDMap2 wrapper, so index.json and items.faiss cannot disagree unnoticed.
 _FAISS_CLASS = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}
@@ -187,7 +192,7 @@ class ItemIndex:
     def load(cls, directory: Path) -> ItemIndex:
         import faiss
 
-        meta = IndexMeta(**json.loads((directory / INDEX_META_FILE).read_text(encoding="utf-8")))
+        meta = IndexMeta.load(directory)
         index = faiss.read_index(str(directory / INDEX_FILE))
         if index.ntotal != meta.count or index.d != meta.dimension:
             raise ValueError(f"{directory}: index holds {index.ntotal}x{index.d}, metadata says {meta.count}x{meta.dimension}")

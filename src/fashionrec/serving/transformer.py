@@ -44,6 +44,8 @@ from fashionrec.config import (
     MAX_TOP_K,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
+    SNAPSHOT_FEATURE_REPO_DIR,
+    SNAPSHOT_INDEX_DIR,
 )
 from fashionrec.imaging import ImageDecodeError, validate_images
 from fashionrec.retrieval.feast_store import OnlineFeatures
@@ -176,7 +178,7 @@ class Routing:
         share = float(json.loads((bundle / CANARY_FILE).read_text(encoding="utf-8"))["share"])
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"canary share must be between 0 and 1, got {share}")
-        canary = ServingSnapshot.load(bundle / "index", bundle / "feature_repo")
+        canary = ServingSnapshot.load(bundle / SNAPSHOT_INDEX_DIR, bundle / SNAPSHOT_FEATURE_REPO_DIR)
         if canary.model_version == stable.model_version:
             return cls(stable)
         return cls(stable, canary, share)
