@@ -68,7 +68,7 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_local_runs_release_canary_promote_and_a_rejected_run_leaves_production(tiny_catalog: Path, tmp_path: Path) -> None:
-    """Run 1: nothing in production, its release is promoted. Run 2 (another seed; the gate told to take any model):
+    """Run 1: nothing in production, its release is promoted. Run 2 (another seed, better on precision@5; the guards relaxed):
     rolled out as a canary on production's servers (started for the rollout), checked, promoted. Run 3 (the same
     model again): the gate rejects it, production serves on untouched."""
     from fashionrec.params import PipelineSettings
