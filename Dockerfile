@@ -15,7 +15,7 @@ COPY manifests/base ./manifests/base
 ENV OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 
 FROM base AS transformer
-RUN pip install --no-cache-dir ".[transformer]" && rm -rf src
+RUN pip install --no-cache-dir ".[transformer,redis,storage]" && rm -rf src
 USER 1000:1000
 EXPOSE 8080 8081
 CMD ["python", "/opt/fashionrec/kserve/transformer.py", "--help"]
@@ -24,5 +24,5 @@ FROM base AS pipeline
 # torch first, pinned as in `make setup` (PyPI's Linux wheel is a CUDA build: the train step uses the GPU when the
 # pod has one).
 RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1
-RUN pip install --no-cache-dir ".[pipeline,transformer,storage]" && rm -rf src
+RUN pip install --no-cache-dir ".[pipeline,transformer,redis,storage]" && rm -rf src
 USER 1000:1000

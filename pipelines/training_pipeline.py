@@ -23,7 +23,15 @@ from components.register_model import register_model
 from components.train_encoder import train_encoder
 from components.validate_catalog import validate_catalog
 from components.validate_catalog_on_volume import validate_catalog_on_volume
-from fashionrec.config import CATALOG_MOUNT, REGISTRY_SECRET, REGISTRY_SECRET_KEYS, STORAGE_SECRET, STORAGE_SECRET_KEYS
+from fashionrec.config import (
+    CATALOG_MOUNT,
+    FEAST_SECRET,
+    FEAST_SECRET_KEYS,
+    REGISTRY_SECRET,
+    REGISTRY_SECRET_KEYS,
+    STORAGE_SECRET,
+    STORAGE_SECRET_KEYS,
+)
 from fashionrec.params import PipelineSettings, TrainConfig, kfp_signature, run_parameters
 
 PIPELINE_NAME = "fashionrec-training"
@@ -46,6 +54,7 @@ def with_secrets(task: PipelineTask, *secrets: tuple[str, tuple[str, ...]]) -> P
 
 STORAGE = (STORAGE_SECRET, STORAGE_SECRET_KEYS)
 REGISTRY = (REGISTRY_SECRET, REGISTRY_SECRET_KEYS)
+FEAST = (FEAST_SECRET, FEAST_SECRET_KEYS)  # a shared online store's and SQL registry's passwords
 
 
 def build_training_pipeline(gpu: bool = True) -> GraphComponent:
@@ -110,9 +119,15 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
         gated.set_caching_options(False)  # production changes between runs
         with_secrets(gated, REGISTRY)
 
-        features = materialize_features(embeddings=embedded.outputs["embeddings"], promote=gated.outputs["promote"])
+        features = materialize_features(
+            embeddings=embedded.outputs["embeddings"],
+            promote=gated.outputs["promote"],
+            online_store=parameters["online_store"],
+            feast_registry=parameters["feast_registry"],
+        )
         features.set_display_name("feast apply + materialize")
         features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
+        with_secrets(features, FEAST)
 
         index = build_index(embeddings=embedded.outputs["embeddings"], index_kind=parameters["index_kind"])
         index.set_display_name("FAISS index")
@@ -151,7 +166,7 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
         )
         deployed.set_display_name("deploy: canary, then promote or roll back")
         deployed.set_caching_options(False)  # it changes what is served
-        with_secrets(deployed, STORAGE, REGISTRY)
+        with_secrets(deployed, STORAGE, REGISTRY, FEAST)  # FEAST: it retires the replaced version's vectors
 
         return TrainingOutputs(
             model_store=packaged.outputs["model_store"],

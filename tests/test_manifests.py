@@ -74,7 +74,7 @@ def test_the_images_hold_kserve_where_the_manifests_run_it_and_the_transformers_
     assert "COPY manifests/base ./manifests/base" in stages["base"]
     assert not re.search(r"^COPY manifests(/overlays)?/? ", dockerfile, re.MULTILINE)
     assert (MANIFESTS.parent / Path(IMAGE_ISVC_TEMPLATE).relative_to(Path(IMAGE_KSERVE_DIR).parent)).is_file()
-    assert "torch" not in stages["transformer"] and '".[transformer]"' in stages["transformer"]
+    assert "torch" not in stages["transformer"] and '".[transformer,redis,storage]"' in stages["transformer"]
     assert "torch==" in stages["pipeline"] and dockerfile.rstrip().split("\nFROM ")[-1].startswith("base AS pipeline")
 
 

@@ -7,6 +7,7 @@ import json
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 model_app = typer.Typer(help="The model registry (MLflow): versions, production alias, promote, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+catalog_app = typer.Typer(help="Products added or removed live, without retraining.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 
 DEFAULT_WORKDIR = Path("work")
 Workdir = Annotated[
@@ -364,14 +367,15 @@ def serve(
     """Serve the production model (the registry's alias) of the workdir's runs: TorchServe (encoder) + the FAISS
     transformer on loopback, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch serves."""
     from fashionrec.deploy.local_target import LocalServing, LocalTarget, watch_tick
-    from fashionrec.local.deployment import production_deployment
+    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
     from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    changes = catalog_changes_dir(workdir)  # `fashionrec catalog add|remove` changes what it serves live
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
-        serve_locally(production_deployment(workdir, registry), Path(tmp)) as (predictor, transformer),
+        serve_locally(production_deployment(workdir, registry), Path(tmp), catalog_changes=changes) as (predictor, transformer),
     ):
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR)
@@ -388,6 +392,67 @@ def serve(
                         console.print(outcome)
         finally:
             state.unlink(missing_ok=True)
+
+
+CatalogOption = Annotated[
+    Path, typer.Option(help="The catalogue folder the pipeline trains from: it gains the added rows and loses the removed.")
+]
+
+
+def running_serving(workdir: Path) -> Any:
+    from fashionrec.deploy.local_target import LocalServing
+
+    serving = LocalServing.running(workdir)
+    if serving is None:
+        console.print(f"[red]nothing is served from {workdir}: start `fashionrec serve --workdir {workdir}` first[/red]")
+        raise typer.Exit(1)
+    return serving
+
+
+@catalog_app.command("add")
+def catalog_add(
+    images: Annotated[Path, typer.Option(help="Folder of the new products' images (<id>.jpg).")],
+    styles: Annotated[Path, typer.Option(help="styles.csv of the new products (the catalogue's columns).")],
+    catalog: CatalogOption,
+    workdir: Workdir = DEFAULT_WORKDIR,
+) -> None:
+    """Validate new products, encode them with every served encoder, and make them recommendable now: online store,
+    the served indexes (within seconds, no restart) and the catalogue the next retrain reads."""
+    from fashionrec.catalog.changes import ChangeLog
+    from fashionrec.catalog.update import add_items, stage_additions
+    from fashionrec.local.deployment import catalog_changes_dir
+    from fashionrec.serving.predictor_client import make_predictor
+
+    serving = running_serving(workdir)
+    with tempfile.TemporaryDirectory(prefix="fashionrec-add-") as tmp:
+        additions = stage_additions(images, styles, Path(tmp) / "additions")
+        report_dir = workdir / "catalog_reports" / time.strftime("%Y%m%dT%H%M%S")
+        predictor = make_predictor("v2", serving.inference_url.removeprefix("http://"))
+        result = add_items(
+            additions, serving.served(), predictor, ChangeLog(str(catalog_changes_dir(workdir))), catalog, report_dir
+        )
+    console.print(
+        f"added {len(result.added)} product(s), encoded by model version(s) {', '.join(result.model_versions) or '-'}; "
+        f"{result.quarantined} row(s) quarantined (report: {report_dir})"
+    )
+
+
+@catalog_app.command("remove")
+def catalog_remove(
+    item_ids: Annotated[list[int], typer.Argument(help="Ids of the products to remove.")],
+    catalog: CatalogOption,
+    workdir: Workdir = DEFAULT_WORKDIR,
+) -> None:
+    """Remove products from the online store, the served indexes and the catalogue (rows kept in removed.csv)."""
+    from fashionrec.catalog.changes import ChangeLog
+    from fashionrec.catalog.update import remove_items
+    from fashionrec.local.deployment import catalog_changes_dir
+
+    serving = running_serving(workdir)
+    result = remove_items(item_ids, serving.served(), ChangeLog(str(catalog_changes_dir(workdir))), catalog)
+    console.print(
+        f"removed {len(result.removed)} product(s)" + (f"; not in the online store: {result.unknown}" if result.unknown else "")
+    )
 
 
 @app.command()

@@ -45,6 +45,9 @@ ATTRIBUTE_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "
 # Feast names (feature_repo/ uses these through fashionrec.retrieval.feast_store).
 FEAST_ENTITY = "item"
 FEAST_JOIN_KEY = "item_id"
+# Vectors are keyed by (item_id, model_version): two model versions' vectors coexist in one shared online store.
+FEAST_MODEL_ENTITY = "model"
+FEAST_VERSION_KEY = "model_version"
 FEAST_EMBEDDING_VIEW = "item_embedding"
 FEAST_ATTRIBUTE_VIEW = "item_attributes"
 FEAST_SOURCE_FILE = "data/item_embeddings.parquet"
@@ -116,5 +119,8 @@ STORAGE_SECRET = "fashionrec-storage-credentials"
 STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 REGISTRY_SECRET = "fashionrec-registry-credentials"
 REGISTRY_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+# Feast's shared stores: feature_store.yaml may name ${FEAST_REDIS_PASSWORD} / ${FEAST_REGISTRY_PASSWORD}.
+FEAST_SECRET = "fashionrec-feast-credentials"
+FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"

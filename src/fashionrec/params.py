@@ -106,6 +106,15 @@ class PipelineSettings:
         cli=False,
     )
     canary_percent: int = parameter(10, "share of the traffic (%) the new model answers during the canary check")
+    online_store: str = parameter(
+        "",
+        "Feast online store: empty = an embedded sqlite file inside each release; redis://HOST:PORT = one shared Redis "
+        "(production; also redis://:PASSWORD@HOST:PORT/DB, where PASSWORD may be ${FEAST_REDIS_PASSWORD}: Feast expands "
+        "it from the pod's env)",
+    )
+    feast_registry: str = parameter(
+        "", "Feast registry: empty = a file inside each release; a SQLAlchemy URL (postgresql://...) = Feast's SQL registry"
+    )
     prometheus_url: str = parameter(
         "http://prometheus-operated.monitoring.svc:9090",
         "Prometheus that scrapes the transformers (the canary check compares per-version errors and latency)",

@@ -14,8 +14,9 @@ def test_materialize_features_fills_the_online_store_only_for_a_promoted_model(s
     repo, metrics = artifact(Artifact, tmp_path, "repo"), artifact(Metrics, tmp_path, "metrics")
     materialize_features.python_func(embeddings=embeddings, feature_repo=repo, metrics=metrics)
     assert metrics.metadata["rows_materialized"] == 60 and repo.metadata["materialized"] is True
-    vectors, versions = OnlineFeatures(Path(repo.path)).embeddings([10000])
-    assert vectors[0] is not None and versions == [ModelCard.load(stages.model_dir).model_version]
+    version = ModelCard.load(stages.model_dir).model_version
+    assert OnlineFeatures(Path(repo.path)).embeddings([10000], version)[0] is not None
+    assert OnlineFeatures(Path(repo.path)).embeddings([10000], "another-version") == [None]  # keyed by version
 
     rejected, rejected_metrics = artifact(Artifact, tmp_path, "rejected"), artifact(Metrics, tmp_path, "rejected_metrics")
     materialize_features.python_func(embeddings=embeddings, feature_repo=rejected, metrics=rejected_metrics, promote=False)

@@ -12,7 +12,7 @@ from fashionrec.local.processes import LOOPBACK, free_port
 
 def unreachable(tmp_path: Path) -> LocalTarget:
     url = f"http://{LOOPBACK}:{free_port()}"  # nothing listens there
-    return LocalTarget(LocalServing(url, tmp_path / "store", url, tmp_path / "token", tmp_path / "live"))
+    return LocalTarget(LocalServing(url, tmp_path / "store", url, tmp_path / "token", tmp_path / "live", url))
 
 
 def test_a_tick_reports_unreachable_servers_and_keeps_serving(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fashionrec.config import CATALOG_MOUNT, PROJECT_IMAGE, REGISTRY_SECRET, STORAGE_SECRET
+from fashionrec.config import CATALOG_MOUNT, FEAST_SECRET, PROJECT_IMAGE, REGISTRY_SECRET, STORAGE_SECRET
 from fashionrec.local.deployment import NotPromoted, deployment_of, production_deployment
 from fashionrec.local.pipeline_runner import COMPILED_DIR, PIPELINE_MODULES, compile_all, project_root, run_local
 from fashionrec.params import TrainConfig
@@ -59,7 +59,8 @@ def test_every_pipeline_compiles(tmp_path: Path) -> None:
     # Credentials come from Secrets, never as parameters; the PVC is mounted from the catalog_pvc parameter.
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     secrets = {name: {s["secretName"] for s in e.get("secretAsEnv", [])} for name, e in executors.items()}
-    assert secrets["exec-deploy-model"] == {STORAGE_SECRET, REGISTRY_SECRET}
+    assert secrets["exec-deploy-model"] == {STORAGE_SECRET, REGISTRY_SECRET, FEAST_SECRET}
+    assert secrets["exec-materialize-features"] == {FEAST_SECRET}
     assert secrets["exec-gate-model"] == {REGISTRY_SECRET}
     assert all(s["optional"] for e in executors.values() for s in e.get("secretAsEnv", []))
     mount = executors["exec-validate-catalog-on-volume"]["pvcMount"][0]

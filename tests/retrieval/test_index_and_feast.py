@@ -120,8 +120,9 @@ def test_online_store_serves_what_was_materialized_from_any_working_directory(
     monkeypatch.chdir(tmp_path)  # Feast must not depend on the process's working directory
     online = OnlineFeatures(stages.feature_repo)
     ids = [int(i) for i in table["item_id"][:3]] + [999_999_999]
-    found, versions = online.embeddings(ids)
-    assert found[3] is None and versions[3] is None
+    version = str(table["model_version"][0])
+    found = online.embeddings(ids, version)
+    assert found[3] is None and online.embeddings(ids[:1], "another-version") == [None]
     for got, want in zip(found[:3], vectors[:3], strict=True):
         assert got is not None and np.allclose(got, want, atol=1e-6)
     attributes = online.attributes(ids[:2])
@@ -138,8 +139,9 @@ def test_feast_cli_by_hand_gives_the_same_online_values(stages: StageOutputs, tm
     env = {**os.environ, "FEAST_USAGE": "False"}
     subprocess.run([*feast, "apply"], cwd=repo, check=True, capture_output=True, env=env)
     subprocess.run([*feast, "materialize", start, end], cwd=repo, check=True, capture_output=True, env=env)
-    by_hand, _ = OnlineFeatures(repo).embeddings([60_000, 10_000, 10_001])
-    in_process, _ = OnlineFeatures(stages.feature_repo).embeddings([60_000, 10_000, 10_001])
+    version = str(read_embeddings(stages.embeddings)[0]["model_version"][0])
+    by_hand = OnlineFeatures(repo).embeddings([60_000, 10_000, 10_001], version)
+    in_process = OnlineFeatures(stages.feature_repo).embeddings([60_000, 10_000, 10_001], version)
     assert by_hand[0] is None and in_process[0] is None
     for a, b in zip(by_hand[1:], in_process[1:], strict=True):
         assert a is not None and b is not None and np.array_equal(a, b)
@@ -158,14 +160,15 @@ def test_materialize_twice_is_idempotent(stages: StageOutputs, tmp_path: Path) -
     repo = tmp_path / "repo"
     shutil.copytree(stages.feature_repo, repo)
     first = apply_and_materialize(repo)
-    ids = list(read_embeddings(stages.embeddings)[0]["item_id"].astype(int))
-    before = OnlineFeatures(repo).embeddings(ids), OnlineFeatures(repo).attributes(ids)
+    table = read_embeddings(stages.embeddings)[0]
+    ids, version = list(table["item_id"].astype(int)), str(table["model_version"][0])
+    before = OnlineFeatures(repo).embeddings(ids, version), OnlineFeatures(repo).attributes(ids)
     second = apply_and_materialize(repo)
-    after = OnlineFeatures(repo).embeddings(ids), OnlineFeatures(repo).attributes(ids)
+    after = OnlineFeatures(repo).embeddings(ids, version), OnlineFeatures(repo).attributes(ids)
     assert first == second and first.rows == 60
-    assert after[1] == before[1] and after[0][1] == before[0][1]  # attributes and model versions
+    assert after[1] == before[1]  # attributes
     vectors_before, vectors_after = (
-        np.stack([v for v in before[0][0] if v is not None]),
-        np.stack([v for v in after[0][0] if v is not None]),
+        np.stack([v for v in before[0] if v is not None]),
+        np.stack([v for v in after[0] if v is not None]),
     )
     assert vectors_after.shape == (60, EMBEDDING_DIM) and np.array_equal(vectors_after, vectors_before)  # every vector

@@ -24,9 +24,18 @@ from pathlib import Path
 
 import httpx
 
-from fashionrec.config import MAR_FILE, MODEL_NAME, MODEL_STORE_DIR, SNAPSHOT_INDEX_DIR, predictor_model_name
+from fashionrec.catalog.update import ServedVersion
+from fashionrec.config import (
+    MAR_FILE,
+    MODEL_NAME,
+    MODEL_STORE_DIR,
+    SNAPSHOT_FEATURE_REPO_DIR,
+    SNAPSHOT_INDEX_DIR,
+    predictor_model_name,
+)
 from fashionrec.deploy.release import Deployment, Release
 from fashionrec.deploy.rollout import Servable, switch
+from fashionrec.local.deployment import catalog_changes_dir
 from fashionrec.local.processes import (
     LIVE_CANARY,
     LIVE_CURRENT,
@@ -37,6 +46,7 @@ from fashionrec.local.processes import (
     point_current,
     serve_locally,
 )
+from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 from fashionrec.retrieval.index import IndexMeta
 from fashionrec.serving.guard import ADMIN_HEADER
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
@@ -58,10 +68,26 @@ class LocalServing:
     transformer_url: str
     admin_token_file: Path  # the transformer's repository API token
     live_dir: Path  # live/current and live/canary
+    inference_url: str  # TorchServe's inference API (v2): the encoders `fashionrec catalog add` uses
 
     @classmethod
     def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
-        return cls(predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir)
+        return cls(
+            predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir,
+            predictor.inference_url,
+        )  # fmt: skip
+
+    def served(self) -> list[ServedVersion]:
+        """The model versions the transformer serves now (production, and a canary during a rollout) and the Feast
+        repo each reads."""
+        bundles = [self.live_dir / LIVE_CURRENT, self.live_dir / LIVE_CANARY]
+        return [
+            ServedVersion(
+                IndexMeta.load(bundle / SNAPSHOT_INDEX_DIR).model_version, (bundle / SNAPSHOT_FEATURE_REPO_DIR).resolve()
+            )
+            for bundle in bundles
+            if (bundle / SNAPSHOT_INDEX_DIR).is_dir()
+        ]
 
     def save(self, work_dir: Path) -> Path:
         path = work_dir / SERVING_STATE_FILE
@@ -77,7 +103,7 @@ class LocalServing:
         data = json.loads(path.read_text(encoding="utf-8"))
         serving = cls(
             data["management_url"], Path(data["live_store"]), data["transformer_url"], Path(data["admin_token_file"]),
-            Path(data["live_dir"]),
+            Path(data["live_dir"]), data["inference_url"],
         )  # fmt: skip
         try:
             ready = httpx.get(f"{serving.transformer_url}/v2/health/ready", timeout=3).status_code == 200
@@ -171,6 +197,8 @@ class LocalTarget:
         if version not in served_versions(self.serving):  # a retry finds it registered already
             register_encoder(self.serving, release.model_store)
             self._registered.add(version)
+        # A shared online store may have retired this version's vectors (a rollback to it): put them back first.
+        ensure_materialized(release.feature_repo, version)
         bundle = make_bundle(release, self.serving.live_dir)
         (bundle / CANARY_FILE).write_text(json.dumps({"share": share}), encoding="utf-8")
         point_current(self.serving.live_dir, bundle.name, LIVE_CANARY)
@@ -219,7 +247,11 @@ def local_target(work_dir: Path, production: Deployment | None) -> Iterator[Loca
     if production is None:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="fashionrec-rollout-") as tmp, serve_locally(production, Path(tmp)) as servers:
+    changes = catalog_changes_dir(work_dir)
+    with (
+        tempfile.TemporaryDirectory(prefix="fashionrec-rollout-") as tmp,
+        serve_locally(production, Path(tmp), catalog_changes=changes) as servers,
+    ):
         predictor, transformer = servers
         assert isinstance(predictor, LocalTorchServe)
         yield LocalTarget(LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR), drain_s=0.5)
@@ -230,9 +262,12 @@ def watch_tick(target: LocalTarget, production: Callable[[], Deployment]) -> str
     (TorchServe's management API down, the registry locked, a failed switch, already rolled back) is reported and
     the next tick tries again."""
     try:
-        replaced = switch(target, production())
+        deployment = production()
+        replaced = switch(target, deployment)
+        retired = retire_model_version(deployment.feature_repo, replaced) if replaced is not None else None
     except Exception as exc:  # anything from the registry or the servers: report it, keep serving
         return f"could not switch to the production model ({type(exc).__name__}: {exc}); still serving"
     if replaced is None:
         return ""
-    return f"switched model_version {replaced} -> {target.stable_version()} with no request dropped"
+    cleaned = f"; {retired} vectors of {replaced} deleted from the shared online store" if retired is not None else ""
+    return f"switched model_version {replaced} -> {target.stable_version()} with no request dropped{cleaned}"

@@ -107,4 +107,18 @@ def deploy(
         result = rollout(kserve, release, probes, settings)
     if result.promoted and registry is not None and registered_version:
         registry.promote(registered_version)
+    retire_vectors(artifacts.feature_repo, result)
     return release, result
+
+
+def retire_vectors(feature_repo: Path, result: RolloutResult) -> None:
+    """After the rollout, a shared online store keeps only the served version's vectors: the old version's go once
+    the new one is promoted, the new one's if it was rolled back (reported in the result's reasons)."""
+    from fashionrec.retrieval.feast_store import retire_model_version
+
+    retired = result.stable_version if result.promoted else result.model_version
+    if retired is None or retired == (result.model_version if result.promoted else result.stable_version):
+        return
+    removed = retire_model_version(feature_repo, retired)
+    if removed is not None:
+        result.reasons.append(f"deleted the {removed} vectors of {retired} from the shared online store")

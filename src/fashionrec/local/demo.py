@@ -18,7 +18,7 @@ class DemoFailure(RuntimeError):
 
 def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5) -> None:
     from fashionrec.data.synth import synth_catalog
-    from fashionrec.local.deployment import production_deployment
+    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
     from fashionrec.local.pipeline_runner import run_local
     from fashionrec.local.processes import serve_locally
     from fashionrec.serving.client import image_request, infer, item_request, parse_hits
@@ -47,7 +47,10 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
         )
     console.rule("3/4 serve: TorchServe + FAISS transformer on loopback")
     console.print(f"released under {workdir / 'releases'}; a second `fashionrec pipeline run` rolls out with a canary")
-    with serve_locally(production_deployment(workdir), workdir / "serve") as (_, transformer):
+    with serve_locally(production_deployment(workdir), workdir / "serve", catalog_changes=catalog_changes_dir(workdir)) as (
+        _,
+        transformer,
+    ):
         console.rule("4/4 query")
         picks = table.groupby("articleType").head(1).head(queries)
         images = [(catalog / IMAGES_DIR / f"{i}.jpg").read_bytes() for i in picks["id"]]

@@ -17,8 +17,17 @@ from fashionrec.config import DEPLOYMENT_FILE
 from fashionrec.deploy.release import Deployment, read_release
 
 RELEASES_DIR = "releases"  # the local storage root of releases
+CATALOG_CHANGES_DIR = "catalog_changes"  # the local catalogue change log (fashionrec.catalog.changes)
 
-__all__ = ["Deployment", "NotPromoted", "deployment_of", "production_deployment", "releases_root", "save_deployment"]
+__all__ = [
+    "Deployment",
+    "NotPromoted",
+    "catalog_changes_dir",
+    "deployment_of",
+    "production_deployment",
+    "releases_root",
+    "save_deployment",
+]
 
 
 class NotPromoted(RuntimeError):
@@ -27,6 +36,11 @@ class NotPromoted(RuntimeError):
 
 def releases_root(work_dir: Path) -> str:
     return str(work_dir.resolve() / RELEASES_DIR)
+
+
+def catalog_changes_dir(work_dir: Path) -> Path:
+    """The work dir's catalogue change log: `fashionrec catalog add|remove` write it, the transformers apply it."""
+    return work_dir.resolve() / CATALOG_CHANGES_DIR
 
 
 def save_deployment(deployment: Deployment, work_dir: Path, promoted: bool) -> Path:

@@ -274,6 +274,7 @@ class LocalTransformer(LocalModelServer):
     predictor_host: str  # host:port of the v2 predictor
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
+    catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.catalog.changes)
     name: ClassVar[str] = "transformer"
     entrypoint: ClassVar[str] = TRANSFORMER_ENTRYPOINT  # as the InferenceService runs it
     served_model: ClassVar[str] = MODEL_NAME
@@ -287,6 +288,7 @@ class LocalTransformer(LocalModelServer):
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
             *([f"--canary_dir={self.canary_dir.absolute()}"] if self.canary_dir is not None else []),
+            *([f"--catalog_changes={self.catalog_changes.absolute()}"] if self.catalog_changes is not None else []),
             *self.server_args(),
         ]
 
@@ -328,10 +330,15 @@ def point_current(live_dir: Path, bundle_name: str, link: str = LIVE_CURRENT) ->
 
 @contextlib.contextmanager
 def serve_locally(
-    deployment: Deployment, work_dir: Path | None = None, runtime: str = "torchserve", protocol: str = "v2"
+    deployment: Deployment,
+    work_dir: Path | None = None,
+    runtime: str = "torchserve",
+    protocol: str = "v2",
+    catalog_changes: Path | None = None,
 ) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
     """Start the predictor (TorchServe, or the KServe-hosted encoder) and the transformer on free loopback ports;
-    stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime."""
+    stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime. With ``catalog_changes``
+    the transformer applies that catalogue change log live."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if protocol == "grpc-v2" and runtime != "kserve":
@@ -356,6 +363,7 @@ def serve_locally(
             predictor_host=host,
             predictor_protocol=protocol,
             canary_dir=root / LIVE_DIR / LIVE_CANARY,
+            catalog_changes=catalog_changes,
         )
         stack.callback(transformer.stop)
         transformer.start()

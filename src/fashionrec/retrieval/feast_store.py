@@ -1,10 +1,17 @@
-"""Feast: definitions of the item features, staging of the repo, apply + materialize, and online reads."""
+"""Feast: definitions of the item features, staging of the repo (sqlite or Redis online store, file or SQL registry),
+apply + materialize, and online reads.
+
+Vectors are keyed by (item_id, model_version): during a rollout the vectors of the production and the new model
+version sit side by side in one shared online store, each transformer reads the version of the index it searches,
+and the finished rollout deletes the old version's rows (fashionrec.retrieval.online_rows). Attributes are keyed by
+item_id alone: they do not depend on the model.
+"""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,27 +26,38 @@ from fashionrec.config import (
     FEAST_EMBEDDING_VIEW,
     FEAST_ENTITY,
     FEAST_JOIN_KEY,
+    FEAST_MODEL_ENTITY,
     FEAST_SOURCE_FILE,
+    FEAST_VERSION_KEY,
 )
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-REPO_FILES = (FEAST_CONFIG_FILE, "features.py")
-
 
 def feast_objects() -> tuple[Any, ...]:
-    """(entity, source, embedding view, attribute view), as feature_repo/features.py exposes them."""
+    """(item entity, model entity, source, embedding view, attribute view), as feature_repo/features.py exposes them."""
     from feast import Entity, FeatureView, Field, FileSource, ValueType
-    from feast.types import Array, Float32, String
+    from feast.types import Array, Float32, Int64, String
 
     item = Entity(name=FEAST_ENTITY, join_keys=[FEAST_JOIN_KEY], value_type=ValueType.INT64, description="a catalogue product")
+    model = Entity(
+        name=FEAST_MODEL_ENTITY,
+        join_keys=[FEAST_VERSION_KEY],
+        value_type=ValueType.STRING,
+        description="the encoder version that produced a vector",
+    )
     source = FileSource(name="item_embeddings_source", path=FEAST_SOURCE_FILE, timestamp_field="event_timestamp")
     embedding_view = FeatureView(
         name=FEAST_EMBEDDING_VIEW,
-        entities=[item],
-        ttl=timedelta(0),  # 0 = never expires: a product keeps its vector until the next materialize replaces it
-        schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="model_version", dtype=String)],
+        entities=[item, model],
+        # 0 = never expires: a vector lives until its product is removed or its model version is cleaned up
+        ttl=timedelta(0),
+        schema=[
+            Field(name=FEAST_JOIN_KEY, dtype=Int64),
+            Field(name=FEAST_VERSION_KEY, dtype=String),
+            Field(name="embedding", dtype=Array(Float32)),
+        ],
         source=source,
         online=True,
     )
@@ -47,11 +65,11 @@ def feast_objects() -> tuple[Any, ...]:
         name=FEAST_ATTRIBUTE_VIEW,
         entities=[item],
         ttl=timedelta(0),
-        schema=[Field(name=column, dtype=String) for column in ATTRIBUTE_COLUMNS],
+        schema=[Field(name=FEAST_JOIN_KEY, dtype=Int64), *(Field(name=column, dtype=String) for column in ATTRIBUTE_COLUMNS)],
         source=source,
         online=True,
     )
-    return item, source, embedding_view, attribute_view
+    return item, model, source, embedding_view, attribute_view
 
 
 def template_dir() -> Path:
@@ -65,12 +83,68 @@ def template_dir() -> Path:
     raise FileNotFoundError("feature_repo template not found (neither in the installed package nor in a checkout)")
 
 
-def stage_repo(embeddings: Path, repo_dir: Path, template: Path | None = None) -> Path:
-    """Copy the repo template into repo_dir and place the embeddings parquet where its FileSource expects it."""
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where a staged repo keeps its online store and registry: the config switch between the embedded default and
+    production. Values may hold ``${VAR}``: Feast expands them from the environment when it loads the repo, so a
+    password lives in a Secret, never in a pipeline parameter."""
+
+    # "" = embedded sqlite file inside the repo; "redis://[:PASSWORD@]HOST:PORT[/DB]" = a shared Redis (feast[redis])
+    online_store: str = ""
+    # "" = registry file inside the repo; a SQLAlchemy URL (postgresql://..., mysql://..., sqlite:///...) = Feast's SQL
+    # registry, shared by every repo that names it
+    registry: str = ""
+
+    def online_store_config(self) -> dict[str, Any]:
+        if not self.online_store:
+            return {"type": "sqlite", "path": ONLINE_STORE_FILE}
+        expected = f"online store must be empty (sqlite) or {REDIS_SCHEME}[:PASSWORD@]HOST:PORT[/DB], got {self.online_store!r}"
+        if not self.online_store.startswith(REDIS_SCHEME):
+            raise ValueError(expected)
+        rest, _, db = self.online_store.removeprefix(REDIS_SCHEME).partition("/")
+        credentials, _, address = rest.rpartition("@")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or (db and not db.isdigit()) or (credentials and not credentials.startswith(":")):
+            raise ValueError(expected)
+        # Feast's Redis connection string: "host:port[,db=N][,password=...]"
+        options = ([f"db={db}"] if db else []) + ([f"password={credentials[1:]}"] if credentials else [])
+        return {"type": "redis", "connection_string": ",".join([address, *options])}
+
+    def registry_config(self) -> str | dict[str, Any]:
+        if not self.registry:
+            return REGISTRY_FILE
+        if "://" not in self.registry:
+            raise ValueError(f"registry must be empty (a file in the repo) or a SQLAlchemy URL, got {self.registry!r}")
+        # cache_ttl_seconds: how long a FeatureStore trusts its cached copy of the shared registry
+        return {"registry_type": "sql", "path": self.registry, "cache_ttl_seconds": 60}
+
+
+REDIS_SCHEME = "redis://"
+ONLINE_STORE_FILE = "data/online_store.db"
+REGISTRY_FILE = "data/registry.db"
+
+
+def render_store_config(template: str, settings: StoreSettings) -> str:
+    """The template's feature_store.yaml with the online store and registry of ``settings`` (unchanged if default)."""
+    import yaml
+
+    if settings == StoreSettings():
+        return template
+    config = yaml.safe_load(template)
+    config["online_store"] = settings.online_store_config()
+    config["registry"] = settings.registry_config()
+    header = f"# Written by fashionrec from feature_repo/{FEAST_CONFIG_FILE} (online store and registry switched).\n"
+    return header + yaml.safe_dump(config, sort_keys=False)
+
+
+def stage_repo(embeddings: Path, repo_dir: Path, template: Path | None = None, settings: StoreSettings | None = None) -> Path:
+    """Copy the repo template into repo_dir, switched to ``settings``' stores, and place the embeddings parquet where
+    its FileSource expects it."""
     template = template or template_dir()
     (repo_dir / "data").mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copy2(template / name, repo_dir / name)
+    shutil.copy2(template / "features.py", repo_dir / "features.py")
+    config = render_store_config((template / FEAST_CONFIG_FILE).read_text(encoding="utf-8"), settings or StoreSettings())
+    (repo_dir / FEAST_CONFIG_FILE).write_text(config, encoding="utf-8")
     shutil.copy2(embeddings, repo_dir / FEAST_SOURCE_FILE)
     return repo_dir
 
@@ -88,18 +162,75 @@ class MaterializeWindow:
     end: str
 
 
-def apply_and_materialize(repo_dir: Path) -> MaterializeWindow:
-    """What `feast apply && feast materialize START END` do in repo_dir, in-process.
+MATERIALIZE_ENGINES = ("fashionrec", "feast")
 
-    The window covers every event timestamp in the source, so all rows land in the online store.
-    """
+
+def apply_repo(repo_dir: Path) -> FeatureStore:
+    """`feast apply` in repo_dir, in-process: registers the objects and creates the online store's tables."""
     store = open_store(repo_dir)
     store.apply(list(feast_objects()))
-    timestamps = pd.read_parquet(repo_dir / FEAST_SOURCE_FILE, columns=["event_timestamp"])["event_timestamp"]
-    start = timestamps.min().to_pydatetime() - timedelta(seconds=1)
-    end = timestamps.max().to_pydatetime() + timedelta(seconds=1)
-    store.materialize(start_date=start, end_date=end)
+    return store
+
+
+def materialize(store: FeatureStore, engine: str = "fashionrec") -> MaterializeWindow:
+    """`feast materialize START END` over every event timestamp in the offline source, so all rows land in the online
+    store. ``engine`` "fashionrec" writes them through fashionrec.retrieval.online_rows (the same rows, several times
+    faster on sqlite and Redis); "feast" calls ``FeatureStore.materialize``, what the CLI runs."""
+    from fashionrec.retrieval.embeddings import read_embeddings
+    from fashionrec.retrieval.online_rows import write_items
+
+    if engine not in MATERIALIZE_ENGINES:
+        raise ValueError(f"engine must be one of {MATERIALIZE_ENGINES}, got {engine!r}")
+    source = Path(str(store.repo_path)) / FEAST_SOURCE_FILE
+    if engine == "feast":
+        timestamps = pd.read_parquet(source, columns=["event_timestamp"])["event_timestamp"]
+        start, end = _window(timestamps)
+        store.materialize(start_date=start, end_date=end)
+    else:
+        table, vectors = read_embeddings(source)
+        timestamps = table["event_timestamp"]
+        start, end = _window(timestamps)
+        write_items(store, table, vectors)
     return MaterializeWindow(rows=len(timestamps), start=start.isoformat(), end=end.isoformat())
+
+
+def _window(timestamps: pd.Series) -> tuple[datetime, datetime]:
+    return (
+        timestamps.min().to_pydatetime() - timedelta(seconds=1),
+        timestamps.max().to_pydatetime() + timedelta(seconds=1),
+    )
+
+
+def is_shared(store: FeatureStore) -> bool:
+    """Whether the online store is shared between releases (Redis & co.) rather than the sqlite file inside one."""
+    return str(getattr(store.config.online_store, "type", "sqlite")) != "sqlite"
+
+
+def ensure_materialized(repo_dir: Path, model_version: str, sample_size: int = 16) -> bool:
+    """Materialize the repo's offline source unless the online store already holds vectors of ``model_version`` for
+    the first ``sample_size`` items of it (a shared store from which that version was retired, before rolling back
+    to it). Returns whether it materialized."""
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(repo_dir / FEAST_SOURCE_FILE, columns=[FEAST_JOIN_KEY]).column(0).to_pylist()[:sample_size]
+    if all(vector is not None for vector in OnlineFeatures(repo_dir).embeddings(ids, model_version)):
+        return False
+    apply_and_materialize(repo_dir)
+    return True
+
+
+def retire_model_version(repo_dir: Path, model_version: str) -> int | None:
+    """Delete ``model_version``'s vectors from a shared online store once no transformer serves it; returns how
+    many, or None for the embedded sqlite store, where each release keeps its own (a later rollback needs them)."""
+    from fashionrec.retrieval.online_rows import delete_model_version
+
+    store = open_store(repo_dir)
+    return delete_model_version(store, model_version) if is_shared(store) else None
+
+
+def apply_and_materialize(repo_dir: Path, engine: str = "fashionrec") -> MaterializeWindow:
+    """What `feast apply && feast materialize START END` do in repo_dir, in-process (see :func:`materialize`)."""
+    return materialize(apply_repo(repo_dir), engine)
 
 
 class OnlineFeatures:
@@ -119,26 +250,29 @@ class OnlineFeatures:
         self._attribute_view = self.store.get_feature_view(FEAST_ATTRIBUTE_VIEW)
         self._embedding_view = self.store.get_feature_view(FEAST_EMBEDDING_VIEW)
 
-    def _read(self, view: Any, item_ids: list[int], features: list[str]) -> list[dict[str, Any] | None]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        keys = [EntityKey(join_keys=[FEAST_JOIN_KEY], entity_values=[Value(int64_val=int(i))]) for i in item_ids]
+    def _read(self, view: Any, keys: list[Any], features: list[str]) -> list[dict[str, Any] | None]:
         rows = self._online.online_read(self.store.config, view, keys, features)
         return [values for _, values in rows]
 
     def attributes(self, item_ids: list[int]) -> dict[str, list[str | None]]:
-        rows = self._read(self._attribute_view, item_ids, list(ATTRIBUTE_COLUMNS))
+        from fashionrec.retrieval.online_rows import item_key
+
+        rows = self._read(self._attribute_view, [item_key(i) for i in item_ids], list(ATTRIBUTE_COLUMNS))
         return {
-            column: [None if row is None or column not in row else row[column].string_val for row in rows]
+            column: [_present(row, column).string_val if _present(row, column) else None for row in rows]
             for column in ATTRIBUTE_COLUMNS
         }
 
-    def embeddings(self, item_ids: list[int]) -> tuple[list[np.ndarray | None], list[str | None]]:
-        rows = self._read(self._embedding_view, item_ids, ["embedding", "model_version"])
-        vectors = [
-            None if row is None or "embedding" not in row else np.asarray(row["embedding"].float_list_val.val, dtype=np.float32)
-            for row in rows
-        ]
-        versions = [None if row is None or "model_version" not in row else row["model_version"].string_val for row in rows]
-        return vectors, versions
+    def embeddings(self, item_ids: list[int], model_version: str) -> list[np.ndarray | None]:
+        """The vectors of ``model_version`` for these items (None where it has none)."""
+        from fashionrec.retrieval.online_rows import vector_key
+
+        rows = self._read(self._embedding_view, [vector_key(i, model_version) for i in item_ids], ["embedding"])
+        values = [_present(row, "embedding") for row in rows]
+        return [None if value is None else np.asarray(value.float_list_val.val, dtype=np.float32) for value in values]
+
+
+def _present(row: dict[str, Any] | None, feature: str) -> Any:
+    """The feature's Value, or None where the store has none (sqlite leaves the row out, Redis gives an empty Value)."""
+    value = None if row is None else row.get(feature)
+    return value if value is not None and value.WhichOneof("val") is not None else None

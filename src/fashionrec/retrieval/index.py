@@ -1,5 +1,10 @@
 """The FAISS index of catalogue embeddings, with the model_version it was built from.
 
+Catalogue changes go into a loaded index live (``upsert``, ``remove``) while it serves: additions are appended (FAISS
+``add_with_ids``, HNSW and IVF included), and removed or replaced entries become tombstones that every search
+filters out with an ID selector (HNSW cannot delete in place). A readers-writer lock keeps a change and searches
+apart; the next full build starts clean.
+
 The index type follows catalogue size: exact search while a query over every item stays cheap, a graph (HNSW) above
 that, and an inverted file (IVF) where an HNSW graph would take too long to build and too much memory. The choice and
 its parameters are written to index.json next to the index and applied again on load, so a served index searches the
@@ -8,8 +13,11 @@ way it was evaluated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -116,6 +124,18 @@ def _new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int) 
     return faiss.IndexIDMap2(inner)
 
 
+def _search_params(spec: IndexSpec) -> Any:
+    """FAISS search parameters equal to the index's own knobs (a selector is added to them)."""
+    import faiss
+
+    module: Any = faiss  # its stubs lack the SearchParameters classes
+    if spec.kind == "hnsw":
+        return module.SearchParametersHNSW(efSearch=spec.params["ef_search"])
+    if spec.kind == "ivf":
+        return module.SearchParametersIVF(nprobe=spec.params["nprobe"])
+    return module.SearchParameters()
+
+
 def _apply_search_params(inner: object, spec: IndexSpec) -> None:
     """Set the query-time knobs from ``spec`` (FAISS keeps some of them only in memory)."""
     import faiss
@@ -127,12 +147,96 @@ def _apply_search_params(inner: object, spec: IndexSpec) -> None:
         index.nprobe = spec.params["nprobe"]
 
 
+class ReadWriteLock:
+    """Many searches at once, or one change: FAISS indexes are safe for concurrent searches, not for a search
+    during an add. A waiting change goes before new searches, so a steady stream of queries cannot starve it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing and self._writers_waiting == 0)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._condition:
+            self._writers_waiting += 1
+            self._condition.wait_for(lambda: not self._writing and self._readers == 0)
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()
+
+
 class ItemIndex:
     """Inner-product search over L2-normalised embeddings, keyed by catalogue item id."""
 
     def __init__(self, index: object, meta: IndexMeta) -> None:
         self.index = index
         self.meta = meta
+        self._lock = ReadWriteLock()
+        self._dead = np.empty(0, dtype=np.int64)  # tombstoned positions inside the index
+        self._search_params: Any = None  # FAISS search parameters that skip the tombstones (None: there are none)
+
+    @property
+    def count(self) -> int:
+        """Items it answers with now (changes included)."""
+        return int(self.index.ntotal) - len(self._dead)  # type: ignore[attr-defined]
+
+    def _positions(self) -> np.ndarray:
+        """Catalogue id at each position of the index (FAISS's id map)."""
+        import faiss
+
+        return faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map)
+
+    def _live_positions_of(self, item_ids: np.ndarray) -> np.ndarray:
+        positions = np.flatnonzero(np.isin(self._positions(), item_ids))
+        return np.setdiff1d(positions, self._dead)
+
+    def upsert(self, item_ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add these items (an item already in the index is replaced by its new vector)."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self.meta.dimension) or len(np.unique(ids)) != len(ids):
+            raise ValueError(f"need unique ids and [n, {self.meta.dimension}] vectors, got {len(ids)} ids, {list(vectors.shape)}")
+        with self._lock.writing():
+            self._tombstone(self._live_positions_of(ids))
+            self.index.add_with_ids(vectors, ids)  # type: ignore[attr-defined]
+
+    def remove(self, item_ids: np.ndarray) -> int:
+        """Remove these items; returns how many were in the index."""
+        with self._lock.writing():
+            positions = self._live_positions_of(np.asarray(item_ids, dtype=np.int64))
+            self._tombstone(positions)
+        return len(positions)
+
+    def _tombstone(self, positions: np.ndarray) -> None:
+        if len(positions) == 0:
+            return
+        import faiss
+
+        self._dead = np.union1d(self._dead, positions).astype(np.int64)
+        batch = faiss.IDSelectorBatch(self._dead)
+        params = _search_params(self.meta.spec)
+        params.sel = faiss.IDSelectorNot(batch)
+        params._keep = (batch, params.sel)  # FAISS's Python objects do not own what they point at
+        self._search_params = params
 
     @classmethod
     def build(
@@ -176,10 +280,20 @@ class ItemIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [n, k], item ids [n, k]); ids are -1 where the catalogue has fewer than k items."""
+        import faiss
+
         if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
             raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)  # type: ignore[attr-defined]
-        return scores, ids
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        with self._lock.reading():
+            if self._search_params is None:
+                scores, ids = self.index.search(queries, k)  # type: ignore[attr-defined]
+                return scores, ids
+            # Tombstones: search the wrapped index with positions filtered, then map positions to catalogue ids.
+            inner = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
+            scores, positions = inner.search(queries, k, params=self._search_params)
+            catalogue_ids = self._positions()
+        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
 
     def save(self, directory: Path) -> None:
         import faiss

@@ -29,6 +29,7 @@ class TransformerMetrics:
     version_requests: Counter
     version_seconds: Histogram
     canary_share: Gauge
+    catalog_changes: Counter
 
 
 @functools.cache
@@ -64,4 +65,10 @@ def transformer_metrics() -> TransformerMetrics:
             buckets=LATENCY_BUCKETS,
         ),
         canary_share=Gauge("fashionrec_canary_share", "Share of requests the canary snapshot answers (0: no canary)"),
+        catalog_changes=Counter(
+            "fashionrec_catalog_changes",
+            "Items of catalogue changes applied to a live index, by action and outcome (no_vector: the online store "
+            "has no vector of that index's model version for an added item)",
+            ["model_version", "action", "outcome"],
+        ),
     )

@@ -5,9 +5,15 @@
 - ``item_id`` requests: the item's embedding comes from the Feast online store; no predictor hop.
 
 Never mix models: each request is answered by one snapshot (an index and the Feast store of one model version).
-Image queries call the predictor's encoder of that version (``predictor_model_name``), and an embedding or a stored
-vector of any other version is refused with a 503 and counted in ``fashionrec_stale_embeddings``. A request in flight
-keeps the snapshot it started with across a reload.
+Image queries call the predictor's encoder of that version (``predictor_model_name``), and an embedding of any other
+version is refused with a 503 and counted in ``fashionrec_stale_embeddings``; stored vectors are read by the key
+(item_id, the snapshot's model_version), so a shared online store holding two versions during a rollout serves
+each transformer its own. A request in flight keeps the snapshot it started with across a reload.
+
+Live catalogue: with ``--catalog_changes`` (fashionrec.catalog.changes), a background thread polls the change log
+and applies additions (vectors read from Feast for the snapshot's own version) and removals to every loaded index
+without a restart; a reloaded snapshot replays the log before it serves. A hit whose attributes are gone from the
+online store (a product removed a moment ago) is never returned.
 
 Canary: with ``--canary_dir`` (a folder like the stable one: ``index/``, ``feature_repo/`` and ``canary.json`` with
 its traffic ``share``), that share of requests is answered by the canary snapshot. On a cluster KServe splits the
@@ -21,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +44,7 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.model_repository import ModelRepository
 
+from fashionrec.catalog.changes import Change, ChangeLog
 from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
     DEFAULT_TOP_K,
@@ -58,7 +67,9 @@ from fashionrec.serving.v2_inputs import image_payloads, item_ids
 CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
 T = TypeVar("T")
-SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors must carry the index's model version at load
+SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors of the index's model version must exist at load
+CATALOG_POLL_SECONDS = 2.0  # how often the change log is listed: an added product is searchable within this
+logger = logging.getLogger(__name__)
 
 
 def parse_top_k(parameters: dict[str, Any] | None) -> int:
@@ -126,10 +137,35 @@ class ServingSnapshot:
 
     index: ItemIndex
     features: OnlineFeatures
+    applied: set[str] = field(default_factory=set)  # catalogue changes already in the live index
 
     @property
     def model_version(self) -> str:
         return self.index.meta.model_version
+
+    def apply(self, change: Change) -> None:
+        """Apply one catalogue change to the live index (vectors of this snapshot's model version only)."""
+        counter = transformer_metrics().catalog_changes
+        ids = np.asarray(change.item_ids, dtype=np.int64)
+        if change.action == "remove":
+            removed = self.index.remove(ids)
+            counter.labels(model_version=self.model_version, action="remove", outcome="applied").inc(removed)
+        else:
+            vectors = self.features.embeddings([int(i) for i in ids], self.model_version)
+            found = [n for n, vector in enumerate(vectors) if vector is not None]
+            if found:
+                self.index.upsert(ids[found], np.stack([vectors[n] for n in found]))  # type: ignore[misc]
+            counter.labels(model_version=self.model_version, action="add", outcome="applied").inc(len(found))
+            if len(found) < len(ids):
+                counter.labels(model_version=self.model_version, action="add", outcome="no_vector").inc(len(ids) - len(found))
+        self.applied.add(change.name)
+
+    def catch_up(self, log: ChangeLog) -> int:
+        """Apply every change of the log this snapshot has not applied yet, oldest first; returns how many."""
+        pending = log.changes(skip=self.applied)
+        for change in pending:
+            self.apply(change)
+        return len(pending)
 
     @classmethod
     def load(cls, index_dir: Path, feature_repo: Path) -> ServingSnapshot:
@@ -138,11 +174,13 @@ class ServingSnapshot:
         index_dir, feature_repo = resolve_together(index_dir, feature_repo)
         snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
         sample = [int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)]
-        _, versions = snapshot.features.embeddings(sample)
-        if set(versions) != {snapshot.model_version}:
+        missing = [
+            i for i, v in zip(sample, snapshot.features.embeddings(sample, snapshot.model_version), strict=True) if v is None
+        ]
+        if missing:
             raise ValueError(
-                f"{feature_repo} holds vectors of model version(s) {sorted(set(map(str, versions)))} for items of the "
-                f"index of {snapshot.model_version} ({index_dir}): refusing to serve a mixed snapshot"
+                f"the online store of {feature_repo} has no vectors of model version {snapshot.model_version} for "
+                f"items {missing} of its index ({index_dir}): materialize that version before serving it"
             )
         return snapshot
 
@@ -163,6 +201,10 @@ class Routing:
     stable: ServingSnapshot
     canary: ServingSnapshot | None = None
     canary_share: float = 0.0
+
+    @property
+    def snapshots(self) -> list[ServingSnapshot]:
+        return [self.stable] if self.canary is None else [self.stable, self.canary]
 
     def choose(self) -> ServingSnapshot:
         if self.canary is not None and random.random() < self.canary_share:
@@ -192,6 +234,8 @@ class FashionrecTransformer(Model):
         feature_repo: Path,
         predictor: PredictorClient | None = None,
         canary_dir: Path | None = None,
+        catalog_changes: str | None = None,
+        catalog_poll_seconds: float = CATALOG_POLL_SECONDS,
     ) -> None:
         super().__init__(name)
         self.index_dir = index_dir
@@ -201,18 +245,46 @@ class FashionrecTransformer(Model):
         self.routing: Routing | None = None
         self._closing: asyncio.Task[None] | None = None
         self.cpu_pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="fashionrec-cpu")
+        self.change_log = ChangeLog(catalog_changes) if catalog_changes else None
+        self.catalog_poll_seconds = catalog_poll_seconds
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
 
     def load(self) -> bool:
         import faiss
 
         faiss.omp_set_num_threads(1)  # searches are tiny; OpenMP threads only contend with the event loop
-        self._install(Routing.load(self.index_dir, self.feature_repo, self.canary_dir))
+        self._install(self._load_routing())
+        if self.change_log is not None and self._poller is None:
+            self._poller = threading.Thread(target=self._poll_changes, name="fashionrec-catalog", daemon=True)
+            self._poller.start()
         self.ready = True
         return self.ready
 
+    def _load_routing(self) -> Routing:
+        routing = Routing.load(self.index_dir, self.feature_repo, self.canary_dir)
+        if self.change_log is not None:
+            for snapshot in routing.snapshots:  # a snapshot serves the catalogue as it is now, not as it was built
+                snapshot.catch_up(self.change_log)
+        return routing
+
+    def _poll_changes(self) -> None:
+        """Apply new catalogue changes to every loaded snapshot until stopped; a failed poll is retried."""
+        assert self.change_log is not None
+        while not self._stopping.wait(self.catalog_poll_seconds):
+            routing = self.routing
+            if routing is None:
+                continue
+            try:
+                for snapshot in routing.snapshots:
+                    snapshot.catch_up(self.change_log)
+                transformer_metrics().index_items.set(routing.stable.index.count)
+            except Exception:  # storage or online store unreachable for a moment: keep serving, try again
+                logger.exception("applying catalogue changes from %s failed; retrying", self.change_log.uri)
+
     async def reload(self) -> None:
         """Hot swap: load the snapshots now at their folders off the event loop, then switch in one step."""
-        routing = await asyncio.to_thread(Routing.load, self.index_dir, self.feature_repo, self.canary_dir)
+        routing = await asyncio.to_thread(self._load_routing)
         self._install(routing)
         transformer_metrics().swaps.inc()
 
@@ -220,7 +292,7 @@ class FashionrecTransformer(Model):
         self.routing = routing  # one assignment on the event loop thread: no request sees a half-installed routing
         metrics = transformer_metrics()
         meta = routing.stable.index.meta
-        metrics.index_items.set(meta.count)
+        metrics.index_items.set(routing.stable.index.count)
         metrics.model.info(
             {"model_version": meta.model_version, "index_type": meta.index_type, "dataset_digest": meta.dataset_digest}
         )
@@ -229,6 +301,7 @@ class FashionrecTransformer(Model):
     def stop(self) -> None:
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
         super().stop()
+        self._stopping.set()
         self.cpu_pool.shutdown(wait=False)
         predictor, self.predictor = self.predictor, None
         if predictor is None:
@@ -255,6 +328,22 @@ class FashionrecTransformer(Model):
                 f"the {source} gave vectors of model_version(s) {sorted(versions)} for a query answered by model "
                 f"{snapshot.model_version}; refusing to mix models"
             )
+
+    @staticmethod
+    def refuse_missing(snapshot: ServingSnapshot, missing: list[int]) -> None:
+        """Items without a vector of the snapshot's version: unknown products are the client's mistake (400); a
+        known product (it has attributes) without one means this version's vectors are not all in the store (503)."""
+        known = [
+            i
+            for i, title in zip(missing, snapshot.features.attributes(missing)[ATTRIBUTE_COLUMNS[0]], strict=True)
+            if title is not None
+        ]
+        if known:
+            transformer_metrics().stale.labels(source="feast").inc()
+            raise ServerNotReady(
+                f"the online store has no vectors of model version {snapshot.model_version} for item_id(s) {known[:10]}"
+            )
+        raise InvalidInput(f"unknown item_id(s) {missing[:10]}: not in the online store")
 
     # v2 model metadata
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -325,12 +414,11 @@ class FashionrecTransformer(Model):
         metrics = transformer_metrics()
         if payload.ids is not None:
             started = time.perf_counter()
-            vectors, versions = await self.off_loop(snapshot.features.embeddings, payload.ids)
+            vectors = await self.off_loop(snapshot.features.embeddings, payload.ids, snapshot.model_version)
             metrics.feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
             missing = [i for i, v in zip(payload.ids, vectors, strict=True) if v is None]
             if missing:
-                raise InvalidInput(f"unknown item_id(s) {missing[:10]}: not in the online store")
-            self.check_version(snapshot, set(map(str, versions)), "feast")
+                await self.off_loop(self.refuse_missing, snapshot, missing)
             queries = np.stack([v for v in vectors if v is not None])
             exclude: list[int | None] = list(payload.ids)  # "more like this item": the item itself is not a hit
         else:
@@ -348,19 +436,23 @@ class FashionrecTransformer(Model):
         metrics = transformer_metrics()
         top_k = query.top_k
         started = time.perf_counter()
-        scores, hits = snapshot.index.search(queries, min(top_k + 1, snapshot.index.meta.count))  # one call per batch
+        scores, hits = snapshot.index.search(queries, max(1, min(top_k + 1, snapshot.index.count)))  # one call per batch
         metrics.faiss_seconds.observe(time.perf_counter() - started)
-        item_ids = np.full((len(queries), top_k), -1, dtype=np.int64)
-        item_scores = np.zeros((len(queries), top_k), dtype=np.float32)
-        for row in range(len(queries)):
-            keep = [(s, h) for s, h in zip(scores[row], hits[row], strict=True) if h != -1 and h != exclude[row]][:top_k]
-            for col, (score, hit) in enumerate(keep):
-                item_ids[row, col], item_scores[row, col] = hit, score
-        found = sorted({int(i) for i in item_ids.reshape(-1) if i != -1})
+        found = sorted({int(h) for h in hits.reshape(-1) if h != -1})
         started = time.perf_counter()
         attributes = snapshot.features.attributes(found) if found else {c: [] for c in ATTRIBUTE_COLUMNS}
         metrics.feast_seconds.labels(read="attributes").observe(time.perf_counter() - started)
         position = {item: n for n, item in enumerate(found)}
+        # A product without attributes was removed from the catalogue (its index entry goes at the next poll).
+        gone = {item for item, title in zip(found, attributes[ATTRIBUTE_COLUMNS[0]], strict=True) if title is None}
+        item_ids = np.full((len(queries), top_k), -1, dtype=np.int64)
+        item_scores = np.zeros((len(queries), top_k), dtype=np.float32)
+        for row in range(len(queries)):
+            keep = [
+                (s, h) for s, h in zip(scores[row], hits[row], strict=True) if h != -1 and h != exclude[row] and h not in gone
+            ]
+            for col, (score, hit) in enumerate(keep[:top_k]):
+                item_ids[row, col], item_scores[row, col] = hit, score
         shape = list(item_ids.shape)
         flat_ids = item_ids.ravel().tolist()  # v2 tensors travel flattened, row-major, in JSON and in gRPC alike
         outputs = [
@@ -398,9 +490,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--canary_dir", type=Path, default=None, help=f"a canary's index/, feature_repo/ and {CANARY_FILE} (local rollouts)"
     )
+    parser.add_argument(
+        "--catalog_changes", default=None, help="catalogue change log to apply live (a folder, gs:// or s3://); none: off"
+    )
+    parser.add_argument(
+        "--catalog_poll_seconds", type=float, default=CATALOG_POLL_SECONDS, help="how often the change log is read"
+    )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
-        args.model_name, index_dir=args.index_dir, feature_repo=args.feature_repo, canary_dir=args.canary_dir
+        args.model_name,
+        index_dir=args.index_dir,
+        feature_repo=args.feature_repo,
+        canary_dir=args.canary_dir,
+        catalog_changes=args.catalog_changes,
+        catalog_poll_seconds=args.catalog_poll_seconds,
     )
     run_model_server([model], args, registered_models=TransformerRepository())
 

@@ -1,0 +1,193 @@
+"""Add and remove products live: validate, encode with every served encoder, write the online store, record the
+change (fashionrec.catalog.changes) that every transformer applies to its live index, and keep the catalogue that
+the next full retrain reads in step.
+
+An addition is validated by the same Great Expectations suite as a pipeline run (invalid rows are quarantined and
+reported, never dropped; an addition batch has no valid-fraction floor). Each valid image is encoded by the
+predictor's encoder of every model version being served (production, and a canary during a rollout): the vectors
+carry their version, which is their key in the online store, and an encoder answering with another version is
+refused. A removal deletes the product's attributes and vectors of every version, then records the change.
+The catalogue folder gains the added rows and images (the pipeline's source of truth for the next retrain); removed
+rows move to ``removed.csv`` beside ``styles.csv`` with the time they were removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fashionrec.catalog.changes import Change, ChangeLog
+from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, STYLES_COLUMNS
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, image_path, read_styles, write_styles
+from fashionrec.serving.predictor_client import PredictorClient
+
+REMOVED_FILE = "removed.csv"  # in the catalogue folder: rows taken out by `catalog remove`, with when
+ENCODE_BATCH = 16  # images per predictor request
+
+
+class CatalogUpdateError(RuntimeError):
+    """The change could not be made; nothing was recorded in the change log."""
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """A model version being served and the Feast repo whose online store its transformer reads."""
+
+    model_version: str
+    feature_repo: Path
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: list[int]
+    quarantined: int
+    model_versions: list[str]
+    change: Change | None  # None when no row was valid
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    removed: list[int]  # ids that had rows in an online store
+    unknown: list[int]
+    change: Change
+
+
+def stage_additions(images: Path, styles: Path, out_dir: Path) -> Path:
+    """A catalogue folder (styles.csv + images/) of the new products, so the pipeline's validation reads it as is."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(styles, out_dir / STYLES_FILE)
+    (out_dir / IMAGES_DIR).symlink_to(images.resolve(), target_is_directory=True)
+    return out_dir
+
+
+async def encode(images: list[bytes], model_version: str, predictor: PredictorClient) -> np.ndarray:
+    """Embeddings of the images by the predictor's encoder of ``model_version``, refusing any other version."""
+    batches = []
+    for start in range(0, len(images), ENCODE_BATCH):
+        embeddings = await predictor.embed(images[start : start + ENCODE_BATCH], None, f"catalog-add-{start}", model_version)
+        if str(embeddings.model_version) != model_version:
+            raise CatalogUpdateError(f"asked the encoder of {model_version}, got vectors of {embeddings.model_version}")
+        batches.append(np.asarray(embeddings.vectors, dtype=np.float32))
+    return np.concatenate(batches)
+
+
+def _rows_table(valid: pd.DataFrame, model_version: str, change_digest: str) -> pd.DataFrame:
+    rows = pd.DataFrame(
+        {FEAST_JOIN_KEY: valid["id"].astype("int64").to_numpy(), "event_timestamp": pd.Timestamp.now(tz="UTC").floor("ms")}
+    )
+    for column in ATTRIBUTE_COLUMNS:
+        rows[column] = valid[column].astype(str).to_numpy()
+    rows["model_version"] = model_version
+    rows["dataset_digest"] = change_digest
+    return rows
+
+
+def add_items(
+    additions: Path,
+    served: list[ServedVersion],
+    predictor: PredictorClient,
+    changes: ChangeLog,
+    catalog_dir: Path | None,
+    report_dir: Path,
+) -> AddResult:
+    """Validate ``additions`` (a catalogue folder), encode the valid rows with every served version, write them to
+    each version's online store, extend the catalogue, then record the change; returns what was added."""
+    from fashionrec.data.validation.checks import ValidationSettings
+    from fashionrec.data.validation.quarantine import validate_catalog
+    from fashionrec.data.validation.report import output_paths, write_outputs
+    from fashionrec.retrieval.embeddings import write_embeddings
+    from fashionrec.retrieval.feast_store import open_store
+    from fashionrec.retrieval.online_rows import write_items
+
+    if not served:
+        raise CatalogUpdateError("no served model version to encode the new products with: is anything being served?")
+    result = validate_catalog(additions, ValidationSettings(min_valid_fraction=0.0, workers=1))
+    write_outputs(result, additions, output_paths(report_dir))
+    valid = result.valid
+    if valid.empty:
+        return AddResult([], len(result.quarantine), [], None)
+    images = list(valid["image"])
+    digest = "catalog-add:" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    versions = sorted({s.model_version for s in served})
+    vectors = {version: asyncio.run(_encode_closing(images, version, predictor)) for version in versions}
+    tables = {version: _rows_table(valid, version, digest) for version in versions}
+    for target in served:  # with a shared store (Redis) several targets are one store: the writes are idempotent
+        write_items(open_store(target.feature_repo), tables[target.model_version], vectors[target.model_version])
+    if catalog_dir is not None:
+        _append_to_catalogue(valid, additions, catalog_dir)
+    record = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        offline = Path(tmp) / "rows.parquet"
+        write_embeddings(pd.concat(tables.values(), ignore_index=True), np.concatenate([vectors[v] for v in versions]), offline)
+        record.write(offline.read_bytes())
+    ids = [int(i) for i in valid["id"]]
+    change = changes.append("add", ids, versions, rows=record.getvalue())
+    return AddResult(ids, len(result.quarantine), versions, change)
+
+
+async def _encode_closing(images: list[bytes], version: str, predictor: PredictorClient) -> np.ndarray:
+    try:
+        return await encode(images, version, predictor)
+    finally:
+        await predictor.close()  # its connection pool belongs to this event loop
+
+
+def _append_to_catalogue(valid: pd.DataFrame, additions: Path, catalog_dir: Path) -> None:
+    """Add the rows to the catalogue's styles.csv (replacing rows of the same id) and copy their images."""
+    styles = catalog_dir / STYLES_FILE
+    current = read_styles(styles).rows if styles.exists() else pd.DataFrame(columns=list(STYLES_COLUMNS))
+    new = valid.loc[:, list(STYLES_COLUMNS)].astype(str)
+    kept = current[~current["id"].astype(str).isin(set(new["id"]))]
+    (catalog_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    for item_id in new["id"]:
+        shutil.copy2(image_path(additions, item_id), image_path(catalog_dir, item_id))
+    _replace_styles(pd.concat([kept.loc[:, list(STYLES_COLUMNS)], new], ignore_index=True), styles)
+
+
+def _replace_styles(rows: pd.DataFrame, styles: Path) -> None:
+    staged = styles.with_name(f".{styles.name}.tmp")
+    write_styles(rows, staged)
+    staged.replace(styles)  # a pipeline run reading it meanwhile sees the old or the new file, never half of one
+
+
+def remove_items(item_ids: list[int], served: list[ServedVersion], changes: ChangeLog, catalog_dir: Path | None) -> RemoveResult:
+    """Delete the products' attributes and vectors (every version) from each served online store, move their rows
+    out of the catalogue, then record the change; returns which ids had rows."""
+    from fashionrec.retrieval.feast_store import OnlineFeatures, open_store
+    from fashionrec.retrieval.online_rows import delete_items
+
+    if not item_ids:
+        raise CatalogUpdateError("no item ids to remove")
+    wanted = sorted({int(i) for i in item_ids})
+    had_rows: set[int] = set()
+    for target in served:
+        store = open_store(target.feature_repo)
+        present = OnlineFeatures(target.feature_repo).attributes(wanted)[ATTRIBUTE_COLUMNS[0]]
+        had_rows |= {i for i, value in zip(wanted, present, strict=True) if value is not None}
+        delete_items(store, wanted)
+    if catalog_dir is not None:
+        _move_out_of_catalogue(wanted, catalog_dir)
+    change = changes.append("remove", wanted)
+    return RemoveResult(sorted(had_rows), sorted(set(wanted) - had_rows), change)
+
+
+def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
+    styles = catalog_dir / STYLES_FILE
+    if not styles.exists():
+        return
+    rows = read_styles(styles).rows
+    leaving = rows["id"].astype(str).isin({str(i) for i in item_ids})
+    if not leaving.any():
+        return
+    removed = rows.loc[leaving, list(STYLES_COLUMNS)].assign(removed_at=datetime.now(UTC).isoformat())
+    log = catalog_dir / REMOVED_FILE
+    removed.to_csv(log, mode="a", header=not log.exists(), index=False)  # kept: nothing removed is lost
+    _replace_styles(rows.loc[~leaving, list(STYLES_COLUMNS)], styles)

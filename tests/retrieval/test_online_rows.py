@@ -1,0 +1,136 @@
+"""fashionrec's online-store writer against Feast's own materialize (embedded sqlite, no server): the same rows byte
+for byte, vectors keyed by model version, deletes, and the config switch that stages a Redis or SQL-registry repo."""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fashionrec.config import FEAST_CONFIG_FILE
+from fashionrec.retrieval.embeddings import random_embeddings, write_embeddings
+from fashionrec.retrieval.feast_store import (
+    OnlineFeatures,
+    StoreSettings,
+    apply_and_materialize,
+    apply_repo,
+    ensure_materialized,
+    open_store,
+    retire_model_version,
+    stage_repo,
+)
+from fashionrec.retrieval.online_rows import delete_items, delete_model_version, stored_versions, write_items
+
+IDS = np.arange(500, 620)
+
+
+def staged(tmp_path: Path, name: str, version: str = "v-a", ids: np.ndarray = IDS, seed: int = 0) -> Path:
+    table, vectors = random_embeddings(ids, version, seed=seed)
+    write_embeddings(table, vectors, tmp_path / f"{name}.parquet")
+    return stage_repo(tmp_path / f"{name}.parquet", tmp_path / name)
+
+
+def rows(repo: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(repo / "data" / "online_store.db") as connection:
+        tables = [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            table: connection.execute(
+                f'SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM "{table}" ORDER BY 1, 2'
+            ).fetchall()
+            for table in tables
+        }
+
+
+def test_the_fast_writer_writes_exactly_the_rows_feast_materialize_writes(tmp_path: Path) -> None:
+    stock, fast = staged(tmp_path, "stock"), staged(tmp_path, "fast")
+    apply_and_materialize(stock, engine="feast")
+    apply_and_materialize(fast)
+    stock_rows, fast_rows = rows(stock), rows(fast)
+    assert set(stock_rows) == {"fashionrec_item_embedding", "fashionrec_item_attributes"}
+    assert len(stock_rows["fashionrec_item_embedding"]) == len(IDS)
+    assert len(stock_rows["fashionrec_item_attributes"]) == len(IDS) * 7
+    assert fast_rows == stock_rows
+
+
+def test_vectors_are_keyed_by_model_version_and_two_versions_coexist(tmp_path: Path) -> None:
+    repo = staged(tmp_path, "repo", "v-a")
+    store = apply_repo(repo)
+    a_table, a_vectors = random_embeddings(IDS, "v-a", seed=0)
+    b_table, b_vectors = random_embeddings(IDS[:50], "v-b", seed=1)
+    write_items(store, a_table, a_vectors)
+    write_items(store, b_table, b_vectors)
+    online = OnlineFeatures(repo)
+    ids = [int(IDS[0]), int(IDS[60])]
+    a, b = online.embeddings(ids, "v-a"), online.embeddings(ids, "v-b")
+    assert np.array_equal(a[0], a_vectors[0]) and np.array_equal(a[1], a_vectors[60])  # type: ignore[arg-type]
+    assert np.array_equal(b[0], b_vectors[0]) and b[1] is None  # v-b never had item 560
+    assert stored_versions(store) == {"v-a": len(IDS), "v-b": 50}
+
+    assert delete_model_version(store, "v-a") == len(IDS)
+    assert stored_versions(store) == {"v-b": 50}
+    assert online.embeddings(ids, "v-a") == [None, None]
+    assert online.attributes(ids)["articleType"] == list(a_table["articleType"].iloc[[0, 60]])  # attributes stay
+
+
+def test_deleting_items_removes_their_attributes_and_every_version_of_their_vectors(tmp_path: Path) -> None:
+    repo = staged(tmp_path, "repo")
+    store = apply_repo(repo)
+    for seed, version in enumerate(("v-a", "v-b")):
+        write_items(store, *random_embeddings(IDS, version, seed=seed))
+    gone, kept = [int(IDS[1]), int(IDS[2])], int(IDS[3])
+    assert delete_items(store, [*gone, 999_999]) == 2  # an id with no rows is ignored
+    online = OnlineFeatures(repo)
+    assert online.embeddings([*gone, kept], "v-a")[:2] == [None, None]
+    assert online.embeddings(gone, "v-b") == [None, None] and online.embeddings([kept], "v-b")[0] is not None
+    assert online.attributes([*gone, kept])["gender"][:2] == [None, None]
+    assert stored_versions(store) == {"v-a": len(IDS) - 2, "v-b": len(IDS) - 2}
+
+
+def test_a_rewrite_replaces_a_vector_instead_of_adding_one(tmp_path: Path) -> None:
+    repo = staged(tmp_path, "repo")
+    store = apply_repo(repo)
+    write_items(store, *random_embeddings(IDS, "v-a", seed=0))
+    table, vectors = random_embeddings(IDS[:1], "v-a", seed=5)
+    write_items(store, table, vectors)
+    assert np.array_equal(OnlineFeatures(repo).embeddings([int(IDS[0])], "v-a")[0], vectors[0])  # type: ignore[arg-type]
+    assert stored_versions(store) == {"v-a": len(IDS)}
+
+
+def test_a_version_retired_from_the_embedded_store_is_kept_and_one_missing_is_materialized(tmp_path: Path) -> None:
+    repo = staged(tmp_path, "repo", "v-a")
+    apply_repo(repo)
+    assert ensure_materialized(repo, "v-a") is True  # nothing there yet
+    assert ensure_materialized(repo, "v-a") is False
+    # sqlite is one file per release: its vectors stay for a later rollback to it
+    assert retire_model_version(repo, "v-a") is None and stored_versions(open_store(repo)) == {"v-a": len(IDS)}
+
+
+def test_the_config_switch_stages_redis_and_a_sql_registry(tmp_path: Path) -> None:
+    table, vectors = random_embeddings(IDS, "v-a")
+    write_embeddings(table, vectors, tmp_path / "e.parquet")
+    settings = StoreSettings(online_store="redis://:${FEAST_REDIS_PASSWORD}@redis.feast:6379/2", registry="sqlite:///r.db")
+    config = yaml.safe_load(
+        (stage_repo(tmp_path / "e.parquet", tmp_path / "repo", settings=settings) / FEAST_CONFIG_FILE).read_text()
+    )
+    assert config["online_store"] == {
+        "type": "redis",
+        "connection_string": "redis.feast:6379,db=2,password=${FEAST_REDIS_PASSWORD}",
+    }
+    assert config["registry"] == {"registry_type": "sql", "path": "sqlite:///r.db", "cache_ttl_seconds": 60}
+    assert config["project"] == "fashionrec" and config["entity_key_serialization_version"] == 3
+    default = stage_repo(tmp_path / "e.parquet", tmp_path / "default") / FEAST_CONFIG_FILE
+    assert default.read_text() == (Path(__file__).parents[2] / "feature_repo" / FEAST_CONFIG_FILE).read_text()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis.feast:6379", "redis://", "redis://host", "redis://host:port", "redis://u:p@h:1", "redis://h:1/x"]
+)
+def test_a_malformed_online_store_setting_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="online store must"):
+        StoreSettings(online_store=url).online_store_config()
+
+
+def test_a_registry_that_is_no_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="SQLAlchemy URL"):
+        StoreSettings(registry="registry.db").registry_config()
