@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fashionrec.config import (
+    CATALOG_POLL_SECONDS,
     DYNAMIC_BATCH_SIZE,
     IMAGE_KSERVE_DIR,
     MODEL_NAME,
@@ -83,7 +84,9 @@ def test_transformer_arguments_match_the_local_run() -> None:
     in_cluster = dict(arg.split("=", 1) for arg in container["args"])
     local = dict(
         arg.split("=", 1)
-        for arg in LocalTransformer(Path("w"), index_dir=Path("i"), feature_repo=Path("f"), predictor_host="h:1").args()
+        for arg in LocalTransformer(
+            Path("w"), index_dir=Path("i"), feature_repo=Path("f"), predictor_host="h:1", catalog_changes=Path("c")
+        ).args()
     )
     # KServe injects --predictor_host in the cluster; everything else is passed the same way.
     assert set(in_cluster) == set(local) - {"--predictor_host"}
@@ -91,6 +94,7 @@ def test_transformer_arguments_match_the_local_run() -> None:
     assert in_cluster["--predictor_protocol"] == local["--predictor_protocol"] == "v2"
     assert in_cluster["--max_request_bytes"] == local["--max_request_bytes"]
     assert in_cluster["--enable_latency_logging"] == local["--enable_latency_logging"] == "false"
+    assert in_cluster["--catalog_poll_seconds"] == local["--catalog_poll_seconds"] == f"{CATALOG_POLL_SECONDS:g}"
     assert in_cluster["--http_port"] == str(TRANSFORMER_HTTP_PORT) and in_cluster["--grpc_port"] == str(TRANSFORMER_GRPC_PORT)
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_HTTP_PORT}
 
@@ -247,6 +251,9 @@ def test_storage_uris_name_one_release_under_one_root(overlay: str, tmp_path: Pa
     assert predictor["part"] == "model_store" and transformer["part"] == "serving"
     assert predictor["root"] == transformer["root"] == STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)
     assert predictor["version"] == transformer["version"] == FIRST_MODEL_VERSION
+    # the catalogue change log lives under the same root, in the storage the transformer reads
+    changes = [a for a in isvc["transformer"]["containers"][0]["args"] if a.startswith("--catalog_changes=")]
+    assert changes == [f"--catalog_changes={STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)}/catalog-changes"]
 
 
 def test_the_schema_check_catches_typos_and_wrong_types() -> None:

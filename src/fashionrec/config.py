@@ -121,6 +121,8 @@ REGISTRY_SECRET = "fashionrec-registry-credentials"
 REGISTRY_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 # Feast's shared stores: feature_store.yaml may name ${FEAST_REDIS_PASSWORD} / ${FEAST_REGISTRY_PASSWORD}.
 FEAST_SECRET = "fashionrec-feast-credentials"
+# How often a transformer lists the catalogue change log: an added product is searchable within this.
+CATALOG_POLL_SECONDS = 2.0
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"

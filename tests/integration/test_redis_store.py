@@ -4,6 +4,7 @@ current one serves from, and products added and removed live while clients query
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,10 +20,11 @@ import redis
 from PIL import Image, ImageOps
 
 from fashionrec.catalog.changes import ChangeLog
-from fashionrec.catalog.update import ServedVersion, add_items, remove_items, stage_additions
+from fashionrec.catalog.update import ServedVersion, add_items, reencode_additions, remove_items, stage_additions
 from fashionrec.config import MODEL_NAME, STYLES_COLUMNS
 from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
 from fashionrec.deploy.local_target import LocalServing, register_encoder
+from fashionrec.deploy.release import Deployment
 from fashionrec.local.processes import (
     LIVE_DIR,
     LOOPBACK,
@@ -46,7 +48,7 @@ from fashionrec.retrieval.feast_store import (
     stage_repo,
 )
 from fashionrec.retrieval.index import ItemIndex, build_index
-from fashionrec.retrieval.online_rows import stored_versions
+from fashionrec.retrieval.online_rows import delete_model_version, stored_versions
 from fashionrec.serving.client import image_request, item_request
 from fashionrec.serving.predictor_client import make_predictor
 
@@ -77,7 +79,7 @@ def redis_repo(
 
 
 def dump(store: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: store.hgetall(key) for key in store.scan_iter(count=1000)}
+    return {key: dict(store.hgetall(key)) for key in store.scan_iter(count=1000)}  # type: ignore[arg-type]
 
 
 def test_the_fast_writer_writes_the_redis_hashes_stock_feast_writes(redis_server: LocalRedis, tmp_path: Path) -> None:
@@ -116,7 +118,7 @@ def test_a_shared_sql_registry_and_feast_by_hand_serve_the_same_redis(redis_serv
     assert found["gender"] == list(table["gender"].iloc[[0, 7]])
 
 
-def under_load(url: str, bodies: list[dict[str, object]], action: Callable[[], None]) -> list[tuple[int, str]]:
+def under_load(url: str, bodies: list[dict[str, object]], action: Callable[[], object]) -> list[tuple[int, str]]:
     """Run ``action`` while two clients send ``bodies`` in turn; every (status, model_version or error) they saw."""
     answers: list[tuple[int, str]] = []
     stop = threading.Event()
@@ -182,9 +184,7 @@ def test_materializing_the_next_version_into_the_shared_store_never_disturbs_the
         transformer.stop()
 
 
-def _deployment(index_dir: Path, repo: Path) -> object:
-    from fashionrec.deploy.release import Deployment
-
+def _deployment(index_dir: Path, repo: Path) -> Deployment:
     return Deployment(index_dir.parent / "unused-model-store", index_dir, repo)
 
 
@@ -217,12 +217,8 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
     next_repo = stage_repo(second_version.embeddings, tmp_path / "next-repo", settings=settings)
     apply_and_materialize(next_repo)  # a rollout's next version, in the same store
     build_index(stages.embeddings, tmp_path / "index", kind="hnsw")  # additions go into a graph index too
-    from fashionrec.deploy.release import Deployment
-
     deployment = Deployment(stages.model_store, tmp_path / "index", repo)
     catalog = tmp_path / "catalog"
-    import shutil
-
     shutil.copytree(tiny_catalog, catalog)
     changes = tmp_path / "changes"
     new_rows = [
@@ -281,7 +277,7 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
         metrics = httpx.get(f"{transformer.url}/metrics").text
         assert wait_for(
             lambda: (
-                'fashionrec_catalog_changes_total{action="remove",model_version="%s",outcome="applied"} 1.0' % version
+                f'fashionrec_catalog_changes_total{{action="remove",model_version="{version}",outcome="applied"}} 1.0'
                 in httpx.get(f"{transformer.url}/metrics").text
             )
         )
@@ -289,6 +285,16 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
         assert online.embeddings([90001], next_version) == [None] and online.embeddings([90002], next_version)[0] is not None
         assert "90001" not in set(read_styles(catalog / STYLES_FILE).rows["id"])
         assert "90001" in (catalog / "removed.csv").read_text()  # kept, with when it was removed
+
+        # A version rolled out later, whose store lacks the additions, gets them encoded by its own encoder.
+        added_vector = online.embeddings([90002], next_version)[0]
+        assert delete_model_version(open_store(next_repo), next_version) > 0
+        predictor_client = make_predictor("v2", predictor.inference_url.removeprefix("http://"))
+        target = ServedVersion(next_version, next_repo)
+        assert reencode_additions(ChangeLog(str(changes)), target, predictor_client) == 1  # 90002; 90001 was removed
+        assert np.allclose(online.embeddings([90002], next_version)[0], added_vector, atol=1e-5)  # type: ignore[arg-type]
+        assert online.embeddings([90001], next_version) == [None]
+        assert retire_model_version(next_repo, next_version) == 1  # a shared store: the version's vectors go
 
     # A transformer started later (a new replica) replays the log: 90002 is there, 90001 is not.
     with serve_locally(deployment, tmp_path / "serve-again", catalog_changes=changes) as (_, transformer):

@@ -53,7 +53,7 @@ def test_changes_made_while_other_threads_search_lose_nothing(index: tuple[ItemI
     def search() -> None:
         try:
             while not stop.is_set():
-                scores, hits = built.search(vectors[:8], 5)
+                _, hits = built.search(vectors[:8], 5)
                 assert hits.shape == (8, 5) and (hits != -1).all()
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)

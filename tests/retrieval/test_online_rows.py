@@ -64,7 +64,7 @@ def test_vectors_are_keyed_by_model_version_and_two_versions_coexist(tmp_path: P
     ids = [int(IDS[0]), int(IDS[60])]
     a, b = online.embeddings(ids, "v-a"), online.embeddings(ids, "v-b")
     assert np.array_equal(a[0], a_vectors[0]) and np.array_equal(a[1], a_vectors[60])  # type: ignore[arg-type]
-    assert np.array_equal(b[0], b_vectors[0]) and b[1] is None  # v-b never had item 560
+    assert np.array_equal(b[0], b_vectors[0]) and b[1] is None  # type: ignore[arg-type]  # v-b never had item 560
     assert stored_versions(store) == {"v-a": len(IDS), "v-b": 50}
 
     assert delete_model_version(store, "v-a") == len(IDS)
@@ -97,13 +97,12 @@ def test_a_rewrite_replaces_a_vector_instead_of_adding_one(tmp_path: Path) -> No
     assert stored_versions(store) == {"v-a": len(IDS)}
 
 
-def test_a_version_retired_from_the_embedded_store_is_kept_and_one_missing_is_materialized(tmp_path: Path) -> None:
+def test_the_embedded_store_of_a_release_keeps_its_vectors_for_a_later_rollback(tmp_path: Path) -> None:
     repo = staged(tmp_path, "repo", "v-a")
-    apply_repo(repo)
-    assert ensure_materialized(repo, "v-a") is True  # nothing there yet
-    assert ensure_materialized(repo, "v-a") is False
-    # sqlite is one file per release: its vectors stay for a later rollback to it
+    apply_and_materialize(repo)
+    # sqlite is one file per release: nothing is retired from it, and nothing needs materializing again
     assert retire_model_version(repo, "v-a") is None and stored_versions(open_store(repo)) == {"v-a": len(IDS)}
+    assert ensure_materialized(repo, "v-a") is False
 
 
 def test_the_config_switch_stages_redis_and_a_sql_registry(tmp_path: Path) -> None:

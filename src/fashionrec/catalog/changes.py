@@ -39,10 +39,10 @@ class Change:
 
 class ChangeLog:
     def __init__(self, uri: str) -> None:
-        import fsspec
+        from fashionrec.deploy.release import storage
 
         self.uri = uri.rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        self.fs, self.root = storage(self.uri)  # a folder, gs://, s3:// or KFP's minio://
 
     def append(self, action: Action, item_ids: list[int], model_versions: list[str] | None = None,
                rows: bytes | None = None) -> Change:  # fmt: skip
@@ -76,4 +76,5 @@ class ChangeLog:
         return [self.read(name) for name in self.names() if name not in skip]
 
     def rows_uri(self, change: Change) -> str:
-        return f"{self.uri}/{change.name}{ROWS_SUFFIX}"
+        """Path of an add's rows in ``fs``."""
+        return f"{self.root}/{change.name}{ROWS_SUFFIX}"

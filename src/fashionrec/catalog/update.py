@@ -126,7 +126,9 @@ def add_items(
     record = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp:
         offline = Path(tmp) / "rows.parquet"
-        write_embeddings(pd.concat(tables.values(), ignore_index=True), np.concatenate([vectors[v] for v in versions]), offline)
+        # The photos travel with the record: a version rolled out later encodes them from here (reencode_additions).
+        rows = pd.concat([t.assign(image=images) for t in tables.values()], ignore_index=True)
+        write_embeddings(rows, np.concatenate([vectors[v] for v in versions]), offline)
         record.write(offline.read_bytes())
     ids = [int(i) for i in valid["id"]]
     change = changes.append("add", ids, versions, rows=record.getvalue())
@@ -179,6 +181,38 @@ def remove_items(item_ids: list[int], served: list[ServedVersion], changes: Chan
     return RemoveResult(sorted(had_rows), sorted(set(wanted) - had_rows), change)
 
 
+def reencode_additions(changes: ChangeLog, target: ServedVersion, predictor: PredictorClient) -> int:
+    """Encode with ``target``'s version the products added through the change log (and not removed since) that its
+    online store has no vector of: additions made after its training run read the catalogue. The rollout calls this
+    once the predictor serves the new version and before its transformer loads. Returns how many it encoded."""
+    from fashionrec.retrieval.embeddings import read_embeddings
+    from fashionrec.retrieval.feast_store import OnlineFeatures, open_store
+    from fashionrec.retrieval.online_rows import write_items
+
+    latest: dict[int, Change] = {}
+    for change in changes.changes():
+        latest.update(dict.fromkeys(change.item_ids, change))
+    added = {item: change for item, change in latest.items() if change.action == "add"}
+    if not added:
+        return 0
+    known = OnlineFeatures(target.feature_repo).embeddings(sorted(added), target.model_version)
+    missing = [item for item, vector in zip(sorted(added), known, strict=True) if vector is None]
+    if not missing:
+        return 0
+    rows = []
+    for change in {added[item].name: added[item] for item in missing}.values():
+        with changes.fs.open(changes.rows_uri(change), "rb") as handle:
+            table, _ = read_embeddings(handle)
+        first_version = table["model_version"].iloc[0]
+        rows.append(table[(table["model_version"] == first_version) & table["item_id"].isin(missing)])
+    table = pd.concat(rows, ignore_index=True).drop_duplicates("item_id", keep="last").drop(columns=["image"])
+    images = [bytes(image) for image in pd.concat(rows, ignore_index=True).drop_duplicates("item_id", keep="last")["image"]]
+    table["model_version"] = target.model_version
+    vectors = asyncio.run(_encode_closing(images, target.model_version, predictor))
+    write_items(open_store(target.feature_repo), table, vectors)
+    return len(table)
+
+
 def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
     styles = catalog_dir / STYLES_FILE
     if not styles.exists():
@@ -191,3 +225,51 @@ def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
     log = catalog_dir / REMOVED_FILE
     removed.to_csv(log, mode="a", header=not log.exists(), index=False)  # kept: nothing removed is lost
     _replace_styles(rows.loc[~leaving, list(STYLES_COLUMNS)], styles)
+
+
+def fetch_feature_repo(releases_uri: str, model_version: str, out_dir: Path) -> Path:
+    """The Feast repo of a published release, copied from the releases' storage into ``out_dir``."""
+    from fashionrec.config import SNAPSHOT_FEATURE_REPO_DIR
+    from fashionrec.deploy.release import read_release, storage
+
+    release = read_release(releases_uri, model_version)
+    if release is None:
+        raise CatalogUpdateError(f"model version {model_version} has no release under {releases_uri}")
+    fs, root = storage(release.serving_uri)
+    fs.get(f"{root}/{SNAPSHOT_FEATURE_REPO_DIR}/", str(out_dir), recursive=True)
+    return out_dir
+
+
+def run_catalog_update(
+    additions: Path | None,
+    remove_ids: list[int],
+    releases_uri: str,
+    model_versions: list[str],
+    predictor_host: str,
+    changes_uri: str,
+    catalog_dir: Path | None,
+    report_dir: Path,
+) -> dict[str, float]:
+    """The update_catalog component's body: a batch of additions and removals on a cluster, against the shared
+    online store that the served releases' Feast repos name. Returns its counts."""
+    from fashionrec.retrieval.feast_store import is_shared, open_store
+    from fashionrec.serving.predictor_client import make_predictor
+
+    if not model_versions:
+        raise CatalogUpdateError("name the model versions being served (model_versions)")
+    with tempfile.TemporaryDirectory(prefix="fashionrec-catalog-") as tmp:
+        served = [ServedVersion(v, fetch_feature_repo(releases_uri, v, Path(tmp) / v)) for v in model_versions]
+        for target in served:
+            if not is_shared(open_store(target.feature_repo)):
+                raise CatalogUpdateError(
+                    f"the release of {target.model_version} keeps its online store in its own sqlite file: live catalogue "
+                    "updates on a cluster need the shared one (run the pipeline with online_store=redis://...)"
+                )
+        changes = ChangeLog(changes_uri)
+        counts = {"added": 0.0, "quarantined": 0.0, "removed": 0.0}
+        if additions is not None and (additions / STYLES_FILE).exists():
+            result = add_items(additions, served, make_predictor("v2", predictor_host), changes, catalog_dir, report_dir)
+            counts |= {"added": float(len(result.added)), "quarantined": float(result.quarantined)}
+        if remove_ids:
+            counts["removed"] = float(len(remove_items(remove_ids, served, changes, catalog_dir).removed))
+    return counts

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from fashionrec.catalog.update import ServedVersion
+from fashionrec.catalog.changes import ChangeLog
+from fashionrec.catalog.update import ServedVersion, reencode_additions
 from fashionrec.config import (
     MAR_FILE,
     MODEL_NAME,
@@ -49,6 +50,7 @@ from fashionrec.local.processes import (
 from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 from fashionrec.retrieval.index import IndexMeta
 from fashionrec.serving.guard import ADMIN_HEADER
+from fashionrec.serving.predictor_client import make_predictor
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
 
@@ -69,12 +71,14 @@ class LocalServing:
     admin_token_file: Path  # the transformer's repository API token
     live_dir: Path  # live/current and live/canary
     inference_url: str  # TorchServe's inference API (v2): the encoders `fashionrec catalog add` uses
+    catalog_changes: str = ""  # the catalogue change log the transformer applies ("": none)
 
     @classmethod
     def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
+        changes = str(transformer.catalog_changes.resolve()) if transformer.catalog_changes is not None else ""
         return cls(
             predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir,
-            predictor.inference_url,
+            predictor.inference_url, changes,
         )  # fmt: skip
 
     def served(self) -> list[ServedVersion]:
@@ -103,7 +107,7 @@ class LocalServing:
         data = json.loads(path.read_text(encoding="utf-8"))
         serving = cls(
             data["management_url"], Path(data["live_store"]), data["transformer_url"], Path(data["admin_token_file"]),
-            Path(data["live_dir"]), data["inference_url"],
+            Path(data["live_dir"]), data["inference_url"], data.get("catalog_changes", ""),
         )  # fmt: skip
         try:
             ready = httpx.get(f"{serving.transformer_url}/v2/health/ready", timeout=3).status_code == 200
@@ -199,6 +203,10 @@ class LocalTarget:
             self._registered.add(version)
         # A shared online store may have retired this version's vectors (a rollback to it): put them back first.
         ensure_materialized(release.feature_repo, version)
+        if self.serving.catalog_changes:  # products added since its training run, encoded by its own encoder
+            predictor = make_predictor("v2", self.serving.inference_url.removeprefix("http://"))
+            served = ServedVersion(version, release.feature_repo.resolve())
+            reencode_additions(ChangeLog(self.serving.catalog_changes), served, predictor)
         bundle = make_bundle(release, self.serving.live_dir)
         (bundle / CANARY_FILE).write_text(json.dumps({"share": share}), encoding="utf-8")
         point_current(self.serving.live_dir, bundle.name, LIVE_CANARY)

@@ -24,6 +24,7 @@ from typing import ClassVar
 import httpx
 
 from fashionrec.config import (
+    CATALOG_POLL_SECONDS,
     MAR_FILE,
     MAX_REQUEST_BYTES,
     MODEL_NAME,
@@ -288,7 +289,11 @@ class LocalTransformer(LocalModelServer):
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
             *([f"--canary_dir={self.canary_dir.absolute()}"] if self.canary_dir is not None else []),
-            *([f"--catalog_changes={self.catalog_changes.absolute()}"] if self.catalog_changes is not None else []),
+            *(
+                [f"--catalog_changes={self.catalog_changes.absolute()}", f"--catalog_poll_seconds={CATALOG_POLL_SECONDS:g}"]
+                if self.catalog_changes is not None
+                else []
+            ),
             *self.server_args(),
         ]
 

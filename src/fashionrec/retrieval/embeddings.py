@@ -4,6 +4,7 @@ dataset_digest) and its vector, as parquet. The embed stage writes it; Feast (it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,12 @@ def write_embeddings(table: pd.DataFrame, vectors: np.ndarray, out_path: Path) -
     flat = pa.array(vectors.astype(np.float32).reshape(-1), type=pa.float32())
     embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32()))
     # No dictionary for the vectors: float values never repeat, and decoding the attempt triples the read time.
-    pq.write_table(arrow.append_column("embedding", embedding), out_path, use_dictionary=list(table.columns))
+    pq.write_table(
+        arrow.append_column("embedding", embedding), out_path, use_dictionary=[c for c in table.columns if c != "image"]
+    )
 
 
-def read_embeddings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+def read_embeddings(path: Path | BinaryIO) -> tuple[pd.DataFrame, np.ndarray]:
     """The table without the vectors, and the vectors as one float32 matrix in the same row order."""
     table = pq.read_table(path)
     column = table.column("embedding").combine_chunks()

@@ -207,13 +207,16 @@ def is_shared(store: FeatureStore) -> bool:
 
 
 def ensure_materialized(repo_dir: Path, model_version: str, sample_size: int = 16) -> bool:
-    """Materialize the repo's offline source unless the online store already holds vectors of ``model_version`` for
-    the first ``sample_size`` items of it (a shared store from which that version was retired, before rolling back
-    to it). Returns whether it materialized."""
+    """Materialize the repo's offline source into a shared online store that lacks vectors of ``model_version`` for
+    the first ``sample_size`` items of it (the version was retired from it; now it is rolled back to). Returns
+    whether it materialized."""
     import pyarrow.parquet as pq
 
+    online = OnlineFeatures(repo_dir)
+    if not is_shared(online.store):
+        return False  # the embedded sqlite file of a release keeps its vectors for good
     ids = pq.read_table(repo_dir / FEAST_SOURCE_FILE, columns=[FEAST_JOIN_KEY]).column(0).to_pylist()[:sample_size]
-    if all(vector is not None for vector in OnlineFeatures(repo_dir).embeddings(ids, model_version)):
+    if all(vector is not None for vector in online.embeddings(ids, model_version)):
         return False
     apply_and_materialize(repo_dir)
     return True

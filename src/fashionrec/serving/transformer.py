@@ -47,6 +47,7 @@ from kserve.model_repository import ModelRepository
 from fashionrec.catalog.changes import Change, ChangeLog
 from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
+    CATALOG_POLL_SECONDS,
     DEFAULT_TOP_K,
     INPUT_IMAGE,
     INPUT_ITEM_ID,
@@ -68,7 +69,6 @@ CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
 T = TypeVar("T")
 SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors of the index's model version must exist at load
-CATALOG_POLL_SECONDS = 2.0  # how often the change log is listed: an added product is searchable within this
 logger = logging.getLogger(__name__)
 
 
