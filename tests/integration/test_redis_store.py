@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+from client_load import under_load
 from PIL import Image, ImageOps
 
 from fashionrec.catalog.changes import ChangeLog
@@ -116,32 +116,6 @@ def test_a_shared_sql_registry_and_feast_by_hand_serve_the_same_redis(redis_serv
     ).to_dict()
     assert np.allclose(found["embedding"][0], vectors[0]) and np.allclose(found["embedding"][1], vectors[7])
     assert found["gender"] == list(table["gender"].iloc[[0, 7]])
-
-
-def under_load(url: str, bodies: list[dict[str, object]], action: Callable[[], object]) -> list[tuple[int, str]]:
-    """Run ``action`` while two clients send ``bodies`` in turn; every (status, model_version or error) they saw."""
-    answers: list[tuple[int, str]] = []
-    stop = threading.Event()
-
-    def query() -> None:
-        with httpx.Client(timeout=60) as http:
-            n = 0
-            while not stop.is_set():
-                response = http.post(f"{url}/v2/models/{MODEL_NAME}/infer", json=bodies[n % len(bodies)])
-                answers.append((response.status_code, response.json().get("model_version", response.text)))
-                n += 1
-
-    workers = [threading.Thread(target=query) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
-        action()
-        stop.wait(0.5)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    return answers
 
 
 def test_materializing_the_next_version_into_the_shared_store_never_disturbs_the_served_one(

@@ -4,14 +4,13 @@ back; no request fails and every answer comes from exactly one model. `serve --w
 
 import json
 import shutil
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from client_load import under_load
 
-from fashionrec.config import INDEX_META_FILE, MODEL_NAME
+from fashionrec.config import INDEX_META_FILE
 from fashionrec.deploy.canary import CanaryPolicy
 from fashionrec.deploy.local_target import LocalServing, LocalTarget, served_versions, watch_tick
 from fashionrec.deploy.release import Deployment, publish
@@ -40,37 +39,15 @@ def probes(tiny_catalog: Path) -> list[dict[str, object]]:
     return probe_bodies(photos, [10003, 10014])
 
 
-def under_load(target: LocalTarget, body: dict[str, object], action: Callable[[], None]) -> list[tuple[int, str]]:
-    """Run ``action`` while two clients query; return every (status, model_version or error) they saw."""
-    answers: list[tuple[int, str]] = []
-    stop = threading.Event()
-
-    def query() -> None:
-        with httpx.Client(timeout=60) as client:
-            while not stop.is_set():
-                response = client.post(f"{target.endpoint()}/v2/models/{MODEL_NAME}/infer", json=body)
-                answers.append((response.status_code, response.json().get("model_version", response.text)))
-
-    workers = [threading.Thread(target=query) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
-        action()
-        stop.wait(0.5)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    return answers
-
-
 def test_a_canary_answers_its_share_is_promoted_and_no_request_fails_or_mixes_models(
     target: LocalTarget, stages: StageOutputs, second_version: StageOutputs, tiny_catalog: Path, probes: list[dict[str, object]]
 ) -> None:
     old, new = stages.deployment.model_version, second_version.deployment.model_version
     body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
     results = []
-    answers = under_load(target, body, lambda: results.append(rollout(target, second_version.deployment, probes, FAST)))
+    answers = under_load(
+        target.endpoint(), [body], lambda: results.append(rollout(target, second_version.deployment, probes, FAST))
+    )
     result = results[0]
     assert result.promoted, result.markdown
     assert result.verdict is not None and result.verdict.canary.requests >= FAST.policy.min_requests
@@ -83,7 +60,7 @@ def test_a_canary_answers_its_share_is_promoted_and_no_request_fails_or_mixes_mo
     assert 'fashionrec_stale_embeddings_total{source="predictor"}' not in metrics
     # and back, by a decision already taken (`model rollback`, `serve --watch`): the same steps, no check
     replaced: list[str | None] = []
-    answers = under_load(target, body, lambda: replaced.append(switch(target, stages.deployment)))
+    answers = under_load(target.endpoint(), [body], lambda: replaced.append(switch(target, stages.deployment)))
     assert replaced == [new] and all(status == 200 for status, _ in answers)
     assert target.stable_version() == old and served_versions(target.serving) == {old}
 
@@ -116,7 +93,7 @@ def test_a_failing_canary_is_rolled_back_and_production_keeps_answering(
         settings = RolloutSettings(canary_share=0.5, max_probes=60, policy=CanaryPolicy(max_latency_ratio=0, latency_slack_s=-1))
     body = image_request([(tiny_catalog / "images" / "10004.jpg").read_bytes()], top_k=3)
     results = []
-    answers = under_load(target, body, lambda: results.append(rollout(target, release, probes, settings)))
+    answers = under_load(target.endpoint(), [body], lambda: results.append(rollout(target, release, probes, settings)))
     result = results[0]
     assert not result.promoted and "rolled back" in result.markdown
     assert "rollback incomplete" not in result.markdown, result.markdown

@@ -9,6 +9,8 @@ from pathlib import Path
 from fashionrec.config import PIPELINE_LOG_FILE
 from fashionrec.console import console, print_hits
 from fashionrec.data.catalog import IMAGES_DIR
+from fashionrec.deploy.local_target import LocalServing
+from fashionrec.local.processes import LIVE_DIR, LocalTorchServe
 from fashionrec.params import TrainConfig
 
 
@@ -28,10 +30,10 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     if workdir.exists():
         shutil.rmtree(workdir)
     catalog = workdir / "catalog"
-    console.rule("1/4 generate a catalogue")
+    console.rule("1/5 generate a catalogue")
     table = synth_catalog(catalog, items_per_type=items_per_type)
     console.print(f"{len(table)} items, {table['articleType'].nunique()} article types in {catalog}")
-    console.rule("2/4 training pipeline (kfp.local)")
+    console.rule("2/5 training pipeline (kfp.local)")
     log = workdir / PIPELINE_LOG_FILE
     console.print(f"every step's full log: {log}")
     run = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
@@ -45,13 +47,13 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
             f"nDCG@10 {metrics.get('ndcg_at_10', float('nan')):.3f} on held-out items; production in the registry "
             f"(MLflow version {production.version}; `fashionrec model list --workdir {workdir}`)"
         )
-    console.rule("3/4 serve: TorchServe + FAISS transformer on loopback")
+    console.rule("3/5 serve: TorchServe + FAISS transformer on loopback")
     console.print(f"released under {workdir / 'releases'}; a second `fashionrec pipeline run` rolls out with a canary")
     with serve_locally(production_deployment(workdir), workdir / "serve", catalog_changes=catalog_changes_dir(workdir)) as (
-        _,
+        predictor,
         transformer,
     ):
-        console.rule("4/4 query")
+        console.rule("4/5 query")
         picks = table.groupby("articleType").head(1).head(queries)
         images = [(catalog / IMAGES_DIR / f"{i}.jpg").read_bytes() for i in picks["id"]]
         response = infer(transformer.url, image_request(images, top_k=5))
@@ -62,6 +64,48 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
                 failures.append(row["id"])
         by_item = parse_hits(infer(transformer.url, item_request([int(picks["id"].iloc[0])], top_k=5)))[0]
         print_hits(f"more like item {picks['id'].iloc[0]} (by id, from Feast)", by_item)
+        console.rule("5/5 a new product, live: no retraining, no restart")
+        assert isinstance(predictor, LocalTorchServe)
+        serving = LocalServing.of(predictor, transformer, workdir / "serve" / LIVE_DIR)
+        if not add_and_remove_live(serving, catalog, workdir, int(picks["id"].iloc[0]), int(table["id"].astype(int).max()) + 1):
+            failures.append("the added product")
     if failures:
         raise DemoFailure(f"items {failures} did not come back first for their own image")
     console.print(f"[green]demo finished in {time.perf_counter() - started:.0f}s[/green]; servers stopped.")
+
+
+def add_and_remove_live(serving: LocalServing, catalog: Path, workdir: Path, source_id: int, new_id: int) -> bool:
+    """Add a product (a mirrored photo of ``source_id`` under ``new_id``) through `fashionrec catalog add`'s code,
+    show it recommended within seconds, remove it again; whether it came back first for its own photo."""
+    from PIL import Image, ImageOps
+
+    from fashionrec.catalog.changes import ChangeLog
+    from fashionrec.catalog.update import add_items, remove_items, stage_additions
+    from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
+    from fashionrec.local.deployment import catalog_changes_dir
+    from fashionrec.serving.client import image_request, infer, parse_hits
+    from fashionrec.serving.predictor_client import make_predictor
+
+    new = workdir / "new_product"
+    (new / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    ImageOps.mirror(Image.open(catalog / IMAGES_DIR / f"{source_id}.jpg")).save(new / IMAGES_DIR / f"{new_id}.jpg", quality=95)
+    rows = read_styles(catalog / STYLES_FILE).rows
+    row = rows[rows["id"] == str(source_id)].assign(id=str(new_id))
+    write_styles(row, new / STYLES_FILE)
+    changes = ChangeLog(str(catalog_changes_dir(workdir)))
+    predictor = make_predictor("v2", serving.inference_url.removeprefix("http://"))
+    additions = stage_additions(new / IMAGES_DIR, new / STYLES_FILE, new / "staged")
+    added = add_items(additions, serving.served(), predictor, changes, catalog, new / "report")
+    versions = ", ".join(added.model_versions)
+    console.print(f"`fashionrec catalog add`: product {new_id} validated, encoded by model {versions}, written to Feast")
+    photo = image_request([(new / IMAGES_DIR / f"{new_id}.jpg").read_bytes()], top_k=3)
+    deadline = time.monotonic() + 15
+    while (hits := parse_hits(infer(serving.transformer_url, photo))[0]) and hits[0].item_id != new_id:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print_hits(f"more like the new product {new_id}'s photo (the transformer applied the change log)", hits)
+    remove_items([new_id], serving.served(), changes, catalog)
+    after = parse_hits(infer(serving.transformer_url, photo))[0]
+    console.print(f"`fashionrec catalog remove {new_id}`: now first is {after[0].item_id if after else 'nothing'}")
+    return bool(hits) and hits[0].item_id == new_id and all(hit.item_id != new_id for hit in after)
