@@ -163,6 +163,7 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             canary_percent=parameters["canary_percent"],
             prometheus_url=parameters["prometheus_url"],
             holdout_fraction=holdout_fraction,
+            catalog_changes_uri=parameters["catalog_changes_uri"],
         )
         deployed.set_display_name("deploy: canary, then promote or roll back")
         deployed.set_caching_options(False)  # it changes what is served

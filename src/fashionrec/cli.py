@@ -350,9 +350,20 @@ def model_rollback(
     parsed = parse_target(target)
     if parsed.kind != "kserve" or not releases:
         raise typer.BadParameter("a cluster rollback needs --target kserve://[NAMESPACE/]NAME and --releases URI")
+    from fashionrec.catalog.update import fetch_feature_repo
+    from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
+
     cluster = KServeTarget(kserve_client(), parsed.namespace or pod_namespace(), releases, parsed.name)
-    replaced = switch(cluster, cluster.release_of(restored.model_version))
+    with tempfile.TemporaryDirectory(prefix="fashionrec-rollback-") as tmp:
+        # A shared online store dropped the restored version's vectors when it was replaced: put them back first.
+        repo = fetch_feature_repo(releases, restored.model_version, Path(tmp) / "feature_repo")
+        if ensure_materialized(repo, restored.model_version):
+            console.print(f"materialized the vectors of {restored.model_version} into the shared online store again")
+        replaced = switch(cluster, cluster.release_of(restored.model_version))
+        retired = retire_model_version(repo, replaced) if replaced else None
     console.print(f"InferenceService {parsed.name}: {replaced or 'nothing'} -> {restored.model_version}")
+    if retired is not None:
+        console.print(f"deleted the {retired} vectors of {replaced} from the shared online store")
 
 
 @app.command()

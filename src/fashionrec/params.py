@@ -106,6 +106,12 @@ class PipelineSettings:
         cli=False,
     )
     canary_percent: int = parameter(10, "share of the traffic (%) the new model answers during the canary check")
+    catalog_changes_uri: str = parameter(
+        "minio://mlpipeline/fashionrec/catalog-changes",
+        "the catalogue change log the transformers apply (their --catalog_changes): products added there since the "
+        "training run are encoded by the new model before its transformer loads",
+        cli=False,
+    )
     online_store: str = parameter(
         "",
         "Feast online store: empty = an embedded sqlite file inside each release; redis://HOST:PORT = one shared Redis "

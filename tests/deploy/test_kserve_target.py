@@ -169,6 +169,19 @@ def test_canary_then_promote_rolls_the_predictor_first_and_the_transformer_as_a_
     assert_valid(client.written)
 
 
+def test_additions_are_encoded_by_the_new_version_between_its_predictor_and_its_transformer() -> None:
+    client = SimulatedKServe(None)
+    calls: list[tuple[str, str, int]] = []
+    kserve = KServeTarget(
+        client, "ns", ROOT, template_path=TEMPLATE, timeout_s=5, poll_s=0.01,
+        before_canary=lambda version, url: calls.append((version, url, len(client.written))),
+    )  # fmt: skip
+    kserve.first_deploy(release("aaa111"))
+    kserve.start_canary(release("bbb222"), 0.1)
+    # once, after the first release and the predictor's write, before the transformer's canary
+    assert calls == [("bbb222", "http://fashionrec.ns.svc.cluster.local", 2)] and len(client.written) == 3
+
+
 def test_rollback_pins_traffic_to_production_then_restores_its_spec() -> None:
     client = SimulatedKServe(None)
     kserve = target(client)

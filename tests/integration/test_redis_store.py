@@ -42,6 +42,7 @@ from fashionrec.retrieval.feast_store import (
     StoreSettings,
     apply_and_materialize,
     apply_repo,
+    ensure_materialized,
     materialize,
     open_store,
     retire_model_version,
@@ -154,6 +155,9 @@ def test_materializing_the_next_version_into_the_shared_store_never_disturbs_the
         cleaned = under_load(transformer.url, queries, lambda: retire_model_version(repos["v-b"], "v-a"))
         assert set(cleaned) == {(200, "v-b")}
         assert stored_versions(store) == {"v-b": len(IDS)}  # the old version's rows are gone
+        # a rollback to v-a puts its vectors back from its release before its transformer loads
+        assert ensure_materialized(repos["v-a"], "v-a") is True and ensure_materialized(repos["v-a"], "v-a") is False
+        assert stored_versions(store) == {"v-a": len(IDS), "v-b": len(IDS)}
     finally:
         transformer.stop()
 

@@ -13,6 +13,7 @@ The status checks are pure functions of the InferenceService object, unit-tested
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -146,6 +147,12 @@ def template(path: Path, namespace: str, name: str) -> dict[str, Any]:
     return dict(isvc)
 
 
+def predictor_url(isvc: dict[str, Any], name: str, namespace: str) -> str:
+    """The predictor's cluster-local URL from the InferenceService's status (KServe's default name otherwise)."""
+    address = ((isvc.get("status") or {}).get("components") or {}).get("predictor", {}).get("address") or {}
+    return str(address.get("url") or f"http://{name}-predictor.{namespace}.svc.cluster.local")
+
+
 class KServeTarget:
     """Rolls releases out onto an InferenceService (fashionrec.deploy.rollout drives it)."""
 
@@ -161,8 +168,12 @@ class KServeTarget:
         template_path: Path = Path(IMAGE_ISVC_TEMPLATE),
         timeout_s: float = 900.0,
         poll_s: float = 5.0,
+        before_canary: Callable[[str, str], None] | None = None,
     ) -> None:
         self.client = client
+        # Called with (model_version, predictor URL) once the predictor serves the new encoder and before its
+        # transformer loads: the deploy step encodes there the products added since the model's training run.
+        self.before_canary = before_canary
         self.namespace = namespace
         self.releases_root = releases_root
         self.isvc_name = isvc_name
@@ -221,6 +232,8 @@ class KServeTarget:
         # 1. predictor to the release's model store (new + production encoders), all traffic, until rolled out
         self._replace(with_release(current, target, "predictor", None))
         self._wait(lambda isvc: rolled_out(isvc, "predictor"), "predictor rolled out")
+        if self.before_canary is not None:
+            self.before_canary(target.model_version, predictor_url(self._require(), self.isvc_name, self.namespace))
         # 2. transformer canary
         percent = round(share * 100)
         self._replace(with_release(self._require(), target, "transformer", percent))

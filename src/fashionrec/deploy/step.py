@@ -10,6 +10,7 @@ production alias only if it was promoted. Targets are named by a URI:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,11 @@ def deploy(
     registered_version: int = 0,
     settings: RolloutSettings | None = None,
     prometheus_url: str = "",
+    catalog_changes_uri: str = "",
 ) -> tuple[Release, RolloutResult | None]:
-    """Publish, roll out, and on promote move the production alias to ``registered_version``."""
+    """Publish, roll out, and on promote move the production alias to ``registered_version``. On a cluster, the
+    products added through the catalogue change log ``catalog_changes_uri`` since this model's training run are
+    encoded by its encoder before its transformer loads."""
     target = parse_target(target_uri)
     registry = None
     production_version = None
@@ -102,13 +106,36 @@ def deploy(
         from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
 
         kserve = KServeTarget(
-            kserve_client(), target.namespace or pod_namespace(), releases_uri, target.name, prometheus_url=prometheus_url
+            kserve_client(),
+            target.namespace or pod_namespace(),
+            releases_uri,
+            target.name,
+            prometheus_url=prometheus_url,
+            before_canary=catch_up_additions(artifacts.feature_repo, catalog_changes_uri) if catalog_changes_uri else None,
         )
         result = rollout(kserve, release, probes, settings)
     if result.promoted and registry is not None and registered_version:
         registry.promote(registered_version)
     retire_vectors(artifacts.feature_repo, result)
     return release, result
+
+
+def catch_up_additions(feature_repo: Path, catalog_changes_uri: str) -> Callable[[str, str], None]:
+    """The KServe target's hook: encode with the new version, through its predictor, the products added since its
+    training run (a shared online store only: the embedded sqlite store of a release never sees additions)."""
+
+    def catch_up(model_version: str, predictor_url: str) -> None:
+        from fashionrec.catalog.changes import ChangeLog
+        from fashionrec.catalog.update import ServedVersion, reencode_additions
+        from fashionrec.retrieval.feast_store import is_shared, open_store
+        from fashionrec.serving.predictor_client import make_predictor
+
+        if not is_shared(open_store(feature_repo)):
+            return
+        host = predictor_url.removeprefix("http://").removeprefix("https://").rstrip("/")
+        reencode_additions(ChangeLog(catalog_changes_uri), ServedVersion(model_version, feature_repo), make_predictor("v2", host))
+
+    return catch_up
 
 
 def retire_vectors(feature_repo: Path, result: RolloutResult) -> None:

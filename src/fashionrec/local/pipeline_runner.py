@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from fashionrec.console import console
-from fashionrec.local.deployment import Deployment, save_deployment
+from fashionrec.local.deployment import Deployment, catalog_changes_dir, save_deployment
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
 
 PIPELINE_MODULES = ("pipelines.training_pipeline", "pipelines.catalog_pipeline")
@@ -147,7 +147,12 @@ def run_local(
     work_dir = work_dir.resolve()
     settings = settings or PipelineSettings()
     registry_uri = settings.registry_uri or default_registry_uri(work_dir)
-    settings = replace(settings, registry_uri=registry_uri, deploy_target=f"local://{work_dir}")
+    settings = replace(
+        settings,
+        registry_uri=registry_uri,
+        deploy_target=f"local://{work_dir}",
+        catalog_changes_uri=str(catalog_changes_dir(work_dir)),
+    )
     parameters = plain_values(config or TrainConfig(), pipeline=True) | plain_values(settings, pipeline=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "pipeline_root"), raise_on_error=True)
     module = load_pipeline_module()
