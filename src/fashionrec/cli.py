@@ -336,6 +336,9 @@ def model_rollback(
         typer.Option(help="local (`fashionrec serve --watch` follows the alias) or kserve://[NAMESPACE/]NAME (rolled back now)."),
     ] = "local",
     releases: Annotated[str, typer.Option(help="The releases' storage root on the cluster (the pipeline's releases_uri).")] = "",
+    catalog_changes: Annotated[
+        str, typer.Option(help="The catalogue change log on the cluster (the pipeline's catalog_changes_uri); empty: none.")
+    ] = "",
 ) -> None:
     """Move the production alias back to the version that held it before; on a cluster, roll the InferenceService
     back to that version's release as well (through the kserve SDK)."""
@@ -350,15 +353,20 @@ def model_rollback(
     parsed = parse_target(target)
     if parsed.kind != "kserve" or not releases:
         raise typer.BadParameter("a cluster rollback needs --target kserve://[NAMESPACE/]NAME and --releases URI")
-    from fashionrec.catalog.update import fetch_feature_repo
+    from fashionrec.catalog.changes import ChangeLog
+    from fashionrec.catalog.update import fetch_feature_repo, replay_changes
+    from fashionrec.deploy.step import catch_up_additions
     from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 
-    cluster = KServeTarget(kserve_client(), parsed.namespace or pod_namespace(), releases, parsed.name)
     with tempfile.TemporaryDirectory(prefix="fashionrec-rollback-") as tmp:
-        # A shared online store dropped the restored version's vectors when it was replaced: put them back first.
+        # A shared online store dropped the restored version's vectors when it was replaced: put them back first,
+        # then the catalogue changes made since; products added since are encoded by its encoder before it serves.
         repo = fetch_feature_repo(releases, restored.model_version, Path(tmp) / "feature_repo")
-        if ensure_materialized(repo, restored.model_version):
+        replay = replay_changes(ChangeLog(catalog_changes), restored.model_version) if catalog_changes else None
+        if ensure_materialized(repo, restored.model_version, replay):
             console.print(f"materialized the vectors of {restored.model_version} into the shared online store again")
+        hook = catch_up_additions(repo, catalog_changes) if catalog_changes else None
+        cluster = KServeTarget(kserve_client(), parsed.namespace or pod_namespace(), releases, parsed.name, before_canary=hook)
         replaced = switch(cluster, cluster.release_of(restored.model_version))
         retired = retire_model_version(repo, replaced) if replaced else None
     console.print(f"InferenceService {parsed.name}: {replaced or 'nothing'} -> {restored.model_version}")
@@ -454,7 +462,7 @@ def catalog_remove(
     catalog: CatalogOption,
     workdir: Workdir = DEFAULT_WORKDIR,
 ) -> None:
-    """Remove products from the online store, the served indexes and the catalogue (rows kept in removed.csv)."""
+    """Remove products from the online store, the served indexes and the catalogue (lines kept in removed.jsonl, images in removed_images/)."""
     from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import remove_items
     from fashionrec.local.deployment import catalog_changes_dir

@@ -32,3 +32,13 @@ def test_a_half_written_change_is_not_read(tmp_path: Path) -> None:
     log = ChangeLog(str(tmp_path))
     (tmp_path / ".00000000000000000001-abcd.json.tmp").write_text("{")
     assert log.changes() == []
+
+
+def test_a_file_that_is_not_a_change_is_reported_and_skipped_not_blocking(tmp_path: Path) -> None:
+    log = ChangeLog(str(tmp_path))
+    (tmp_path / "00000000000000000001-abcd.json").write_text('{"action": "update", "item_ids": [1]}')
+    later = log.append("remove", [2])
+    with pytest.raises(ValueError, match="is not a catalogue change"):
+        log.changes()
+    bad: set[str] = set()
+    assert log.changes(bad=bad) == [later] and bad == {"00000000000000000001-abcd"}

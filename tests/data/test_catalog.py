@@ -1,9 +1,10 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fashionrec.config import STYLES_COLUMNS
-from fashionrec.data.catalog import CatalogError, read_styles, write_styles
+from fashionrec.data.catalog import CatalogError, edit_styles, read_styles, write_styles
 
 HEADER = ",".join(STYLES_COLUMNS)
 
@@ -57,3 +58,23 @@ def test_write_then_read_round_trips_names_with_commas(tmp_path: Path) -> None:
     again = read_styles(out)
     assert again.rows.loc[0, "productDisplayName"] == "Shirt, Pack of 2"
     assert '"Shirt, Pack of 2"' in out.read_text()
+
+
+def test_editing_styles_keeps_every_other_line_byte_for_byte(tmp_path: Path) -> None:
+    header = ",".join(STYLES_COLUMNS)
+    lines = [
+        "1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Tee, with a comma",  # Kaggle's unquoted comma
+        "2,Women,Apparel",  # malformed: too few fields
+        "3,Men,Apparel,Topwear,Shirts,Red,Fall,2011,Formal,Caf\xe9 shirt",
+    ]
+    path = tmp_path / "styles.csv"
+    path.write_bytes((header + "\n" + "\n".join(lines) + "\n").encode("utf-8")[:-1] + b"\xff\n")  # a stray byte
+    new = pd.DataFrame([["4", "Men", "Apparel", "Topwear", "Tshirts", "Black", "Summer", "2020", "Casual", "New, tee"]],
+                       columns=list(STYLES_COLUMNS))  # fmt: skip
+    dropped = edit_styles(path, {"1"}, new)
+    assert dropped == [lines[0] + "\n"]
+    written = path.read_bytes()
+    assert written.startswith(header.encode() + b"\n" + lines[1].encode() + b"\n" + lines[2].encode("utf-8") + b"\xff\n")
+    assert written.endswith(b'4,Men,Apparel,Topwear,Tshirts,Black,Summer,2020,Casual,"New, tee"\n')
+    table = read_styles(path)
+    assert list(table.rows["id"]) == ["3", "4"] and [m.line_number for m in table.malformed] == [2]

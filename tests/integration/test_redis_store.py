@@ -245,8 +245,9 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
         assert "blank" in (tmp_path / "report" / "quarantine.csv").read_text()
 
         def remove() -> None:
-            result = remove_items([90001, 424242], served, ChangeLog(str(changes)), catalog)
-            assert result.removed == [90001] and result.unknown == [424242]
+            # 10000 is the first item of the built index: a transformer started later must still load
+            result = remove_items([90001, 10000, 424242], served, ChangeLog(str(changes)), catalog)
+            assert result.removed == [10000, 90001] and result.unknown == [424242]
             assert 90001 not in hits(by_image)  # at once: a hit without attributes is never returned
             assert httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=by_id).status_code == 400
 
@@ -255,14 +256,15 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
         metrics = httpx.get(f"{transformer.url}/metrics").text
         assert wait_for(
             lambda: (
-                f'fashionrec_catalog_changes_total{{action="remove",model_version="{version}",outcome="applied"}} 1.0'
+                f'fashionrec_catalog_changes_total{{action="remove",model_version="{version}",outcome="applied"}} 2.0'
                 in httpx.get(f"{transformer.url}/metrics").text
             )
         )
         assert "fashionrec_index_items" in metrics
         assert online.embeddings([90001], next_version) == [None] and online.embeddings([90002], next_version)[0] is not None
         assert "90001" not in set(read_styles(catalog / STYLES_FILE).rows["id"])
-        assert "90001" in (catalog / "removed.csv").read_text()  # kept, with when it was removed
+        assert "90001" in (catalog / "removed.jsonl").read_text()  # kept, with when it was removed
+        assert (catalog / "removed_images" / "90001.jpg").is_file() and not (catalog / "images" / "90001.jpg").exists()
 
         # A version rolled out later, whose store lacks the additions, gets them encoded by its own encoder.
         added_vector = online.embeddings([90002], next_version)[0]

@@ -2,6 +2,7 @@
 other threads search it."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,18 @@ def test_an_upsert_with_the_wrong_shape_or_repeated_ids_is_refused(index: tuple[
     with pytest.raises(ValueError, match="unique ids"):
         built.upsert(np.array([1]), unit(np.random.default_rng(0), 1, dim=16))
     assert built.count == 2000
+
+
+def test_retuning_keeps_the_tombstones_and_a_changed_index_is_not_saved(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    ids, vectors = np.arange(500), unit(rng, 500)
+    built = ItemIndex.build(ids, vectors, "v1", "d", kind="hnsw")
+    built.remove(ids[:1])
+    built.tune(ef_search=128)
+    assert 0 not in built.search(vectors[:1], 10)[1] and built._search_params.efSearch == 128
+    with pytest.raises(ValueError, match="changed live is not saved"):
+        built.save(tmp_path)
+    fresh = ItemIndex.build(ids, vectors, "v1", "d", kind="flat")
+    fresh.upsert(np.array([900]), vectors[:1])
+    with pytest.raises(ValueError, match="changed live is not saved"):
+        fresh.save(tmp_path)

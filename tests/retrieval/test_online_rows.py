@@ -122,6 +122,13 @@ def test_the_config_switch_stages_redis_and_a_sql_registry(tmp_path: Path) -> No
     assert default.read_text() == (Path(__file__).parents[2] / "feature_repo" / FEAST_CONFIG_FILE).read_text()
 
 
+def test_a_password_with_url_characters_is_percent_encoded() -> None:
+    config = StoreSettings(online_store="redis://:p%2Fw%40rd@10.0.0.7:6380").online_store_config()
+    assert config == {"type": "redis", "connection_string": "10.0.0.7:6380,password=p/w@rd"}
+    with pytest.raises(ValueError, match="password with ','"):  # Feast's connection string separator
+        StoreSettings(online_store="redis://:a%2Cb@h:1").online_store_config()
+
+
 @pytest.mark.parametrize(
     "url", ["redis.feast:6379", "redis://", "redis://host", "redis://host:port", "redis://u:p@h:1", "redis://h:1/x"]
 )

@@ -1,7 +1,8 @@
 """The catalogue change log: an append-only folder (local, or gs://, s3:// through fsspec) that every transformer
 replica polls and applies to its live index, and that a new replica replays on start.
 
-One JSON file per change, named so that names sort in the order the changes were made:
+One JSON file per change, named so that names sort in the order the changes were made (the writer's clock: run
+the writers where clocks are synchronised, as on any Kubernetes cluster):
 
     <changes_uri>/<unix nanoseconds>-<random>.json   {"action": "add" | "remove", "item_ids": [...], "created": ...,
                                                        "model_versions": [...]}   (versions encoded, for an add)
@@ -62,18 +63,37 @@ class ChangeLog:
         return change
 
     def names(self) -> list[str]:
+        self.fs.invalidate_cache(self.root)  # s3fs and gcsfs cache listings for good: a poller would never see more
         if not self.fs.exists(self.root):
             return []
         files = [str(path).rsplit("/", 1)[-1] for path in self.fs.ls(self.root, detail=False)]
         return sorted(f.removesuffix(CHANGE_SUFFIX) for f in files if f.endswith(CHANGE_SUFFIX) and not f.startswith("."))
 
     def read(self, name: str) -> Change:
-        body: dict[str, Any] = json.loads(self.fs.cat_file(f"{self.root}/{name}{CHANGE_SUFFIX}"))
-        return Change(name=name, **body)
+        """One change; ValueError if its file is not a change (hand-edited, another tool's)."""
+        try:
+            body: dict[str, Any] = json.loads(self.fs.cat_file(f"{self.root}/{name}{CHANGE_SUFFIX}"))
+            change = Change(name=name, **body)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.uri}/{name}{CHANGE_SUFFIX} is not a catalogue change: {exc}") from exc
+        if change.action not in ACTIONS or not all(isinstance(i, int) for i in change.item_ids):
+            raise ValueError(f"{self.uri}/{name}{CHANGE_SUFFIX} is not a catalogue change: {body}")
+        return change
 
-    def changes(self, skip: set[str] | frozenset[str] = frozenset()) -> list[Change]:
-        """Every change not in ``skip``, oldest first."""
-        return [self.read(name) for name in self.names() if name not in skip]
+    def changes(self, skip: set[str] | frozenset[str] = frozenset(), bad: set[str] | None = None) -> list[Change]:
+        """Every change not in ``skip``, oldest first. A file that is not a change is left out (and its name added to
+        ``bad`` when given) instead of blocking every change after it."""
+        found = []
+        for name in self.names():
+            if name in skip:
+                continue
+            try:
+                found.append(self.read(name))
+            except ValueError:
+                if bad is None:
+                    raise
+                bad.add(name)
+        return found
 
     def rows_uri(self, change: Change) -> str:
         """Path of an add's rows in ``fs``."""

@@ -8,28 +8,36 @@ predictor's encoder of every model version being served (production, and a canar
 carry their version, which is their key in the online store, and an encoder answering with another version is
 refused. A removal deletes the product's attributes and vectors of every version, then records the change.
 The catalogue folder gains the added rows and images (the pipeline's source of truth for the next retrain); removed
-rows move to ``removed.csv`` beside ``styles.csv`` with the time they were removed.
+lines move to ``removed.jsonl`` beside ``styles.csv`` with the time they were removed, their images to
+``removed_images/``. Every other line of styles.csv stays byte for byte as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from fashionrec.catalog.changes import Change, ChangeLog
 from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, STYLES_COLUMNS
-from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, image_path, read_styles, write_styles
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, edit_styles, image_path
 from fashionrec.serving.predictor_client import PredictorClient
 
-REMOVED_FILE = "removed.csv"  # in the catalogue folder: rows taken out by `catalog remove`, with when
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+REMOVED_FILE = "removed.jsonl"  # in the catalogue folder: styles.csv lines taken out by `catalog remove`, with when
+REMOVED_IMAGES_DIR = "removed_images"  # and their images
 ENCODE_BATCH = 16  # images per predictor request
 
 
@@ -143,21 +151,12 @@ async def _encode_closing(images: list[bytes], version: str, predictor: Predicto
 
 
 def _append_to_catalogue(valid: pd.DataFrame, additions: Path, catalog_dir: Path) -> None:
-    """Add the rows to the catalogue's styles.csv (replacing rows of the same id) and copy their images."""
-    styles = catalog_dir / STYLES_FILE
-    current = read_styles(styles).rows if styles.exists() else pd.DataFrame(columns=list(STYLES_COLUMNS))
+    """Add the rows to the catalogue's styles.csv (replacing lines of the same id) and copy their images."""
     new = valid.loc[:, list(STYLES_COLUMNS)].astype(str)
-    kept = current[~current["id"].astype(str).isin(set(new["id"]))]
     (catalog_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     for item_id in new["id"]:
         shutil.copy2(image_path(additions, item_id), image_path(catalog_dir, item_id))
-    _replace_styles(pd.concat([kept.loc[:, list(STYLES_COLUMNS)], new], ignore_index=True), styles)
-
-
-def _replace_styles(rows: pd.DataFrame, styles: Path) -> None:
-    staged = styles.with_name(f".{styles.name}.tmp")
-    write_styles(rows, staged)
-    staged.replace(styles)  # a pipeline run reading it meanwhile sees the old or the new file, never half of one
+    edit_styles(catalog_dir / STYLES_FILE, set(new["id"]), new)
 
 
 def remove_items(item_ids: list[int], served: list[ServedVersion], changes: ChangeLog, catalog_dir: Path | None) -> RemoveResult:
@@ -181,50 +180,87 @@ def remove_items(item_ids: list[int], served: list[ServedVersion], changes: Chan
     return RemoveResult(sorted(had_rows), sorted(set(wanted) - had_rows), change)
 
 
+def latest_changes(changes: ChangeLog) -> dict[int, Change]:
+    """The last change of every product the log names: the catalogue's state as the log tells it."""
+    latest: dict[int, Change] = {}
+    for change in changes.changes():
+        latest.update(dict.fromkeys(change.item_ids, change))
+    return latest
+
+
+def _added_rows(changes: ChangeLog, added: dict[int, Change], items: list[int]) -> pd.DataFrame:
+    """The recorded rows (every encoded version, with the photos) of ``items``, from the change that last added each."""
+    from fashionrec.retrieval.embeddings import read_embeddings
+
+    tables = []
+    for change in {added[item].name: added[item] for item in items}.values():
+        with changes.fs.open(changes.rows_uri(change), "rb") as handle:
+            table, vectors = read_embeddings(handle)
+        table["embedding"] = list(vectors)
+        tables.append(table[table["item_id"].isin([i for i in items if added[i].name == change.name])])
+    return pd.concat(tables, ignore_index=True)
+
+
 def reencode_additions(changes: ChangeLog, target: ServedVersion, predictor: PredictorClient) -> int:
     """Encode with ``target``'s version the products added through the change log (and not removed since) that its
     online store has no vector of: additions made after its training run read the catalogue. The rollout calls this
     once the predictor serves the new version and before its transformer loads. Returns how many it encoded."""
-    from fashionrec.retrieval.embeddings import read_embeddings
     from fashionrec.retrieval.feast_store import OnlineFeatures, open_store
     from fashionrec.retrieval.online_rows import write_items
 
-    latest: dict[int, Change] = {}
-    for change in changes.changes():
-        latest.update(dict.fromkeys(change.item_ids, change))
-    added = {item: change for item, change in latest.items() if change.action == "add"}
+    added = {item: change for item, change in latest_changes(changes).items() if change.action == "add"}
     if not added:
         return 0
     known = OnlineFeatures(target.feature_repo).embeddings(sorted(added), target.model_version)
     missing = [item for item, vector in zip(sorted(added), known, strict=True) if vector is None]
     if not missing:
         return 0
-    rows = []
-    for change in {added[item].name: added[item] for item in missing}.values():
-        with changes.fs.open(changes.rows_uri(change), "rb") as handle:
-            table, _ = read_embeddings(handle)
-        first_version = table["model_version"].iloc[0]
-        rows.append(table[(table["model_version"] == first_version) & table["item_id"].isin(missing)])
-    table = pd.concat(rows, ignore_index=True).drop_duplicates("item_id", keep="last").drop(columns=["image"])
-    images = [bytes(image) for image in pd.concat(rows, ignore_index=True).drop_duplicates("item_id", keep="last")["image"]]
-    table["model_version"] = target.model_version
+    rows = _added_rows(changes, added, missing).drop_duplicates("item_id", keep="last")
+    images = [bytes(image) for image in rows["image"]]
+    table = rows.drop(columns=["image", "embedding"]).assign(model_version=target.model_version)
     vectors = asyncio.run(_encode_closing(images, target.model_version, predictor))
     write_items(open_store(target.feature_repo), table, vectors)
     return len(table)
 
 
+def replay_changes(changes: ChangeLog, model_version: str) -> Callable[[FeatureStore], None]:
+    """What runs after a release's offline source was materialized again (a rollback to a retired version): the
+    catalogue changes since win. Removed products are deleted again; added ones get their recorded attributes back,
+    and this version's vectors where the change has them (reencode_additions encodes the others)."""
+
+    def replay(store: FeatureStore) -> None:
+        from fashionrec.retrieval.online_rows import delete_items, write_items
+
+        latest = latest_changes(changes)
+        removed = [item for item, change in latest.items() if change.action == "remove"]
+        if removed:
+            delete_items(store, removed)
+        added = {item: change for item, change in latest.items() if change.action == "add"}
+        if not added:
+            return
+        rows = _added_rows(changes, added, sorted(added))
+        mine = rows[rows["model_version"] == model_version]
+        if len(mine):
+            write_items(store, mine.drop(columns=["image", "embedding"]), np.stack(mine["embedding"].to_list()))
+        others = rows[~rows["item_id"].isin(mine["item_id"])].drop_duplicates("item_id", keep="last")
+        write_items(store, others.drop(columns=["image", "embedding"]), None)  # attributes only
+
+    return replay
+
+
 def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
-    styles = catalog_dir / STYLES_FILE
-    if not styles.exists():
+    """Take the products' lines out of styles.csv and their images out of images/, keeping both: the lines go to
+    removed.jsonl (as they were, with when), the images to removed_images/."""
+    if not (catalog_dir / STYLES_FILE).exists():
         return
-    rows = read_styles(styles).rows
-    leaving = rows["id"].astype(str).isin({str(i) for i in item_ids})
-    if not leaving.any():
-        return
-    removed = rows.loc[leaving, list(STYLES_COLUMNS)].assign(removed_at=datetime.now(UTC).isoformat())
-    log = catalog_dir / REMOVED_FILE
-    removed.to_csv(log, mode="a", header=not log.exists(), index=False)  # kept: nothing removed is lost
-    _replace_styles(rows.loc[~leaving, list(STYLES_COLUMNS)], styles)
+    when = datetime.now(UTC).isoformat()
+    dropped = edit_styles(catalog_dir / STYLES_FILE, {str(i) for i in item_ids})
+    with (catalog_dir / REMOVED_FILE).open("a", encoding="utf-8", errors="surrogateescape") as log:
+        log.writelines(json.dumps({"removed_at": when, "line": line.rstrip("\r\n")}) + "\n" for line in dropped)
+    (catalog_dir / REMOVED_IMAGES_DIR).mkdir(exist_ok=True)
+    for item_id in item_ids:
+        if image_path(catalog_dir, item_id).exists():
+            image_path(catalog_dir, item_id).replace(catalog_dir / REMOVED_IMAGES_DIR / f"{item_id}.jpg")
 
 
 def fetch_feature_repo(releases_uri: str, model_version: str, out_dir: Path) -> Path:

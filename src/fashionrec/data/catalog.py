@@ -75,5 +75,33 @@ def write_styles(rows: pd.DataFrame, path: Path) -> None:
     rows.loc[:, list(STYLES_COLUMNS)].to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
 
 
+def edit_styles(path: Path, drop_ids: set[str], append: pd.DataFrame | None = None) -> list[str]:
+    """Rewrite styles.csv in place: lines whose id is in ``drop_ids`` go, ``append``'s rows come at the end, and
+    every other line stays exactly as it was (malformed lines and undecodable bytes included). Returns the dropped
+    lines. Under an exclusive lock (two editors never lose each other's change) and atomic (a reader meanwhile
+    sees the old or the new file, never half of one)."""
+    import fcntl
+
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        header = ",".join(STYLES_COLUMNS) + "\n"
+        text = path.read_bytes().decode("utf-8", "surrogateescape") if path.exists() else header
+        header, *body = text.splitlines(keepends=True) or [header]
+        kept: list[str] = []
+        dropped: list[str] = []
+        for line in body:
+            first = line.split(",", 1)[0].strip().strip('"')
+            (dropped if first in drop_ids else kept).append(line)
+        if kept and not kept[-1].endswith(("\n", "\r")):
+            kept[-1] += "\n"
+        added = ""
+        if append is not None and len(append):
+            added = append.loc[:, list(STYLES_COLUMNS)].to_csv(index=False, header=False, quoting=csv.QUOTE_MINIMAL)
+        staged = path.with_name(f".{path.name}.tmp")
+        staged.write_bytes((header + "".join(kept) + added).encode("utf-8", "surrogateescape"))
+        staged.replace(path)
+    return dropped
+
+
 def image_path(catalog_dir: Path, item_id: str | int) -> Path:
     return catalog_dir / IMAGES_DIR / f"{item_id}.jpg"

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from fashionrec.catalog.changes import ChangeLog
-from fashionrec.catalog.update import ServedVersion, reencode_additions
+from fashionrec.catalog.update import ServedVersion, reencode_additions, replay_changes
 from fashionrec.config import (
     MAR_FILE,
     MODEL_NAME,
@@ -107,7 +107,7 @@ class LocalServing:
         data = json.loads(path.read_text(encoding="utf-8"))
         serving = cls(
             data["management_url"], Path(data["live_store"]), data["transformer_url"], Path(data["admin_token_file"]),
-            Path(data["live_dir"]), data["inference_url"], data.get("catalog_changes", ""),
+            Path(data["live_dir"]), data.get("inference_url", ""), data.get("catalog_changes", ""),
         )  # fmt: skip
         try:
             ready = httpx.get(f"{serving.transformer_url}/v2/health/ready", timeout=3).status_code == 200
@@ -201,12 +201,13 @@ class LocalTarget:
         if version not in served_versions(self.serving):  # a retry finds it registered already
             register_encoder(self.serving, release.model_store)
             self._registered.add(version)
-        # A shared online store may have retired this version's vectors (a rollback to it): put them back first.
-        ensure_materialized(release.feature_repo, version)
-        if self.serving.catalog_changes:  # products added since its training run, encoded by its own encoder
+        changes = ChangeLog(self.serving.catalog_changes) if self.serving.catalog_changes else None
+        # A shared online store may have retired this version's vectors (a rollback to it): put them back first,
+        # then the catalogue changes made since its training run.
+        ensure_materialized(release.feature_repo, version, replay_changes(changes, version) if changes else None)
+        if changes is not None:  # products added since its training run, encoded by its own encoder
             predictor = make_predictor("v2", self.serving.inference_url.removeprefix("http://"))
-            served = ServedVersion(version, release.feature_repo.resolve())
-            reencode_additions(ChangeLog(self.serving.catalog_changes), served, predictor)
+            reencode_additions(changes, ServedVersion(version, release.feature_repo.resolve()), predictor)
         bundle = make_bundle(release, self.serving.live_dir)
         (bundle / CANARY_FILE).write_text(json.dumps({"share": share}), encoding="utf-8")
         point_current(self.serving.live_dir, bundle.name, LIVE_CANARY)

@@ -10,6 +10,7 @@ production alias only if it was promoted. Targets are named by a URI:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from fashionrec.deploy.rollout import RolloutResult, RolloutSettings, probe_bodi
 
 PROBE_PHOTOS = 20  # held-out photos sent as image queries during the canary
 PROBE_ITEMS = 20  # and catalogue items as item_id queries
+# Knative drains a replaced revision's pods after the traffic moved: their requests still read the old vectors.
+RETIRE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def deploy(
         result = rollout(kserve, release, probes, settings)
     if result.promoted and registry is not None and registered_version:
         registry.promote(registered_version)
-    retire_vectors(artifacts.feature_repo, result)
+    retire_vectors(artifacts.feature_repo, result, grace_s=RETIRE_GRACE_S if target.kind == "kserve" else 0.0)
     return release, result
 
 
@@ -138,14 +141,24 @@ def catch_up_additions(feature_repo: Path, catalog_changes_uri: str) -> Callable
     return catch_up
 
 
-def retire_vectors(feature_repo: Path, result: RolloutResult) -> None:
+def retire_vectors(feature_repo: Path, result: RolloutResult, grace_s: float = 0.0) -> None:
     """After the rollout, a shared online store keeps only the served version's vectors: the old version's go once
-    the new one is promoted, the new one's if it was rolled back (reported in the result's reasons)."""
+    the new one is promoted (after ``grace_s``, while the replaced pods drain), the new one's if it was rolled back.
+    Reported in the result's reasons; never fails the deploy (the decision is taken), and keeps both when the
+    rollback was incomplete (both may still serve)."""
     from fashionrec.retrieval.feast_store import retire_model_version
 
     retired = result.stable_version if result.promoted else result.model_version
     if retired is None or retired == (result.model_version if result.promoted else result.stable_version):
         return
-    removed = retire_model_version(feature_repo, retired)
+    if any(reason.startswith("rollback incomplete") for reason in result.reasons):
+        result.reasons.append(f"kept the vectors of {retired} in the online store: the rollback was incomplete")
+        return
+    time.sleep(grace_s)
+    try:
+        removed = retire_model_version(feature_repo, retired)
+    except Exception as exc:  # the store unreachable, a store without deletes: report it, the rollout stands
+        result.reasons.append(f"could not delete the vectors of {retired} from the online store: {type(exc).__name__}: {exc}")
+        return
     if removed is not None:
         result.reasons.append(f"deleted the {removed} vectors of {retired} from the shared online store")

@@ -10,6 +10,7 @@ item_id alone: they do not depend on the model.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -98,17 +99,25 @@ class StoreSettings:
     def online_store_config(self) -> dict[str, Any]:
         if not self.online_store:
             return {"type": "sqlite", "path": ONLINE_STORE_FILE}
+        from urllib.parse import unquote, urlsplit
+
         expected = f"online store must be empty (sqlite) or {REDIS_SCHEME}[:PASSWORD@]HOST:PORT[/DB], got {self.online_store!r}"
         if not self.online_store.startswith(REDIS_SCHEME):
             raise ValueError(expected)
-        rest, _, db = self.online_store.removeprefix(REDIS_SCHEME).partition("/")
-        credentials, _, address = rest.rpartition("@")
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or (db and not db.isdigit()) or (credentials and not credentials.startswith(":")):
+        url = urlsplit(self.online_store)
+        try:
+            port = url.port
+        except ValueError as exc:
+            raise ValueError(expected) from exc
+        db = url.path.strip("/")
+        if not url.hostname or port is None or (db and not db.isdigit()) or url.username or url.query:
             raise ValueError(expected)
+        password = unquote(url.password or "")  # percent-encode "/", "@" or ":" in a password
+        if "," in password:
+            raise ValueError("a Redis password with ',' cannot go into Feast's connection string: choose another")
         # Feast's Redis connection string: "host:port[,db=N][,password=...]"
-        options = ([f"db={db}"] if db else []) + ([f"password={credentials[1:]}"] if credentials else [])
-        return {"type": "redis", "connection_string": ",".join([address, *options])}
+        options = ([f"db={db}"] if db else []) + ([f"password={password}"] if password else [])
+        return {"type": "redis", "connection_string": ",".join([f"{url.hostname}:{port}", *options])}
 
     def registry_config(self) -> str | dict[str, Any]:
         if not self.registry:
@@ -191,6 +200,8 @@ def materialize(store: FeatureStore, engine: str = "fashionrec") -> MaterializeW
         timestamps = table["event_timestamp"]
         start, end = _window(timestamps)
         write_items(store, table, vectors)
+        for name in (FEAST_EMBEDDING_VIEW, FEAST_ATTRIBUTE_VIEW):  # as Feast records it: materialize-incremental resumes
+            store.registry.apply_materialization(store.get_feature_view(name), store.project, start, end)
     return MaterializeWindow(rows=len(timestamps), start=start.isoformat(), end=end.isoformat())
 
 
@@ -206,19 +217,26 @@ def is_shared(store: FeatureStore) -> bool:
     return str(getattr(store.config.online_store, "type", "sqlite")) != "sqlite"
 
 
-def ensure_materialized(repo_dir: Path, model_version: str, sample_size: int = 16) -> bool:
+def ensure_materialized(
+    repo_dir: Path, model_version: str, after: Callable[[FeatureStore], object] | None = None, sample_size: int = 64
+) -> bool:
     """Materialize the repo's offline source into a shared online store that lacks vectors of ``model_version`` for
-    the first ``sample_size`` items of it (the version was retired from it; now it is rolled back to). Returns
-    whether it materialized."""
+    its items still in the catalogue (the version was retired from the store; now it is rolled back to), then call
+    ``after`` with the store (to replay the catalogue changes made since the source was written). Returns whether
+    it materialized."""
     import pyarrow.parquet as pq
 
     online = OnlineFeatures(repo_dir)
     if not is_shared(online.store):
         return False  # the embedded sqlite file of a release keeps its vectors for good
     ids = pq.read_table(repo_dir / FEAST_SOURCE_FILE, columns=[FEAST_JOIN_KEY]).column(0).to_pylist()[:sample_size]
-    if all(vector is not None for vector in online.embeddings(ids, model_version)):
+    sample = online.present(ids)
+    if sample and all(vector is not None for vector in online.embeddings(sample, model_version)):
         return False
-    apply_and_materialize(repo_dir)
+    store = apply_repo(repo_dir)
+    materialize(store)
+    if after is not None:
+        after(store)
     return True
 
 
@@ -265,6 +283,11 @@ class OnlineFeatures:
             column: [_present(row, column).string_val if _present(row, column) else None for row in rows]
             for column in ATTRIBUTE_COLUMNS
         }
+
+    def present(self, item_ids: list[int]) -> list[int]:
+        """The ids that are in the catalogue (they have attributes): not removed."""
+        titles = self.attributes(item_ids)[ATTRIBUTE_COLUMNS[0]]
+        return [item for item, title in zip(item_ids, titles, strict=True) if title is not None]
 
     def embeddings(self, item_ids: list[int], model_version: str) -> list[np.ndarray | None]:
         """The vectors of ``model_version`` for these items (None where it has none)."""

@@ -193,6 +193,7 @@ class ItemIndex:
         self._lock = ReadWriteLock()
         self._dead = np.empty(0, dtype=np.int64)  # tombstoned positions inside the index
         self._search_params: Any = None  # FAISS search parameters that skip the tombstones (None: there are none)
+        self._ids_at: np.ndarray | None = None  # catalogue id at each position, kept once the index changes
 
     @property
     def count(self) -> int:
@@ -200,10 +201,12 @@ class ItemIndex:
         return int(self.index.ntotal) - len(self._dead)  # type: ignore[attr-defined]
 
     def _positions(self) -> np.ndarray:
-        """Catalogue id at each position of the index (FAISS's id map)."""
+        """Catalogue id at each position of the index (FAISS's id map; copied once, then kept in step)."""
         import faiss
 
-        return faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map)
+        if self._ids_at is None:
+            self._ids_at = faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map)
+        return self._ids_at
 
     def _live_positions_of(self, item_ids: np.ndarray) -> np.ndarray:
         positions = np.flatnonzero(np.isin(self._positions(), item_ids))
@@ -218,6 +221,7 @@ class ItemIndex:
         with self._lock.writing():
             self._tombstone(self._live_positions_of(ids))
             self.index.add_with_ids(vectors, ids)  # type: ignore[attr-defined]
+            self._ids_at = np.concatenate([self._positions(), ids])
 
     def remove(self, item_ids: np.ndarray) -> int:
         """Remove these items; returns how many were in the index."""
@@ -229,9 +233,13 @@ class ItemIndex:
     def _tombstone(self, positions: np.ndarray) -> None:
         if len(positions) == 0:
             return
-        import faiss
 
         self._dead = np.union1d(self._dead, positions).astype(np.int64)
+        self._filter_tombstones()
+
+    def _filter_tombstones(self) -> None:
+        import faiss
+
         batch = faiss.IDSelectorBatch(self._dead)
         params = _search_params(self.meta.spec)
         params.sel = faiss.IDSelectorNot(batch)
@@ -270,6 +278,8 @@ class ItemIndex:
 
         self.meta = replace(self.meta, index_params={**self.meta.index_params, **search_params})
         _apply_search_params(cast(faiss.IndexIDMap2, self.index).index, self.meta.spec)
+        if len(self._dead):
+            self._filter_tombstones()  # the tombstone filter carries the search knobs too
 
     def item_ids(self, limit: int | None = None) -> np.ndarray:
         """The catalogue ids the index holds, in insertion order (the first ``limit`` of them)."""
@@ -297,6 +307,9 @@ class ItemIndex:
 
     def save(self, directory: Path) -> None:
         import faiss
+
+        if len(self._dead) or self.index.ntotal != self.meta.count:  # type: ignore[attr-defined]
+            raise ValueError("an index changed live is not saved (its tombstones live in memory): build a new one")
 
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / INDEX_FILE))  # type: ignore[call-overload]

@@ -107,6 +107,8 @@ class _Rows(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self) -> None: ...
+
     def delete(self, view: Any, keys: list[bytes], features: list[str]) -> int: ...
 
     def keys(self, view: Any) -> Iterator[bytes]: ...
@@ -160,6 +162,10 @@ class _SqliteRows:
             raise
         self.writer.submit(self.connection.commit).result()
 
+    def close(self) -> None:
+        self.writer.shutdown()
+        self.connection.close()
+
     def delete(self, view: Any, keys: list[bytes], features: list[str]) -> int:
         with self.connection:
             cursor = self.connection.executemany(f"DELETE FROM {self._table(view)} WHERE entity_key = ?", [(k,) for k in keys])
@@ -210,6 +216,9 @@ class _RedisRows:
     def flush(self) -> None:
         """Every write was sent and acknowledged."""
 
+    def close(self) -> None:
+        self.client.close()
+
     def delete(self, view: Any, keys: list[bytes], features: list[str]) -> int:
         ts_field, fields = self._fields(view, features)
         with self.client.pipeline(transaction=False) as pipe:
@@ -220,9 +229,21 @@ class _RedisRows:
 
     def keys(self, view: Any) -> Iterator[bytes]:
         ts_field, _ = self._fields(view, [])
+        batch: list[bytes] = []
         for key in self.client.scan_iter(match=b"*" + self.suffix, count=10_000):
-            if key.endswith(self.suffix) and self.client.hexists(key, ts_field):
-                yield key[: -len(self.suffix)]
+            batch.append(key)
+            if len(batch) == REDIS_BATCH:
+                yield from self._holding(batch, ts_field)
+                batch = []
+        yield from self._holding(batch, ts_field)
+
+    def _holding(self, keys: list[bytes], ts_field: bytes | str) -> Iterator[bytes]:
+        """The entity keys among ``keys`` whose hash holds the view (one pipelined round trip)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hexists(key, ts_field)
+            found = pipe.execute()
+        yield from (key[: -len(self.suffix)] for key, held in zip(keys, found, strict=True) if held)
 
 
 class _FeastRows:
@@ -250,6 +271,9 @@ class _FeastRows:
 
     def flush(self) -> None:
         """online_write_batch commits each batch."""
+
+    def close(self) -> None:
+        """Feast's provider owns its connections."""
 
     def delete(self, view: Any, keys: list[bytes], features: list[str]) -> int:
         raise NotImplementedError(
@@ -283,38 +307,43 @@ def _utc(values: pd.Series) -> list[datetime]:
     return [converted[code] for code in codes]
 
 
-def write_items(store: FeatureStore, table: pd.DataFrame, vectors: np.ndarray) -> int:
+def write_items(store: FeatureStore, table: pd.DataFrame, vectors: np.ndarray | None) -> int:
     """Write each row's attributes (keyed by item_id) and vector (keyed by item_id and the row's model_version);
-    an existing row of the same key is replaced. ``table`` is the embeddings table (fashionrec.retrieval.embeddings).
-    Returns the rows written."""
-    if len(table) != len(vectors):
+    an existing row of the same key is replaced (unlike Feast's Redis writer, whatever its event time: what is
+    written here is the catalogue's current state). ``table`` is the embeddings table
+    (fashionrec.retrieval.embeddings); ``vectors`` None writes the attributes only. Returns the rows written."""
+    if vectors is not None and len(table) != len(vectors):
         raise ValueError(f"{len(table)} rows but {len(vectors)} vectors")
     if len(table) == 0:
         return 0
     rows = _rows(store)
-    ids = table[FEAST_JOIN_KEY].astype("int64").tolist()
-    timestamps = _utc(table["event_timestamp"])
-    attributes = {column: table[column].astype(str).tolist() for column in ATTRIBUTE_COLUMNS}
-    rows.write(
-        store.get_feature_view(FEAST_ATTRIBUTE_VIEW),
-        _entity_keys(store, ids),
-        {column: string_values(texts) for column, texts in attributes.items()},
-        dict(attributes),  # type: ignore[arg-type]
-        timestamps,
-    )
-    values = float_list_values(vectors)
-    view = store.get_feature_view(FEAST_EMBEDDING_VIEW)
-    versions = table[FEAST_VERSION_KEY].astype(str).to_numpy()
-    for version in pd.unique(versions):  # normally one
-        rows_of = np.flatnonzero(versions == version).tolist()
+    try:
+        ids = table[FEAST_JOIN_KEY].astype("int64").tolist()
+        timestamps = _utc(table["event_timestamp"])
+        attributes = {column: table[column].astype(str).tolist() for column in ATTRIBUTE_COLUMNS}
         rows.write(
-            view,
-            _entity_keys(store, [ids[r] for r in rows_of], str(version)),
-            {EMBEDDING_FEATURE: [values[r] for r in rows_of]},
-            {EMBEDDING_FEATURE: [None] * len(rows_of)},
-            [timestamps[r] for r in rows_of],
+            store.get_feature_view(FEAST_ATTRIBUTE_VIEW),
+            _entity_keys(store, ids),
+            {column: string_values(texts) for column, texts in attributes.items()},
+            dict(attributes),  # type: ignore[arg-type]
+            timestamps,
         )
-    rows.flush()
+        if vectors is not None:
+            values = float_list_values(vectors)
+            view = store.get_feature_view(FEAST_EMBEDDING_VIEW)
+            versions = table[FEAST_VERSION_KEY].astype(str).to_numpy()
+            for version in pd.unique(versions):  # normally one
+                rows_of = np.flatnonzero(versions == version).tolist()
+                rows.write(
+                    view,
+                    _entity_keys(store, [ids[r] for r in rows_of], str(version)),
+                    {EMBEDDING_FEATURE: [values[r] for r in rows_of]},
+                    {EMBEDDING_FEATURE: [None] * len(rows_of)},
+                    [timestamps[r] for r in rows_of],
+                )
+        rows.flush()
+    finally:
+        rows.close()
     return len(ids)
 
 
@@ -332,23 +361,33 @@ def _vector_keys(store: FeatureStore, rows: _Rows) -> Iterator[tuple[bytes, int,
 
 def stored_versions(store: FeatureStore) -> dict[str, int]:
     """How many vectors the online store holds per model version."""
-    return dict(Counter(version for _, _, version in _vector_keys(store, _rows(store))))
+    rows = _rows(store)
+    try:
+        return dict(Counter(version for _, _, version in _vector_keys(store, rows)))
+    finally:
+        rows.close()
 
 
 def delete_model_version(store: FeatureStore, model_version: str) -> int:
     """Delete every vector of one model version (a finished rollout's old version); returns how many."""
     rows = _rows(store)
-    doomed = [raw for raw, _, version in _vector_keys(store, rows) if version == model_version]
-    return rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), doomed, [EMBEDDING_FEATURE]) if doomed else 0
+    try:
+        doomed = [raw for raw, _, version in _vector_keys(store, rows) if version == model_version]
+        return rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), doomed, [EMBEDDING_FEATURE]) if doomed else 0
+    finally:
+        rows.close()
 
 
 def delete_items(store: FeatureStore, item_ids: Iterable[int]) -> int:
     """Delete these items' attributes and their vectors of every model version; returns how many items had rows."""
     rows = _rows(store)
-    wanted = {int(i) for i in item_ids}
-    attribute_keys = _entity_keys(store, sorted(wanted))
-    removed = rows.delete(store.get_feature_view(FEAST_ATTRIBUTE_VIEW), attribute_keys, list(ATTRIBUTE_COLUMNS))
-    vector_keys = [raw for raw, item, _ in _vector_keys(store, rows) if item in wanted]
-    if vector_keys:
-        rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), vector_keys, [EMBEDDING_FEATURE])
-    return removed
+    try:
+        wanted = {int(i) for i in item_ids}
+        attribute_keys = _entity_keys(store, sorted(wanted))
+        removed = rows.delete(store.get_feature_view(FEAST_ATTRIBUTE_VIEW), attribute_keys, list(ATTRIBUTE_COLUMNS))
+        vector_keys = [raw for raw, item, _ in _vector_keys(store, rows) if item in wanted]
+        if vector_keys:
+            rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), vector_keys, [EMBEDDING_FEATURE])
+        return removed
+    finally:
+        rows.close()
