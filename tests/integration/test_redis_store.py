@@ -23,6 +23,7 @@ from fashionrec.catalog.changes import ChangeLog
 from fashionrec.catalog.update import ServedVersion, add_items, reencode_additions, remove_items, stage_additions
 from fashionrec.config import MODEL_NAME, STYLES_COLUMNS
 from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
+from fashionrec.data.validation.quarantine import validate_catalog
 from fashionrec.deploy.local_target import LocalServing, register_encoder
 from fashionrec.deploy.release import Deployment
 from fashionrec.local.processes import (
@@ -263,6 +264,8 @@ def test_products_added_and_removed_live_on_every_served_version_without_a_dropp
         assert "fashionrec_index_items" in metrics
         assert online.embeddings([90001], next_version) == [None] and online.embeddings([90002], next_version)[0] is not None
         assert "90001" not in set(read_styles(catalog / STYLES_FILE).rows["id"])
+        valid = {str(i) for i in validate_catalog(catalog).valid["id"]}  # what the next full retrain trains on
+        assert "90002" in valid and not {"90001", "10000"} & valid
         assert "90001" in (catalog / "removed.jsonl").read_text()  # kept, with when it was removed
         assert (catalog / "removed_images" / "90001.jpg").is_file() and not (catalog / "images" / "90001.jpg").exists()
 

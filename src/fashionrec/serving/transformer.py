@@ -68,7 +68,7 @@ from fashionrec.serving.v2_inputs import image_payloads, item_ids
 CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
 T = TypeVar("T")
-SNAPSHOT_CHECK_ITEMS = 16  # items whose Feast vectors of the index's model version must exist at load
+SNAPSHOT_CHECK_ITEMS = 64  # items whose Feast vectors of the index's model version must exist at load
 logger = logging.getLogger(__name__)
 
 
@@ -161,8 +161,15 @@ class ServingSnapshot:
         self.applied.add(change.name)
 
     def catch_up(self, log: ChangeLog) -> int:
-        """Apply every change of the log this snapshot has not applied yet, oldest first; returns how many."""
-        pending = log.changes(skip=self.applied)
+        """Apply every change of the log this snapshot has not applied yet, oldest first; returns how many. A file
+        that is not a change is skipped once (logged, counted as outcome "invalid"), never retried."""
+        bad: set[str] = set()
+        pending = log.changes(skip=self.applied, bad=bad)
+        for name in sorted(bad):
+            logger.error("skipping %s/%s: not a catalogue change", log.uri, name)
+            counter = transformer_metrics().catalog_changes
+            counter.labels(model_version=self.model_version, action="unknown", outcome="invalid").inc()
+        self.applied.update(bad)
         for change in pending:
             self.apply(change)
         return len(pending)
@@ -173,7 +180,8 @@ class ServingSnapshot:
         whose Feast vectors are not of the index's model version."""
         index_dir, feature_repo = resolve_together(index_dir, feature_repo)
         snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
-        sample = [int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)]
+        # Products removed from the catalogue since the index was built have no rows at all: only the others count.
+        sample = snapshot.features.present([int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)])
         missing = [
             i for i, v in zip(sample, snapshot.features.embeddings(sample, snapshot.model_version), strict=True) if v is None
         ]
