@@ -1,0 +1,1 @@
+"""Model monitoring: the reference profile, live drift and recommendation health, the drift report and the retraining trigger."""
