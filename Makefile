@@ -25,13 +25,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install everything (idempotent)
 
-test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store)
+test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), promtool (checks the alert rules)
 	@command -v kubectl >/dev/null || { echo "installing kubectl (the manifest tests run kustomize)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "installing redis-server (the Redis online store tests start one)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@command -v promtool >/dev/null || { echo "installing prometheus for promtool (the monitoring tests check and unit-test the alert rules)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 demo: setup ## generate a catalogue, run the pipeline (kfp.local), serve, query, stop
 	$(BIN)/fashionrec demo --workdir work/demo

@@ -97,12 +97,36 @@ def facts_of(path: Path) -> ImageFacts:
     facts.aspect = image.height / image.width
     grey_image = to_rgb(image).convert("L")
     grey = np.asarray(grey_image, dtype=np.float32)
-    facts.brightness = float(grey.mean())
-    facts.contrast = float(grey.std())
-    facts.saturated_fraction = float((grey >= 250).mean())
-    facts.sharpness = laplacian_variance(grey)
+    for name, value in grey_stats(grey).items():
+        setattr(facts, name, value)
     facts.phash = perceptual_hash(grey_image).hex()
     return facts
+
+
+def grey_stats(grey: np.ndarray) -> dict[str, float]:
+    """Brightness, contrast, blown-out share and sharpness of a grey image (validation's checks, and monitoring)."""
+    return {
+        "brightness": float(grey.mean()),
+        "contrast": float(grey.std()),
+        "saturated_fraction": float((grey >= 250).mean()),
+        "sharpness": laplacian_variance(grey),
+    }
+
+
+# What monitoring compares between the catalogue and the photos users send. Sizes are left out on purpose: users'
+# photos are larger than any catalogue's and would always "drift"; the aspect ratio is what changes the crop.
+IMAGE_STATS = ("brightness", "contrast", "saturated_fraction", "sharpness", "aspect")
+MONITOR_SIDE = 256  # stats are taken on the image scaled to fit this square, in the reference and live alike
+
+
+def image_stats(image: Image.Image) -> dict[str, float]:
+    """The monitored statistics (IMAGE_STATS) of a decoded image, on its MONITOR_SIDE thumbnail."""
+    thumb = to_rgb(image)
+    if max(thumb.size) > MONITOR_SIDE:
+        thumb = thumb.copy()
+        thumb.thumbnail((MONITOR_SIDE, MONITOR_SIDE), Image.Resampling.BILINEAR)
+    stats = grey_stats(np.asarray(thumb.convert("L"), dtype=np.float32))
+    return {**stats, "aspect": image.height / image.width}
 
 
 def _facts_chunk(paths: list[str]) -> list[dict[str, object]]:

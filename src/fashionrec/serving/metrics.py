@@ -30,6 +30,13 @@ class TransformerMetrics:
     version_seconds: Histogram
     canary_share: Gauge
     catalog_changes: Counter
+    drift_score: Gauge
+    drift_p_value: Gauge
+    drift_detected: Gauge
+    drift_window: Gauge
+    coverage: Gauge
+    gini: Gauge
+    low_score_share: Gauge
 
 
 @functools.cache
@@ -70,5 +77,17 @@ def transformer_metrics() -> TransformerMetrics:
             "Items of catalogue changes applied to a live index, by action and outcome (no_vector: the online store "
             "has no vector of that index's model version for an added item)",
             ["model_version", "action", "outcome"],
+        ),
+        # Monitoring (fashionrec.monitoring.live): the recent query window against the model's reference profile.
+        drift_score=Gauge("fashionrec_drift_score", "Drift statistic of the recent window (MMD^2 or KS D)", ["signal"]),
+        drift_p_value=Gauge("fashionrec_drift_p_value", "p-value of the drift test of the recent window", ["signal"]),
+        drift_detected=Gauge(
+            "fashionrec_drift_detected", "1 when the signal drifted (p-value at or below its threshold)", ["signal"]
+        ),
+        drift_window=Gauge("fashionrec_drift_window_size", "Image queries in the window the drift tests used"),
+        coverage=Gauge("fashionrec_recommendation_coverage", "Share of the catalogue recommended within the window"),
+        gini=Gauge("fashionrec_recommendation_gini", "Gini of how often each catalogue item was recommended (window)"),
+        low_score_share=Gauge(
+            "fashionrec_low_score_share", "Share of window queries whose top-1 score is below the reference's 5th percentile"
         ),
     )

@@ -1,0 +1,526 @@
+"""manifests/monitoring (Prometheus Operator + Grafana's dashboard sidecar): it renders to exactly a PodMonitor, a
+PrometheusRule and the dashboard's ConfigMap; the PodMonitor scrapes the ports the code listens on; the alert rules
+pass promtool and fire when, and only when, they should; every series the rules and the dashboard read is one the
+transformer exports (or TorchServe's ts_*)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fashionrec.config import MODEL_NAME, TORCHSERVE_METRICS_PORT, TRANSFORMER_HTTP_PORT
+from fashionrec.serving.metrics import transformer_metrics
+from fashionrec.serving.torchserve import TorchServeSettings
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+MONITORING = MANIFESTS / "monitoring"
+DASHBOARD = "fashionrec-dashboard.json"
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
+
+# Mirrors src/fashionrec/serving/metrics.py: every fashionrec_* metric the transformer exports, by the name
+# prometheus_client is given (no _total) and its type; test_known_metrics_agree_with_the_transformers keeps them equal.
+KNOWN: dict[str, str] = {
+    "fashionrec_requests": "counter",
+    "fashionrec_request_seconds": "histogram",
+    "fashionrec_predictor_seconds": "histogram",
+    "fashionrec_faiss_seconds": "histogram",
+    "fashionrec_feast_seconds": "histogram",
+    "fashionrec_index_items": "gauge",
+    "fashionrec_model": "info",  # exposed as fashionrec_model_info
+    "fashionrec_stale_embeddings": "counter",
+    "fashionrec_index_swaps": "counter",
+    "fashionrec_model_requests": "counter",
+    "fashionrec_model_request_seconds": "histogram",
+    "fashionrec_canary_share": "gauge",
+    "fashionrec_catalog_changes": "counter",
+    "fashionrec_drift_score": "gauge",
+    "fashionrec_drift_p_value": "gauge",
+    "fashionrec_drift_detected": "gauge",
+    "fashionrec_drift_window_size": "gauge",
+    "fashionrec_recommendation_coverage": "gauge",
+    "fashionrec_recommendation_gini": "gauge",
+    "fashionrec_low_score_share": "gauge",
+}
+# The series each type exposes on /metrics: a query for fashionrec_requests (no _total) would match nothing.
+SERIES_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",), "info": ("_info",)}
+EXPECTED_ALERTS = {
+    "FashionrecHighLatencyP99",
+    "FashionrecHigh5xxRatio",
+    "FashionrecStaleEmbeddings",
+    "FashionrecEmbeddingDrift",
+    "FashionrecImageStatDrift",
+    "FashionrecLowCoverage",
+    "FashionrecUnrecognisedQueries",
+    "FashionrecCatalogChangesWithoutVector",
+}
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make test-tools`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k manifests/monitoring` would send."""
+    result = subprocess.run([tool("kubectl"), "kustomize", str(MONITORING)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (document,) = (d for d in documents if d["kind"] == kind)
+    return document
+
+
+def test_kustomization_renders_exactly_the_podmonitor_the_rules_and_the_dashboard(rendered: list[dict[str, Any]]) -> None:
+    assert sorted((d["apiVersion"], d["kind"]) for d in rendered) == [
+        (PROMETHEUS_OPERATOR, "PodMonitor"),
+        (PROMETHEUS_OPERATOR, "PrometheusRule"),
+        ("v1", "ConfigMap"),
+    ]
+    config_map = one(rendered, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # the Grafana sidecar's default label
+    assert config_map["metadata"]["name"] == "fashionrec-dashboard"  # no hash suffix: a change replaces it
+    committed = (MONITORING / DASHBOARD).read_text()
+    assert config_map["data"] == {DASHBOARD: committed}
+    assert json.loads(config_map["data"][DASHBOARD])["uid"] == "fashionrec"
+    # Every file of the folder is used, and the folder is not part of the default deployment.
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    used = {*kustomization["resources"], *(f for g in kustomization["configMapGenerator"] for f in g["files"])}
+    assert used | {"kustomization.yaml"} == {p.name for p in MONITORING.iterdir()}
+    for parent in (MANIFESTS, MANIFESTS / "base"):
+        assert not any("monitoring" in r for r in yaml.safe_load((parent / "kustomization.yaml").read_text())["resources"])
+
+
+# --- the PodMonitor: which addresses Prometheus ends up scraping -------------------------------------------------
+
+
+def relabel(target: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus' keep/replace relabeling (all these manifests use): None when a rule drops the target."""
+    labels = dict(target)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(s, "") for s in rule.get("sourceLabels", []))
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)  # Prometheus anchors the regex
+        action = rule.get("action", "replace")
+        if action == "keep":
+            if match is None:
+                return None
+        elif action == "replace":
+            if match is not None:
+                # $1 / ${1} in Prometheus' replacement, \g<1> in Python's
+                labels[rule["targetLabel"]] = match.expand(re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", rule.get("replacement", "$1")))
+        else:
+            raise AssertionError(f"relabel action {action} is not modelled by this test")
+    return labels
+
+
+def pod_targets(ip: str, labels: dict[str, str], containers: dict[str, list[tuple[str, int]]]) -> list[dict[str, str]]:
+    """Prometheus' `pod` discovery: a target per declared container port, or one without a port for a container
+    that declares none."""
+    targets = []
+    for container, ports in containers.items():
+        meta = {"__meta_kubernetes_pod_ip": ip, "__meta_kubernetes_pod_container_name": container}
+        meta |= {f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v for k, v in labels.items()}
+        if not ports:
+            targets.append({**meta, "__address__": ip})
+        for name, number in ports:
+            port_meta = {
+                "__meta_kubernetes_pod_container_port_name": name,
+                "__meta_kubernetes_pod_container_port_number": str(number),
+            }
+            targets.append({**meta, **port_meta, "__address__": f"{ip}:{number}"})
+    return targets
+
+
+def kserve_pod(ip: str, isvc: str, component: str, user_port_name: str) -> list[dict[str, str]]:
+    """A pod of an InferenceService component as KServe + Knative create it: the storage initializer, the
+    kserve-container with the one port Knative allows (named user-port; unnamed in KServe's Standard mode), and
+    Knative's queue-proxy sidecar with its own ports."""
+    return pod_targets(
+        ip,
+        {"serving.kserve.io/inferenceservice": isvc, "component": component},
+        {
+            "storage-initializer": [],
+            "kserve-container": [(user_port_name, 8080)],
+            "queue-proxy": [("http-queueadm", 8022), ("http-autometric", 9090), ("http-usermetric", 9091), ("queue-port", 8012)],
+        },
+    )
+
+
+def scraped(podmonitor: dict[str, Any], targets: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(address, path) of each target the Prometheus Operator's scrape configs keep: the selector, the endpoint's
+    port filter, then the endpoint's relabelings, as the operator orders them."""
+    spec = podmonitor["spec"]
+    assert set(spec["selector"]) == {"matchLabels"}  # what this model of the selector handles
+    selector = [
+        {"action": "keep", "sourceLabels": [f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}"], "regex": v}
+        for k, v in spec["selector"]["matchLabels"].items()
+    ]
+    kept = []
+    for endpoint in spec["podMetricsEndpoints"]:
+        port_filter = []
+        if "port" in endpoint:
+            port_filter = [
+                {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_container_port_name"], "regex": endpoint["port"]}
+            ]
+        elif "portNumber" in endpoint or "targetPort" in endpoint:
+            number = endpoint.get("portNumber", endpoint.get("targetPort"))
+            assert isinstance(number, int), "a targetPort name matches the port name, not modelled here"
+            port_filter = [
+                {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_container_port_number"], "regex": str(number)}
+            ]
+        for target in targets:
+            labels = relabel(target, selector + port_filter + endpoint.get("relabelings", []))
+            if labels is not None:
+                kept.append((labels["__address__"], endpoint.get("path", "/metrics")))
+    return kept
+
+
+@pytest.mark.parametrize("user_port_name", ["user-port", ""], ids=["knative", "standard"])
+def test_podmonitor_scrapes_the_transformer_and_torchserve_once_per_pod(
+    rendered: list[dict[str, Any]], user_port_name: str
+) -> None:
+    podmonitor = one(rendered, "PodMonitor")
+    isvc = yaml.safe_load((MANIFESTS / "base" / "inferenceservice.yaml").read_text())
+    assert podmonitor["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
+    assert isvc["metadata"]["name"] == MODEL_NAME
+    (transformer_port,) = (p["containerPort"] for p in isvc["spec"]["transformer"]["containers"][0]["ports"])
+    assert transformer_port == TRANSFORMER_HTTP_PORT == 8080  # the port kserve_pod gives both components
+    pods = [
+        *kserve_pod("10.0.0.1", MODEL_NAME, "transformer", user_port_name),
+        *kserve_pod("10.0.0.2", MODEL_NAME, "predictor", user_port_name),
+        *kserve_pod("10.0.0.3", "another-model", "transformer", user_port_name),  # not ours
+    ]
+    assert sorted(scraped(podmonitor, pods)) == [
+        (f"10.0.0.1:{TRANSFORMER_HTTP_PORT}", "/metrics"),  # the transformer's KServe ModelServer
+        (f"10.0.0.2:{TORCHSERVE_METRICS_PORT}", "/metrics"),  # TorchServe's metrics API
+    ]
+    assert TorchServeSettings().metrics_address == f"http://0.0.0.0:{TORCHSERVE_METRICS_PORT}"  # reachable on the pod IP
+
+
+def test_the_podmonitor_model_notices_a_wrong_port() -> None:
+    """The check above bites: a PodMonitor selecting the transformer by a port name Knative never sets finds nothing."""
+    podmonitor = {
+        "spec": {
+            "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": MODEL_NAME}},
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}],
+        }
+    }
+    assert scraped(podmonitor, kserve_pod("10.0.0.1", MODEL_NAME, "transformer", "user-port")) == []
+
+
+# --- the alert rules ---------------------------------------------------------------------------------------------
+
+
+def rules_file(rendered: list[dict[str, Any]], directory: Path) -> Path:
+    """The PrometheusRule's spec as a plain Prometheus rules file (`groups:` at the top), which promtool reads."""
+    path = directory / "rules.yaml"
+    path.write_text(yaml.safe_dump(one(rendered, "PrometheusRule")["spec"], sort_keys=False))
+    return path
+
+
+def alerting_rules(rendered: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    spec = one(rendered, "PrometheusRule")["spec"]
+    assert set(spec) == {"groups"}
+    return {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("promtool"), *map(str, args)], capture_output=True, text=True)
+
+
+def test_every_alert_is_there_with_a_for_a_severity_and_values_in_its_text(rendered: list[dict[str, Any]]) -> None:
+    rules = alerting_rules(rendered)
+    assert set(rules) == EXPECTED_ALERTS
+    for name, rule in rules.items():
+        assert "for" in rule, name
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
+        assert set(rule["annotations"]) >= {"summary", "description"}, name
+        assert "$value" in rule["annotations"]["summary"] and "$value" in rule["annotations"]["description"], name
+
+
+def test_promtool_accepts_the_rules(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+    result = promtool("check", "rules", rules_file(rendered, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "broken"),
+    [
+        ("expr", "histogram_quantile(0.99, sum by (le) (rate(fashionrec_request_seconds_bucket[5m])) > 0.5"),
+        ("summary", "p99 is {{ $value | humanizeDurationn }}"),  # no such template function
+    ],
+)
+def test_promtool_rejects_a_broken_rule(rendered: list[dict[str, Any]], tmp_path: Path, field: str, broken: str) -> None:
+    """The check above bites: a missing parenthesis, or a template calling an unknown function, fails it."""
+    spec = copy.deepcopy(one(rendered, "PrometheusRule")["spec"])  # the fixture is shared by the module's tests
+    rule = next(r for g in spec["groups"] for r in g["rules"] if r["alert"] == "FashionrecHighLatencyP99")
+    if field == "expr":
+        rule["expr"] = broken
+    else:
+        rule["annotations"][field] = broken
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = promtool("check", "rules", path)
+    assert result.returncode != 0
+    assert "FashionrecHighLatencyP99" in result.stdout + result.stderr
+
+
+def expected(rule: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    """The rule's annotations as Prometheus renders them, given the rendering of each {{ ... }} in them (a template
+    this test was not told about raises KeyError, so a changed template is noticed)."""
+    return {key: re.sub(r"\{\{\s*(.*?)\s*\}\}", lambda m: values[m.group(1)], text) for key, text in rule["annotations"].items()}
+
+
+def test_alerts_fire_with_their_labels_and_values_and_stay_quiet_otherwise(
+    rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    rules = alerting_rules(rendered)
+    rules_file(rendered, tmp_path)
+    shop = {"$labels.namespace": "shop"}
+    ratio = {**shop, "$value | humanizePercentage": "5%"}
+    drift = {**shop, "$labels.signal": "embedding", '$value | printf "%.3g"': "0.002"}
+    changes = {**shop, "$labels.model_version": "v2", "$value | humanize": "3"}
+
+    def series(name: str, values: str, **labels: str) -> dict[str, str]:
+        selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": "shop", **labels}.items())
+        return {"series": f"{name}{{{selector}}}", "values": values}
+
+    unit_tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # shop: 5 of every 100 answers are 503s; staging: 1 in 200, under the 1% threshold
+                    series("fashionrec_requests_total", "0+95x40", pod="t-1", status="200"),
+                    series("fashionrec_requests_total", "0+5x40", pod="t-1", status="503"),
+                    series("fashionrec_requests_total", "0+199x40", namespace="staging", pod="s-1", status="200"),
+                    series("fashionrec_requests_total", "0+1x40", namespace="staging", pod="s-1", status="503"),
+                    # embedding drift detected by one replica of two; the image statistics are fine
+                    series("fashionrec_drift_detected", "1x40", pod="t-1", signal="embedding"),
+                    series("fashionrec_drift_p_value", "0.002x40", pod="t-1", signal="embedding"),
+                    series("fashionrec_drift_detected", "0x40", pod="t-2", signal="embedding"),
+                    series("fashionrec_drift_p_value", "0.3x40", pod="t-2", signal="embedding"),
+                    series("fashionrec_drift_detected", "0x40", pod="t-1", signal="brightness"),
+                    series("fashionrec_drift_p_value", "0.4x40", pod="t-1", signal="brightness"),
+                    # one replica's coverage is low, the other's is not: the service still covers 50%
+                    series("fashionrec_recommendation_coverage", "0.01x40", pod="t-1"),
+                    series("fashionrec_recommendation_coverage", "0.5x40", pod="t-2"),
+                    # 3 added items found no vector at minute 5
+                    series(
+                        "fashionrec_catalog_changes_total",
+                        "0x4 3x36",
+                        pod="t-1",
+                        model_version="v2",
+                        action="add",
+                        outcome="no_vector",
+                    ),
+                    series(
+                        "fashionrec_catalog_changes_total",
+                        "0+2x40",
+                        pod="t-1",
+                        model_version="v2",
+                        action="add",
+                        outcome="applied",
+                    ),
+                ],
+                "alert_rule_test": [
+                    # pending, not firing, before its `for: 5m` has passed
+                    {"eval_time": "4m", "alertname": "FashionrecHigh5xxRatio", "exp_alerts": []},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "FashionrecHigh5xxRatio",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "namespace": "shop"},
+                                "exp_annotations": expected(rules["FashionrecHigh5xxRatio"], ratio),
+                            }
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "FashionrecEmbeddingDrift", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "FashionrecEmbeddingDrift",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "namespace": "shop", "signal": "embedding"},
+                                "exp_annotations": expected(rules["FashionrecEmbeddingDrift"], drift),
+                            }
+                        ],
+                    },
+                    # the embedding's drift is not an image statistic's
+                    {"eval_time": "39m", "alertname": "FashionrecImageStatDrift", "exp_alerts": []},
+                    {"eval_time": "39m", "alertname": "FashionrecLowCoverage", "exp_alerts": []},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "FashionrecCatalogChangesWithoutVector",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "namespace": "shop", "model_version": "v2"},
+                                "exp_annotations": expected(rules["FashionrecCatalogChangesWithoutVector"], changes),
+                            }
+                        ],
+                    },
+                    # 30 minutes after the last change without a vector, the alert resolves
+                    {"eval_time": "39m", "alertname": "FashionrecCatalogChangesWithoutVector", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(yaml.safe_dump(unit_tests, sort_keys=False))
+    result = promtool("test", "rules", tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the series the rules and the dashboard read --------------------------------------------------------------------
+
+# PromQL words that look like metric names; functions are told apart by the "(" that follows them.
+PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL (or Grafana PromQL, with $variables) expression selects."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings: label values, regexes
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries, $__rate_interval
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)  # label lists
+    text = re.sub(r"(?<![\w.$])\d+(?:\.\d+)?(?:[eE][+-]?\d+|ms|[smhdwy])?\b", " ", text)  # numbers, durations
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][\w:]*", text):
+        if match.group().lower() in PROMQL_KEYWORDS or text[match.end() :].lstrip().startswith("("):
+            continue
+        names.add(match.group())
+    return names
+
+
+def known_metric(series: str) -> str | None:
+    """The KNOWN metric a series name belongs to, given its type's suffixes (fashionrec_requests_total ->
+    fashionrec_requests), or None."""
+    return next((base for base, kind in KNOWN.items() for suffix in SERIES_SUFFIXES[kind] if series == base + suffix), None)
+
+
+def test_metric_names_finds_the_selected_series_and_only_them() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, read) (rate(fashionrec_feast_seconds_bucket{read="embeddings", '
+        'namespace=~"$namespace"}[$__rate_interval]))) / 1e6 > bool 0.5 and on (namespace) up offset 5m == 1 '
+        "or sum(rate(ts_inference_requests_total[5m])) without (pod)"
+    )
+    assert metric_names(expr) == {"fashionrec_feast_seconds_bucket", "up", "ts_inference_requests_total"}
+    assert known_metric("fashionrec_requests_total") == "fashionrec_requests"
+    assert known_metric("fashionrec_model_info") == "fashionrec_model"
+    assert known_metric("fashionrec_requests") is None  # a counter's series ends in _total
+    assert known_metric("fashionrec_index_items_total") is None  # a gauge's has no suffix
+    assert known_metric("fashionrec_request_total") is None  # a typo
+
+
+def dashboard() -> dict[str, Any]:
+    document = json.loads((MONITORING / DASHBOARD).read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def dashboard_metric_names() -> set[str]:
+    """The series the panels and the query variables (label_values(<series>, <label>)) read."""
+    board = dashboard()
+    names = {n for p in board["panels"] for t in p["targets"] for n in metric_names(t["expr"])}
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            selected = re.fullmatch(r"label_values\((\w+),\s*\w+\)", variable["definition"])
+            assert selected, variable["definition"]
+            names.add(selected[1])
+    return names
+
+
+def check_names(where: str, names: set[str]) -> list[str]:
+    problems = []
+    for name in sorted(names):
+        if not name.startswith(("fashionrec_", "ts_")):
+            problems.append(f"{where}: {name} is neither fashionrec_* nor TorchServe's ts_*")
+        elif name.startswith("fashionrec_") and known_metric(name) is None:
+            problems.append(f"{where}: {name} is no series of a metric in KNOWN (metrics.py)")
+    return problems
+
+
+def test_rules_and_dashboard_read_only_series_the_code_exports(rendered: list[dict[str, Any]]) -> None:
+    problems = []
+    for name, rule in alerting_rules(rendered).items():
+        problems += check_names(name, metric_names(rule["expr"]))
+        # a {{ query "..." }} in an annotation reads series too
+        problems += check_names(f"{name} annotations", set(re.findall(r"\bfashionrec_\w+", json.dumps(rule["annotations"]))))
+    dashboard_names = dashboard_metric_names()
+    problems += check_names("dashboard", dashboard_names)
+    assert problems == []
+    # every metric has a panel, save the Info (its labels name the served version, for a table, not a graph)
+    assert {known_metric(n) for n in dashboard_names} >= set(KNOWN) - {"fashionrec_model"}
+    assert any(n.startswith("ts_") for n in dashboard_names)  # the predictor's TorchServe panel
+
+
+def test_known_metrics_agree_with_the_transformers() -> None:
+    """The metrics metrics.py defines are exactly KNOWN, with their types."""
+    metrics = transformer_metrics()
+    defined = {family.name: family.type for field in fields(metrics) for family in getattr(metrics, field.name).describe()}
+    assert defined == KNOWN
+
+
+# --- the dashboard ---------------------------------------------------------------------------------------------------
+
+
+def test_dashboard_panels_are_complete_and_read_the_datasource_variable() -> None:
+    board = dashboard()
+    assert board["uid"] == "fashionrec" and board["title"]
+    assert board["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    datasource = [v for v in variables.values() if v["type"] == "datasource"]
+    assert len(datasource) == 1 and datasource[0]["query"] == "prometheus"
+    reference = {"type": "prometheus", "uid": f"${{{datasource[0]['name']}}}"}
+    panels = board["panels"]
+    assert len(panels) >= 15
+    ids = [p["id"] for p in panels]
+    assert len(set(ids)) == len(ids) and all(isinstance(i, int) for i in ids)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        where = f"panel {panel['id']} ({panel.get('title')})"
+        assert panel["type"] == "timeseries" and panel["title"], where
+        grid = panel["gridPos"]
+        assert set(grid) == {"x", "y", "w", "h"} and all(isinstance(v, int) for v in grid.values()), where
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["w"] > 0 and grid["h"] > 0, where
+        covered = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not covered & cells, f"{where} overlaps another panel"
+        cells |= covered
+        assert panel["datasource"] == reference, where
+        assert panel["targets"], where
+        for target in panel["targets"]:
+            assert target["expr"].strip(), where
+            assert target.get("datasource", reference) == reference, where
+    for variable in variables.values():  # other variables query the same datasource
+        if variable["type"] == "query":
+            assert variable["datasource"] == reference
