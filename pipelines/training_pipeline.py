@@ -129,7 +129,12 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
         features.set_caching_options(False)  # it writes the online store, a side effect caching would skip
         with_secrets(features, FEAST)
 
-        index = build_index(embeddings=embedded.outputs["embeddings"], index_kind=parameters["index_kind"])
+        index = build_index(
+            embeddings=embedded.outputs["embeddings"],
+            valid_catalog=valid_catalog,
+            index_kind=parameters["index_kind"],
+            holdout_fraction=holdout_fraction,
+        )
         index.set_display_name("FAISS index")
 
         packaged = package_model(model=trained.outputs["model"])

@@ -123,6 +123,8 @@ REGISTRY_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", 
 FEAST_SECRET = "fashionrec-feast-credentials"
 # How often a transformer lists the catalogue change log: an added product is searchable within this.
 CATALOG_POLL_SECONDS = 2.0
+# How often a transformer tests its window of recent image queries for drift (fashionrec.monitoring.live).
+MONITOR_SECONDS = 30.0
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"

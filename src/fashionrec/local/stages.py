@@ -30,6 +30,7 @@ def run_stages(catalog: Path, root: Path, config: TrainConfig | None = None) -> 
     """validate -> train -> embed -> features -> index -> package, writing everything under root."""
     from fashionrec.data.validation.quarantine import validate_catalog
     from fashionrec.data.validation.report import output_paths, write_outputs
+    from fashionrec.monitoring.profile import write_profile
     from fashionrec.retrieval.feast_store import apply_and_materialize, stage_repo
     from fashionrec.retrieval.index import build_index
     from fashionrec.training.embed import embed_catalog
@@ -42,5 +43,6 @@ def run_stages(catalog: Path, root: Path, config: TrainConfig | None = None) -> 
     embed_catalog(out.valid, out.model_dir, out.embeddings)
     apply_and_materialize(stage_repo(out.embeddings, out.feature_repo))
     build_index(out.embeddings, out.index_dir)
+    write_profile(out.embeddings, out.valid, out.index_dir, (config or TrainConfig()).holdout_fraction)
     build_model_store(out.model_dir, out.model_store)
     return out

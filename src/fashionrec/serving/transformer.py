@@ -26,10 +26,10 @@ e.g. as symlinks, then call it) without dropping a request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -52,16 +52,20 @@ from fashionrec.config import (
     INPUT_IMAGE,
     INPUT_ITEM_ID,
     MAX_TOP_K,
+    MONITOR_SECONDS,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
 )
 from fashionrec.imaging import ImageDecodeError, validate_images
+from fashionrec.monitoring.live import WINDOW, LiveMonitor, publish
+from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
+from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
@@ -107,6 +111,7 @@ class Query(InferRequest):
         self.ids = ids
         self.images = images or []
         self.encoded = encoded
+        self.stats: list[dict[str, float]] | None = None  # the monitored image statistics, when monitoring
 
 
 class RecommendationResponse(InferResponse):
@@ -138,6 +143,8 @@ class ServingSnapshot:
     index: ItemIndex
     features: OnlineFeatures
     applied: set[str] = field(default_factory=set)  # catalogue changes already in the live index
+    profile: ReferenceProfile | None = None  # the model's reference profile (index/reference/), when it has one
+    monitor: LiveMonitor | None = None  # the window of recent image queries, when monitoring
 
     @property
     def model_version(self) -> str:
@@ -179,7 +186,7 @@ class ServingSnapshot:
         """Load both from the folders the paths point at now (a hot swap may flip them meanwhile), and refuse a pair
         whose Feast vectors are not of the index's model version."""
         index_dir, feature_repo = resolve_together(index_dir, feature_repo)
-        snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo))
+        snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo), profile=ReferenceProfile.of_index(index_dir))
         # Products removed from the catalogue since the index was built have no rows at all: only the others count.
         sample = snapshot.features.present([int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)])
         missing = [
@@ -244,6 +251,9 @@ class FashionrecTransformer(Model):
         canary_dir: Path | None = None,
         catalog_changes: str | None = None,
         catalog_poll_seconds: float = CATALOG_POLL_SECONDS,
+        monitor_window: int = WINDOW,
+        monitor_seconds: float = MONITOR_SECONDS,
+        request_log: Path | None = None,
     ) -> None:
         super().__init__(name)
         self.index_dir = index_dir
@@ -257,6 +267,10 @@ class FashionrecTransformer(Model):
         self.catalog_poll_seconds = catalog_poll_seconds
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self.monitor_window = monitor_window  # 0: no live monitoring
+        self.monitor_seconds = monitor_seconds
+        self.request_log = request_log
+        self._monitor_thread: threading.Thread | None = None
 
     def load(self) -> bool:
         import faiss
@@ -266,6 +280,9 @@ class FashionrecTransformer(Model):
         if self.change_log is not None and self._poller is None:
             self._poller = threading.Thread(target=self._poll_changes, name="fashionrec-catalog", daemon=True)
             self._poller.start()
+        if self.monitor_window and self._monitor_thread is None:
+            self._monitor_thread = threading.Thread(target=self._monitor, name="fashionrec-monitor", daemon=True)
+            self._monitor_thread.start()
         self.ready = True
         return self.ready
 
@@ -274,7 +291,34 @@ class FashionrecTransformer(Model):
         if self.change_log is not None:
             for snapshot in routing.snapshots:  # a snapshot serves the catalogue as it is now, not as it was built
                 snapshot.catch_up(self.change_log)
+        if self.monitor_window:
+            routing = dataclasses.replace(
+                routing,
+                stable=self._monitored(routing.stable),
+                canary=self._monitored(routing.canary) if routing.canary is not None else None,
+            )
         return routing
+
+    def _monitored(self, snapshot: ServingSnapshot) -> ServingSnapshot:
+        if snapshot.profile is None:
+            logger.warning("the index of %s has no reference profile: no live monitoring", snapshot.model_version)
+            return snapshot
+        return dataclasses.replace(snapshot, monitor=LiveMonitor(snapshot.profile, self.monitor_window, self.request_log))
+
+    def _monitor(self) -> None:
+        """Every monitor_seconds, test each snapshot's window against its reference; the stable one's sets the gauges."""
+        while not self._stopping.wait(self.monitor_seconds):
+            routing = self.routing
+            for snapshot in routing.snapshots if routing is not None else []:
+                if snapshot.monitor is None:
+                    continue
+                try:
+                    health = snapshot.monitor.evaluate()
+                except Exception:  # a bad window must never take serving down: log it, try the next one
+                    logger.exception("evaluating the monitoring window of %s failed", snapshot.model_version)
+                    continue
+                if health is not None and snapshot is routing.stable:  # type: ignore[union-attr]
+                    publish(health)
 
     def _poll_changes(self) -> None:
         """Apply new catalogue changes to every loaded snapshot until stopped; a failed poll is retried."""
@@ -378,11 +422,13 @@ class FashionrecTransformer(Model):
         if tensor.name == INPUT_ITEM_ID:
             return Query(payload, top_k, ids=item_ids(tensor))
         images, encoded = image_payloads(tensor)
+        query = Query(payload, top_k, images=images, encoded=encoded)
+        monitored = self.routing is not None and self.routing.stable.monitor is not None
         try:
-            await self.off_loop(validate_images, images)
+            query.stats = await self.off_loop(validate_and_measure, images, monitored)
         except ImageDecodeError as exc:
             raise InvalidInput(str(exc)) from exc
-        return Query(payload, top_k, images=images, encoded=encoded)
+        return query
 
     async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
         """CPU work (image decoding, FAISS search, Feast reads) on the bounded pool, so that one heavy request never
@@ -467,12 +513,23 @@ class FashionrecTransformer(Model):
             InferOutput(OUTPUT_ITEM_ID, shape, "INT64", flat_ids),
             InferOutput(OUTPUT_SCORE, shape, "FP32", item_scores.ravel().tolist()),
         ]
+        if snapshot.monitor is not None and query.stats is not None:
+            snapshot.monitor.record(queries, query.stats, item_ids, item_scores[:, 0])
         for column in ATTRIBUTE_COLUMNS:
             values = attributes[column]
             outputs.append(InferOutput(column, shape, "BYTES", ["" if i == -1 else values[position[i]] or "" for i in flat_ids]))
         return RecommendationResponse(
             response_id=query.id or "", model_name=self.name, model_version=snapshot.model_version, infer_outputs=outputs
         )
+
+
+def validate_and_measure(images: list[bytes], measure: bool) -> list[dict[str, float]] | None:
+    """Refuse undecodable or oversized images (ImageDecodeError); with ``measure``, the monitored statistics of each."""
+    from fashionrec.data.imagefacts import image_stats
+    from fashionrec.imaging import decode_image
+
+    validate_images(images)
+    return [image_stats(decode_image(data)) for data in images] if measure else None
 
 
 class TransformerRepository(ModelRepository):
@@ -488,10 +545,7 @@ class TransformerRepository(ModelRepository):
 
 def main(argv: list[str] | None = None) -> None:
     """Run the transformer under kserve.ModelServer with KServe's standard arguments plus index and Feast paths."""
-    # Feast imports torch whenever it is installed (feast.torch_wrapper): ~0.5 GB and seconds of start-up that the
-    # transformer never uses. Its image has no torch; blocking it here makes a local run the same process.
-    for name in ("torch", "torchvision"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    block_torch()  # as in the transformer's image, which has no torch (fashionrec.serving.no_torch)
     parser = model_server_parser(__doc__)
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
@@ -504,6 +558,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--catalog_poll_seconds", type=float, default=CATALOG_POLL_SECONDS, help="how often the change log is read"
     )
+    parser.add_argument(
+        "--monitor_window", type=int, default=WINDOW, help="image queries in the live drift window (0: no monitoring)"
+    )
+    parser.add_argument("--monitor_seconds", type=float, default=MONITOR_SECONDS, help="how often the window is tested for drift")
+    parser.add_argument(
+        "--request_log", type=Path, default=None, help="JSONL of what image queries saw (embeddings, stats, hits; no photos)"
+    )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
         args.model_name,
@@ -512,6 +573,9 @@ def main(argv: list[str] | None = None) -> None:
         canary_dir=args.canary_dir,
         catalog_changes=args.catalog_changes,
         catalog_poll_seconds=args.catalog_poll_seconds,
+        monitor_window=args.monitor_window,
+        monitor_seconds=args.monitor_seconds,
+        request_log=args.request_log,
     )
     run_model_server([model], args, registered_models=TransformerRepository())
 
