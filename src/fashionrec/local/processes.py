@@ -276,6 +276,8 @@ class LocalTransformer(LocalModelServer):
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
     catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.catalog.changes)
+    request_log: Path | None = None  # JSONL of what image queries saw, for `fashionrec monitor` (no photos)
+    monitor_seconds: float | None = None  # how often the live drift window is tested (None: the transformer's default)
     name: ClassVar[str] = "transformer"
     entrypoint: ClassVar[str] = TRANSFORMER_ENTRYPOINT  # as the InferenceService runs it
     served_model: ClassVar[str] = MODEL_NAME
@@ -294,6 +296,8 @@ class LocalTransformer(LocalModelServer):
                 if self.catalog_changes is not None
                 else []
             ),
+            *([f"--request_log={self.request_log.absolute()}"] if self.request_log is not None else []),
+            *([f"--monitor_seconds={self.monitor_seconds:g}"] if self.monitor_seconds is not None else []),
             *self.server_args(),
         ]
 
@@ -340,10 +344,12 @@ def serve_locally(
     runtime: str = "torchserve",
     protocol: str = "v2",
     catalog_changes: Path | None = None,
+    request_log: Path | None = None,
+    monitor_seconds: float | None = None,
 ) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
     """Start the predictor (TorchServe, or the KServe-hosted encoder) and the transformer on free loopback ports;
     stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime. With ``catalog_changes``
-    the transformer applies that catalogue change log live."""
+    the transformer applies that catalogue change log live; with ``request_log`` it logs what image queries saw."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if protocol == "grpc-v2" and runtime != "kserve":
@@ -369,6 +375,8 @@ def serve_locally(
             predictor_protocol=protocol,
             canary_dir=root / LIVE_DIR / LIVE_CANARY,
             catalog_changes=catalog_changes,
+            request_log=request_log,
+            monitor_seconds=monitor_seconds,
         )
         stack.callback(transformer.stop)
         transformer.start()

@@ -1,0 +1,76 @@
+"""Live monitoring on the real local chain (TorchServe + transformer): photos like the catalogue's leave the drift
+gauges at rest; a stream of darkened grey photos raises them; the request log holds what the queries saw."""
+
+import json
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from fashionrec.config import MODEL_NAME
+from fashionrec.local.processes import serve_locally
+from fashionrec.local.stages import StageOutputs
+from fashionrec.serving.client import image_request
+
+pytestmark = pytest.mark.integration
+
+
+def gauge(metrics: str, name: str, labels: str = "") -> float | None:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    return next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix)), None)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
+
+
+def darkened(data: bytes) -> bytes:
+    """The same product, photographed in poor light on a grey-scale camera."""
+    image = ImageEnhance.Brightness(ImageOps.grayscale(Image.open(BytesIO(data)))).enhance(0.35).convert("RGB")
+    out = BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_a_shifted_query_stream_raises_the_drift_gauges_and_a_normal_one_does_not(
+    stages: StageOutputs, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted((tiny_catalog / "images").glob("*.jpg"))]
+    log = tmp_path / "requests.jsonl"
+    with serve_locally(stages.deployment, tmp_path / "serve", request_log=log, monitor_seconds=0.5) as (_, transformer):
+        url = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
+
+        def send(images: list[bytes]) -> None:
+            for start in range(0, len(images), 6):
+                assert httpx.post(url, json=image_request(images[start : start + 6]), timeout=60).status_code == 200
+
+        def metrics() -> str:
+            return httpx.get(f"{transformer.url}/metrics", timeout=10).text
+
+        send(photos)  # the catalogue's own photos: the reference's distribution
+        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_window_size") == len(photos))
+        calm = metrics()
+        assert gauge(calm, "fashionrec_drift_detected", 'signal="embedding"') == 0.0
+        assert gauge(calm, "fashionrec_drift_detected", 'signal="brightness"') == 0.0
+        assert gauge(calm, "fashionrec_recommendation_coverage") is not None
+
+        send([darkened(photo) for photo in photos] * 4)  # 240 shifted queries fill the 200-query window
+        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_detected", 'signal="brightness"') == 1.0)
+        shifted = metrics()
+        assert gauge(shifted, "fashionrec_drift_detected", 'signal="embedding"') == 1.0
+        assert (gauge(shifted, "fashionrec_drift_p_value", 'signal="embedding"') or 1.0) <= 0.01
+        assert gauge(shifted, "fashionrec_drift_window_size") == 200
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 5 * len(photos) and all(len(line["embedding"]) == 256 for line in lines)
+    assert lines[-1]["stats"]["brightness"] < lines[0]["stats"]["brightness"]
+    assert "image" not in lines[0]  # what the queries saw, never the photos
