@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from fashionrec.config import DEFAULT_TOP_K, DEFECTS_FILE, DEPLOYMENT_FILE, MODEL_NAME, PIPELINE_LOG_FILE, predictor_model_name
+from fashionrec.config import (
+    DEFAULT_TOP_K,
+    DEFECTS_FILE,
+    DEPLOYMENT_FILE,
+    MODEL_NAME,
+    PIPELINE_LOG_FILE,
+    REQUEST_LOG_FILE,
+    predictor_model_name,
+)
 from fashionrec.console import console, print_hits, print_versions
 
 if TYPE_CHECKING:
@@ -392,9 +400,13 @@ def serve(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     changes = catalog_changes_dir(workdir)  # `fashionrec catalog add|remove` changes what it serves live
+    requests = workdir.resolve() / REQUEST_LOG_FILE  # what `fashionrec monitor` reads
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
-        serve_locally(production_deployment(workdir, registry), Path(tmp), catalog_changes=changes) as (predictor, transformer),
+        serve_locally(production_deployment(workdir, registry), Path(tmp), catalog_changes=changes, request_log=requests) as (
+            predictor,
+            transformer,
+        ),
     ):
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR)
@@ -472,6 +484,56 @@ def catalog_remove(
     console.print(
         f"removed {len(result.removed)} product(s)" + (f"; not in the online store: {result.unknown}" if result.unknown else "")
     )
+
+
+@app.command()
+def monitor(
+    workdir: Workdir = DEFAULT_WORKDIR,
+    log: Annotated[
+        Path | None, typer.Option(help="Request log (JSONL) of the transformer; default: WORKDIR/requests.jsonl.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for drift_report.html and decision.json; default: WORKDIR/monitoring.")
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="When the decision says so, run the training pipeline (kfp.local).")] = False,
+    catalog: Annotated[Path | None, typer.Option(help="The catalogue to retrain on (with --retrain).")] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Compare what the production model was asked (the request log) with what it learned (its reference profile):
+    an HTML drift report, a decision (retrain or not, with reasons) and, with --retrain, a training run whose gate
+    and canary decide what reaches production."""
+    from fashionrec.catalog.changes import ChangeLog
+    from fashionrec.catalog.update import latest_changes
+    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
+    from fashionrec.monitoring.profile import ReferenceProfile
+    from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining, write_report
+
+    if retrain and catalog is None:
+        raise typer.BadParameter("--retrain needs --catalog (the catalogue to train on)")
+    deployment = production_deployment(workdir, registry)
+    profile = ReferenceProfile.of_index(deployment.index_dir)
+    if profile is None:
+        console.print(f"[red]model {deployment.model_version} has no reference profile (built before monitoring)[/red]")
+        raise typer.Exit(1)
+    log = log or workdir / REQUEST_LOG_FILE
+    requests = RequestLog.read(log, profile.model_version) if log.exists() else RequestLog.read_none()
+    healths = analyse(profile, requests)
+    changes = catalog_changes_dir(workdir)
+    added = sum(c.action == "add" for c in latest_changes(ChangeLog(str(changes))).values()) if changes.exists() else 0
+    decision = decide_retraining(healths, added, profile.catalogue_size)
+    report = write_report(profile, requests, healths, decision, out or workdir / "monitoring")
+    verdict = "[bold red]retrain[/bold red]" if decision.retrain else "[green]no retraining needed[/green]"
+    console.print(f"{len(requests.top1)} logged queries of model {profile.model_version}, {len(healths)} windows: {verdict}")
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", markup=False)
+    console.print(f"report: {report}")
+    if retrain and decision.retrain and catalog is not None:
+        from fashionrec.local.pipeline_runner import run_local
+
+        console.rule("retraining: the gate and the canary decide what reaches production")
+        run = run_local(catalog, workdir, log_file=workdir / PIPELINE_LOG_FILE)
+        outcome = "promoted" if run.promoted else "gated out or rolled back: production untouched"
+        console.print(f"model {run.deployment.model_version}: {outcome}")
 
 
 @app.command()

@@ -125,6 +125,7 @@ FEAST_SECRET = "fashionrec-feast-credentials"
 CATALOG_POLL_SECONDS = 2.0
 # How often a transformer tests its window of recent image queries for drift (fashionrec.monitoring.live).
 MONITOR_SECONDS = 30.0
+REQUEST_LOG_FILE = "requests.jsonl"  # in a work dir: what `fashionrec serve`'s image queries saw (no photos)
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"

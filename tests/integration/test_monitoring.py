@@ -14,6 +14,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from fashionrec.config import MODEL_NAME
 from fashionrec.local.processes import serve_locally
 from fashionrec.local.stages import StageOutputs
+from fashionrec.monitoring.profile import ReferenceProfile
+from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining
 from fashionrec.serving.client import image_request
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,9 @@ def test_a_shifted_query_stream_raises_the_drift_gauges_and_a_normal_one_does_no
     assert len(lines) == 5 * len(photos) and all(len(line["embedding"]) == 256 for line in lines)
     assert lines[-1]["stats"]["brightness"] < lines[0]["stats"]["brightness"]
     assert "image" not in lines[0]  # what the queries saw, never the photos
+    # `fashionrec monitor` reads the same log: the latest window asks for retraining, the first does not
+    profile = ReferenceProfile.of_index(stages.index_dir)
+    assert profile is not None
+    healths = analyse(profile, RequestLog.read(log, profile.model_version), window=len(photos))  # windows of 60
+    assert not healths[0].decision.drifted and healths[-1].decision.drifted
+    assert decide_retraining(healths, new_items=0, catalogue_size=profile.catalogue_size).retrain

@@ -1,0 +1,166 @@
+"""`fashionrec monitor`: the request log against the production model's reference profile, window by window, as an
+HTML drift report (plots, no reading required) and a decision: retrain or not, with the reasons.
+
+The report is self-contained HTML with inline SVG (no plotting library, no remote asset): per-statistic distributions
+of the reference and the latest window, the embedding test's p-value per window against its threshold, and
+coverage and low-score share per window.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fashionrec.monitoring.drift import MIN_WINDOW
+from fashionrec.monitoring.live import ALPHA, WINDOW, Health, as_dict, health_of
+from fashionrec.monitoring.profile import ReferenceProfile
+
+REPORT_FILE = "drift_report.html"
+DECISION_FILE = "decision.json"
+NEW_ITEMS_SHARE = 0.2  # retrain once products added since training reach this share of the catalogue it learned
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    embeddings: np.ndarray
+    stats: list[dict[str, float]]
+    hits: list[np.ndarray]
+    top1: np.ndarray
+    model_versions: list[str]
+
+    @classmethod
+    def read_none(cls) -> RequestLog:
+        return cls(np.empty((0, 0), dtype=np.float32), [], [], np.empty(0), [])
+
+    @classmethod
+    def read(cls, path: Path, model_version: str | None = None) -> RequestLog:
+        """The log's queries (those answered by ``model_version`` only, when given), in order."""
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [row for row in rows if model_version is None or row["model_version"] == model_version]
+        return cls(
+            embeddings=np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(len(rows), -1),
+            stats=[row["stats"] for row in rows],
+            hits=[np.asarray(row["item_ids"], dtype=np.int64) for row in rows],
+            top1=np.asarray([row["top1_score"] for row in rows], dtype=np.float64),
+            model_versions=[row["model_version"] for row in rows],
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reasons: list[str]
+    windows: list[dict[str, object]] = field(default_factory=list)
+
+
+def analyse(profile: ReferenceProfile, log: RequestLog, window: int = WINDOW) -> list[Health]:
+    """Health of consecutive windows of ``window`` queries (the last one may be shorter, down to the minimum)."""
+    healths = []
+    for start in range(0, len(log.top1), window):
+        end = min(start + window, len(log.top1))
+        if end - start < MIN_WINDOW:
+            break
+        healths.append(
+            health_of(profile, log.embeddings[start:end], log.stats[start:end], log.hits[start:end], log.top1[start:end])
+        )
+    return healths
+
+
+def decide_retraining(healths: list[Health], new_items: int, catalogue_size: int) -> Decision:
+    """Retrain when the latest window drifted, or when enough products were added since the model was trained."""
+    reasons = []
+    if healths and healths[-1].decision.drifted:
+        reasons += [f"the latest window drifted: {reason}" for reason in healths[-1].decision.reasons]
+    if catalogue_size and new_items / catalogue_size >= NEW_ITEMS_SHARE:
+        reasons.append(f"{new_items} products added since training ({new_items / catalogue_size:.0%} of {catalogue_size})")
+    notes = [] if healths else [f"no drift test: fewer than {MIN_WINDOW} logged queries"]
+    return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths])
+
+
+def write_report(profile: ReferenceProfile, log: RequestLog, healths: list[Health], decision: Decision, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DECISION_FILE).write_text(json.dumps(asdict(decision), indent=2), encoding="utf-8")
+    (out_dir / REPORT_FILE).write_text(render(profile, log, healths, decision), encoding="utf-8")
+    return out_dir / REPORT_FILE
+
+
+def render(profile: ReferenceProfile, log: RequestLog, healths: list[Health], decision: Decision) -> str:
+    latest = slice(max(0, len(log.top1) - WINDOW), len(log.top1))
+    stats = "".join(
+        _histogram(name, profile.image_stats[name], np.asarray([row[name] for row in log.stats[latest]], dtype=np.float64))
+        for name in profile.image_stats
+        if log.stats
+    )
+    p_values = [min(float(h.decision.results[0].p_value), 1.0) for h in healths]
+    verdict = "Retrain" if decision.retrain else "No retraining needed"
+    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in decision.reasons) or "<li>nothing drifted</li>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>fashionrec drift report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} .plots{{display:flex;flex-wrap:wrap;gap:1em}}
+h1 span{{color:{"#b00" if decision.retrain else "#070"}}}</style></head><body>
+<h1>Drift report for model {html.escape(profile.model_version)}: <span>{verdict}</span></h1>
+<ul>{reasons}</ul>
+<p>{len(log.top1)} logged image queries in {len(healths)} windows of up to {WINDOW}; reference: {len(profile.embeddings)}
+catalogue embeddings, {profile.catalogue_size} products; each test at α = {ALPHA} (image statistics Bonferroni-corrected).</p>
+<h2>Embedding drift per window (MMD permutation test)</h2>
+<div class="plots">{_line({"p-value": p_values}, threshold=ALPHA, log_scale=True)}</div>
+<h2>Recommendations per window</h2>
+<div class="plots">{_line({"coverage": [h.coverage for h in healths], "low-score share": [h.low_score_share for h in healths]})}</div>
+<h2>Image statistics: reference (grey) and the latest window (red)</h2>
+<div class="plots">{stats}</div>
+</body></html>
+"""
+
+
+def _histogram(name: str, reference: np.ndarray, window: np.ndarray, width: int = 320, height: int = 160) -> str:
+    """Two overlaid density histograms as SVG."""
+    if not len(window):
+        return ""
+    low, high = float(min(reference.min(), window.min())), float(max(reference.max(), window.max()))
+    edges = np.linspace(low, high if high > low else low + 1, 25)
+    bars = []
+    densities = [np.histogram(values, edges)[0] / max(len(values), 1) for values in (reference, window)]
+    top = max(float(d.max()) for d in densities) or 1.0
+    step = width / (len(edges) - 1)
+    for density, colour in zip(densities, ("#999", "#d33"), strict=True):
+        for i, value in enumerate(density):
+            bar = height * float(value) / top
+            bars.append(
+                f'<rect x="{i * step:.1f}" y="{height - bar:.1f}" width="{step:.1f}" height="{bar:.1f}" fill="{colour}" fill-opacity="0.55"/>'
+            )
+    return (
+        f'<figure><svg width="{width}" height="{height}" role="img" aria-label="{html.escape(name)}">{"".join(bars)}</svg>'
+        f"<figcaption>{html.escape(name)}: {low:.3g} to {high:.3g}</figcaption></figure>"
+    )
+
+
+def _line(series: dict[str, list[float]], threshold: float | None = None, log_scale: bool = False, width: int = 480,
+          height: int = 180) -> str:  # fmt: skip
+    """Lines over window number as SVG (log scale for p-values); a dashed threshold."""
+    values = [v for points in series.values() for v in points]
+    if not values:
+        return "<p>not enough logged queries for one window</p>"
+
+    def scale(value: float) -> float:
+        return float(np.log10(max(value, 1e-4))) if log_scale else value
+
+    low, high = (scale(1e-4), 0.0) if log_scale else (0.0, max(1.0, max(values)))
+    count = max(len(points) for points in series.values())
+
+    def point(i: int, value: float) -> str:
+        x = width * (i / max(count - 1, 1))
+        return f"{x:.1f},{height - height * (scale(value) - low) / (high - low):.1f}"
+
+    colours = ("#1f6fb4", "#d33", "#2a2")
+    lines = [
+        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(point(i, v) for i, v in enumerate(points))}"/>'
+        for (_, points), colour in zip(series.items(), colours, strict=False)
+    ]
+    if threshold is not None:
+        y = point(0, threshold).split(",")[1]
+        lines.append(f'<line x1="0" x2="{width}" y1="{y}" y2="{y}" stroke="#000" stroke-dasharray="4 3"/>')
+    legend = ", ".join(f'<span style="color:{c}">{html.escape(name)}</span>' for name, c in zip(series, colours, strict=False))
+    return f'<figure><svg width="{width}" height="{height}" role="img">{"".join(lines)}</svg><figcaption>{legend}</figcaption></figure>'

@@ -1,0 +1,68 @@
+"""`fashionrec monitor`'s analysis: windows of the request log against the reference, the decision and its reasons,
+and the HTML report with its plots."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fashionrec.monitoring.live import LiveMonitor
+from fashionrec.monitoring.profile import ReferenceProfile
+from fashionrec.monitoring.report import DECISION_FILE, RequestLog, analyse, decide_retraining, write_report
+
+DIM = 32
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def logged(tmp_path: Path, shifted: bool) -> tuple[ReferenceProfile, RequestLog]:
+    """A profile, and a request log written by the live monitor: 400 queries like the catalogue, then (``shifted``)
+    200 of article types it never had, photographed darker."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((12, DIM))
+
+    def sample(count: int, types: slice) -> np.ndarray:
+        chosen = centres[types]
+        return unit(chosen[rng.integers(0, len(chosen), count)] + 0.3 * rng.standard_normal((count, DIM)))
+
+    profile = ReferenceProfile("v1", sample(400, slice(0, 8)), {"brightness": rng.normal(180, 20, 400)}, {"Tshirts": 1.0},
+                               rng.uniform(0.7, 0.99, 200), 1000)  # fmt: skip
+    monitor = LiveMonitor(profile, window=100, request_log=tmp_path / "requests.jsonl")
+    batches = [(sample(400, slice(0, 8)), 180.0)] + ([(sample(200, slice(8, 12)), 90.0)] if shifted else [])
+    for vectors, brightness in batches:
+        stats = [{"brightness": float(rng.normal(brightness, 20))} for _ in vectors]
+        monitor.record(vectors, stats, rng.integers(0, 1000, (len(vectors), 5)), np.full(len(vectors), 0.9))
+    monitor.evaluate()  # writes the log
+    return profile, RequestLog.read(tmp_path / "requests.jsonl", "v1")
+
+
+def test_a_shift_in_the_latest_window_asks_for_retraining_with_its_reasons(tmp_path: Path) -> None:
+    profile, log = logged(tmp_path, shifted=True)
+    healths = analyse(profile, log)
+    assert len(healths) == 3 and not healths[0].decision.drifted and healths[-1].decision.drifted
+    decision = decide_retraining(healths, new_items=0, catalogue_size=profile.catalogue_size)
+    assert decision.retrain and any(r.startswith("the latest window drifted: embedding") for r in decision.reasons)
+    report = write_report(profile, log, healths, decision, tmp_path / "out")
+    page = report.read_text()
+    assert "Retrain" in page and page.count("<svg") >= 3 and "brightness" in page
+    assert json.loads((tmp_path / "out" / DECISION_FILE).read_text())["retrain"] is True
+
+
+def test_a_calm_log_keeps_the_model_and_many_new_products_retrain_it(tmp_path: Path) -> None:
+    profile, log = logged(tmp_path, shifted=False)
+    healths = analyse(profile, log)
+    assert len(healths) == 2 and not any(h.decision.drifted for h in healths)
+    assert not decide_retraining(healths, new_items=10, catalogue_size=1000).retrain
+    grown = decide_retraining(healths, new_items=250, catalogue_size=1000)
+    assert grown.retrain and grown.reasons == ["250 products added since training (25% of 1000)"]
+    assert (
+        "No retraining needed" in write_report(profile, log, healths, decide_retraining(healths, 0, 1000), tmp_path).read_text()
+    )
+
+
+def test_too_few_queries_decide_nothing(tmp_path: Path) -> None:
+    profile, _ = logged(tmp_path, shifted=False)
+    decision = decide_retraining(analyse(profile, RequestLog.read_none()), new_items=0, catalogue_size=1000)
+    assert not decision.retrain and decision.reasons[0].startswith("no drift test")
