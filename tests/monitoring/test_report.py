@@ -66,3 +66,17 @@ def test_too_few_queries_decide_nothing(tmp_path: Path) -> None:
     profile, _ = logged(tmp_path, shifted=False)
     decision = decide_retraining(analyse(profile, RequestLog.read_none()), new_items=0, catalogue_size=1000)
     assert not decision.retrain and decision.reasons[0].startswith("no drift test")
+
+
+def test_a_log_folder_of_part_files_reads_as_one_log_in_order(tmp_path: Path) -> None:
+    """Object storage cannot append: each flush of each replica is a part file; the reader joins them by time."""
+    profile, _ = logged(tmp_path, shifted=False)
+    monitor = LiveMonitor(profile, window=50, request_log=str(tmp_path / "parts"))
+    for score in (0.1, 0.2):
+        vectors = profile.embeddings[:40]
+        monitor.record(vectors, [{"brightness": 1.0}] * 40, np.zeros((40, 5), dtype=np.int64), np.full(40, score))
+        monitor.evaluate()
+    parts = sorted((tmp_path / "parts").glob("*.jsonl"))
+    assert len(parts) == 2
+    log = RequestLog.read(tmp_path / "parts")
+    assert len(log.top1) == 80 and log.top1[0] == 0.1 and log.top1[-1] == 0.2 and log.embeddings.shape == (80, DIM)

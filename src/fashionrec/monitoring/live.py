@@ -3,13 +3,17 @@ statistics, the recommended ids and top-1 scores), tested against the served mod
 request path, and the Prometheus gauges a dashboard and the alert rules read (fashionrec_drift_*,
 fashionrec_recommendation_coverage, fashionrec_recommendation_gini, fashionrec_low_score_share).
 
-Optionally every observation is appended to a JSONL request log for offline analysis (`fashionrec monitor`): the
-embedding, the statistics, the top-k ids and scores and the model_version; never the photo itself.
+Optionally every observation goes to a JSONL request log for offline analysis (`fashionrec monitor`): the embedding,
+the statistics, the top-k ids and top-1 score and the model_version; never the photo itself. A local ``*.jsonl``
+file is appended to; any other location (a folder, gs://, s3://, minio://) gets one part file per flush, named by
+time and process, as object storage cannot append and every replica writes its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import threading
 import time
 from collections import deque
@@ -50,7 +54,7 @@ def gini(counts: np.ndarray) -> float:
 class LiveMonitor:
     """Thread-safe: request threads ``record``, a background thread ``evaluate``s."""
 
-    def __init__(self, profile: ReferenceProfile, window: int = WINDOW, request_log: Path | None = None) -> None:
+    def __init__(self, profile: ReferenceProfile, window: int = WINDOW, request_log: str | Path | None = None) -> None:
         self.profile = profile
         self.window = window
         self.request_log = request_log
@@ -102,12 +106,29 @@ class LiveMonitor:
             hits = list(self._hits)
             top1 = np.asarray(self._top1, dtype=np.float64)
         if pending and self.request_log is not None:
-            self.request_log.parent.mkdir(parents=True, exist_ok=True)
-            with self.request_log.open("a", encoding="utf-8") as log:
-                log.write("\n".join(pending) + "\n")
+            write_log_lines(str(self.request_log), pending)
         if not fresh or len(embeddings) < MIN_WINDOW:
             return None
         return health_of(self.profile, embeddings, stats, hits, top1)
+
+
+LOG_SUFFIX = ".jsonl"
+
+
+def write_log_lines(location: str, lines: list[str]) -> None:
+    """Append to a local .jsonl file, or add a part file under any other location (see the module docstring)."""
+    body = "\n".join(lines) + "\n"
+    if location.endswith(LOG_SUFFIX) and "://" not in location:
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(body)
+        return
+    from fashionrec.deploy.release import storage
+
+    fs, root = storage(location)
+    fs.makedirs(root, exist_ok=True)
+    fs.pipe_file(f"{root}/{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}{LOG_SUFFIX}", body.encode("utf-8"))
 
 
 def health_of(

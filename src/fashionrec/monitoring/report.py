@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionrec.monitoring.drift import MIN_WINDOW
-from fashionrec.monitoring.live import ALPHA, WINDOW, Health, as_dict, health_of
+from fashionrec.monitoring.live import ALPHA, LOG_SUFFIX, WINDOW, Health, as_dict, health_of
 from fashionrec.monitoring.profile import ReferenceProfile
 
 REPORT_FILE = "drift_report.html"
@@ -38,8 +38,11 @@ class RequestLog:
 
     @classmethod
     def read(cls, path: Path, model_version: str | None = None) -> RequestLog:
-        """The log's queries (those answered by ``model_version`` only, when given), in order."""
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        """The log's queries (those answered by ``model_version`` only, when given), in order: a .jsonl file, or a
+        folder of part files."""
+        files = sorted(path.glob(f"*{LOG_SUFFIX}")) if path.is_dir() else [path]  # part files sort by time
+        lines = [line for file in files for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines]
         rows = [row for row in rows if model_version is None or row["model_version"] == model_version]
         return cls(
             embeddings=np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(len(rows), -1),

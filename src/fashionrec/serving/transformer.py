@@ -253,7 +253,7 @@ class FashionrecTransformer(Model):
         catalog_poll_seconds: float = CATALOG_POLL_SECONDS,
         monitor_window: int = WINDOW,
         monitor_seconds: float = MONITOR_SECONDS,
-        request_log: Path | None = None,
+        request_log: str | None = None,
     ) -> None:
         super().__init__(name)
         self.index_dir = index_dir
@@ -563,7 +563,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--monitor_seconds", type=float, default=MONITOR_SECONDS, help="how often the window is tested for drift")
     parser.add_argument(
-        "--request_log", type=Path, default=None, help="JSONL of what image queries saw (embeddings, stats, hits; no photos)"
+        "--request_log",
+        default=None,
+        help="where image queries are logged (embeddings, stats, hits; no photos): a .jsonl file, or a folder, gs:// "
+        "or s3:// for part files",
     )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
