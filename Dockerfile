@@ -12,6 +12,8 @@ COPY src ./src
 COPY feature_repo ./feature_repo
 COPY kserve ./kserve
 COPY manifests/base ./manifests/base
+# The compiled training pipeline: the monitoring pipeline's trigger_training step submits it (IMAGE_TRAINING_PIPELINE).
+COPY pipelines/compiled ./pipelines/compiled
 ENV OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 
 FROM base AS transformer

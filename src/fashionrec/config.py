@@ -125,7 +125,9 @@ FEAST_SECRET = "fashionrec-feast-credentials"
 CATALOG_POLL_SECONDS = 2.0
 # How often a transformer tests its window of recent image queries for drift (fashionrec.monitoring.live).
 MONITOR_SECONDS = 30.0
-REQUEST_LOG_FILE = "requests.jsonl"  # in a work dir: what `fashionrec serve`'s image queries saw (no photos)
+REQUEST_LOG_FILE = "requests.jsonl"
+# The training pipeline's compiled YAML inside the project image (the monitoring pipeline's trigger submits it).
+IMAGE_TRAINING_PIPELINE = "/opt/fashionrec/pipelines/compiled/training_pipeline.yaml"  # in a work dir: what `fashionrec serve`'s image queries saw (no photos)
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"

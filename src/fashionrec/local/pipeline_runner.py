@@ -19,7 +19,7 @@ from fashionrec.console import console
 from fashionrec.local.deployment import Deployment, catalog_changes_dir, save_deployment
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
 
-PIPELINE_MODULES = ("pipelines.training_pipeline", "pipelines.catalog_pipeline")
+PIPELINE_MODULES = ("pipelines.training_pipeline", "pipelines.catalog_pipeline", "pipelines.monitoring_pipeline")
 # The reviewed, committed YAML a user uploads in the KFP UI (`make compile` writes it; a test keeps it current).
 COMPILED_DIR = Path("pipelines") / "compiled"
 

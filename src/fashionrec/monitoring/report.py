@@ -167,3 +167,43 @@ def _line(series: dict[str, list[float]], threshold: float | None = None, log_sc
         lines.append(f'<line x1="0" x2="{width}" y1="{y}" y2="{y}" stroke="#000" stroke-dasharray="4 3"/>')
     legend = ", ".join(f'<span style="color:{c}">{html.escape(name)}</span>' for name, c in zip(series, colours, strict=False))
     return f'<figure><svg width="{width}" height="{height}" role="img">{"".join(lines)}</svg><figcaption>{legend}</figcaption></figure>'
+
+
+def fetch_profile(releases_uri: str, model_version: str, out_dir: Path) -> ReferenceProfile:
+    """The reference profile of a published release (``<release>/serving/index/reference/``), copied locally."""
+    from fashionrec.config import SNAPSHOT_INDEX_DIR
+    from fashionrec.deploy.release import read_release, storage
+    from fashionrec.monitoring.profile import PROFILE_DIR
+
+    release = read_release(releases_uri, model_version)
+    if release is None:
+        raise FileNotFoundError(f"model version {model_version} has no release under {releases_uri}")
+    fs, root = storage(release.serving_uri)
+    fs.get(f"{root}/{SNAPSHOT_INDEX_DIR}/{PROFILE_DIR}/", str(out_dir), recursive=True)
+    return ReferenceProfile.load(out_dir)
+
+
+def production_version(registry_uri: str) -> str:
+    """The model version holding the registry's production alias."""
+    from fashionrec.training.registry import MlflowRegistry
+
+    production = MlflowRegistry(registry_uri).production()
+    if production is None:
+        raise LookupError(f"no model holds the production alias in {registry_uri}")
+    return production.model_version
+
+
+def run_monitoring_step(
+    request_log: Path, releases_uri: str, model_version: str, registry_uri: str, new_items: int, out_dir: Path
+) -> Decision:
+    """The monitor component's body: the production release's profile against the request log; report + decision."""
+    import tempfile
+
+    version = model_version or production_version(registry_uri)
+    with tempfile.TemporaryDirectory(prefix="fashionrec-profile-") as tmp:
+        profile = fetch_profile(releases_uri, version, Path(tmp) / "reference")
+    log = RequestLog.read(request_log, version) if request_log.exists() else RequestLog.read_none()
+    healths = analyse(profile, log)
+    decision = decide_retraining(healths, new_items, profile.catalogue_size)
+    write_report(profile, log, healths, decision, out_dir)
+    return decision

@@ -1,0 +1,46 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
+
+from fashionrec.config import PROJECT_IMAGE
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def monitor_requests(
+    request_log: Input[Dataset],
+    report: Output[HTML],
+    decision: Output[Markdown],
+    metrics: Output[Metrics],
+    releases_uri: str,
+    model_version: str = "",
+    registry_uri: str = "",
+    new_items: int = 0,
+) -> NamedTuple("MonitorOutputs", [("retrain", bool)]):  # type: ignore[valid-type]
+    """Compare what the production model was asked with what it learned: the transformers' request log (JSONL part
+    files, imported from object storage) against the reference profile of its release under ``releases_uri``
+    (``model_version``, or the registry's production alias when empty). Writes the HTML drift report (plots per
+    window and per image statistic), the decision with its reasons as Markdown, and per-signal metrics of the
+    latest window; ``retrain`` is true when the latest window drifted or ``new_items`` added since training reach
+    a fifth of the catalogue."""
+    import shutil
+    import tempfile
+    from collections import namedtuple
+    from pathlib import Path
+
+    from fashionrec.monitoring.report import REPORT_FILE, run_monitoring_step
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = run_monitoring_step(Path(request_log.path), releases_uri, model_version, registry_uri, new_items, Path(tmp))
+        shutil.copy2(Path(tmp) / REPORT_FILE, report.path)
+    lines = "\n".join(f"- {reason}" for reason in outcome.reasons) or "- nothing drifted"
+    Path(decision.path).write_text(f"# {'Retrain' if outcome.retrain else 'No retraining needed'}\n\n{lines}\n")
+    metrics.log_metric("retrain", float(outcome.retrain))
+    metrics.log_metric("windows", float(len(outcome.windows)))
+    if outcome.windows:
+        latest = outcome.windows[-1]
+        for name in ("coverage", "gini", "low_score_share"):
+            metrics.log_metric(name, float(latest[name]))  # type: ignore[arg-type]
+        for signal, result in latest["signals"].items():  # type: ignore[attr-defined]
+            metrics.log_metric(f"p_value_{signal}", float(result["p_value"]))
+    return namedtuple("MonitorOutputs", ["retrain"])(outcome.retrain)  # type: ignore[arg-type]
