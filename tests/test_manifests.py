@@ -15,6 +15,7 @@ from fashionrec.config import (
     DYNAMIC_BATCH_SIZE,
     IMAGE_KSERVE_DIR,
     MODEL_NAME,
+    MONITOR_SECONDS,
     TRANSFORMER_GRPC_PORT,
     TRANSFORMER_HTTP_PORT,
     TRANSFORMER_IMAGE,
@@ -85,7 +86,13 @@ def test_transformer_arguments_match_the_local_run() -> None:
     local = dict(
         arg.split("=", 1)
         for arg in LocalTransformer(
-            Path("w"), index_dir=Path("i"), feature_repo=Path("f"), predictor_host="h:1", catalog_changes=Path("c")
+            Path("w"),
+            index_dir=Path("i"),
+            feature_repo=Path("f"),
+            predictor_host="h:1",
+            catalog_changes=Path("c"),
+            request_log=Path("r"),
+            monitor_seconds=MONITOR_SECONDS,
         ).args()
     )
     # KServe injects --predictor_host in the cluster; everything else is passed the same way.
@@ -95,6 +102,7 @@ def test_transformer_arguments_match_the_local_run() -> None:
     assert in_cluster["--max_request_bytes"] == local["--max_request_bytes"]
     assert in_cluster["--enable_latency_logging"] == local["--enable_latency_logging"] == "false"
     assert in_cluster["--catalog_poll_seconds"] == local["--catalog_poll_seconds"] == f"{CATALOG_POLL_SECONDS:g}"
+    assert in_cluster["--monitor_seconds"] == local["--monitor_seconds"] == f"{MONITOR_SECONDS:g}"
     assert in_cluster["--http_port"] == str(TRANSFORMER_HTTP_PORT) and in_cluster["--grpc_port"] == str(TRANSFORMER_GRPC_PORT)
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_HTTP_PORT}
 
@@ -252,8 +260,10 @@ def test_storage_uris_name_one_release_under_one_root(overlay: str, tmp_path: Pa
     assert predictor["root"] == transformer["root"] == STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)
     assert predictor["version"] == transformer["version"] == FIRST_MODEL_VERSION
     # the catalogue change log lives under the same root, in the storage the transformer reads
-    changes = [a for a in isvc["transformer"]["containers"][0]["args"] if a.startswith("--catalog_changes=")]
-    assert changes == [f"--catalog_changes={STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)}/catalog-changes"]
+    args = isvc["transformer"]["containers"][0]["args"]
+    root = STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)
+    assert [a for a in args if a.startswith("--catalog_changes=")] == [f"--catalog_changes={root}/catalog-changes"]
+    assert [a for a in args if a.startswith("--request_log=")] == [f"--request_log={root}/request-log"]
 
 
 def test_the_schema_check_catches_typos_and_wrong_types() -> None:
