@@ -564,8 +564,12 @@ def demo(
     workdir: Workdir = Path("work/demo"),
     items_per_type: Annotated[int, typer.Option(help="Size of the generated catalogue per article type.")] = 40,
     epochs: int = 8,
+    monitoring: Annotated[
+        bool, typer.Option(help="Add the monitoring loop: a shifted query stream raises drift, then a retraining run.")
+    ] = False,
 ) -> None:
-    """The whole system end to end on a generated catalogue: synth -> pipeline (kfp.local) -> serve -> query."""
+    """The whole system end to end on a generated catalogue: synth -> pipeline (kfp.local) -> serve -> query -> a
+    product added live; with --monitoring, drift on a shifted stream and a retraining run too."""
     from fashionrec.local.demo import run_demo
 
-    run_demo(workdir, items_per_type=items_per_type, epochs=epochs)
+    run_demo(workdir, items_per_type=items_per_type, epochs=epochs, monitoring=monitoring)

@@ -4,26 +4,20 @@ gauges at rest; a stream of darkened grey photos raises them; the request log ho
 import json
 import time
 from collections.abc import Callable
-from io import BytesIO
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageEnhance, ImageOps
 
 from fashionrec.config import MODEL_NAME
 from fashionrec.local.processes import serve_locally
 from fashionrec.local.stages import StageOutputs
+from fashionrec.monitoring.loop import darkened, gauge
 from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining
 from fashionrec.serving.client import image_request
 
 pytestmark = pytest.mark.integration
-
-
-def gauge(metrics: str, name: str, labels: str = "") -> float | None:
-    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
-    return next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix)), None)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
@@ -33,14 +27,6 @@ def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.5)
     return check()
-
-
-def darkened(data: bytes) -> bytes:
-    """The same product, photographed in poor light on a grey-scale camera."""
-    image = ImageEnhance.Brightness(ImageOps.grayscale(Image.open(BytesIO(data)))).enhance(0.35).convert("RGB")
-    out = BytesIO()
-    image.save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def test_a_shifted_query_stream_raises_the_drift_gauges_and_a_normal_one_does_not(

@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from fashionrec.config import PIPELINE_LOG_FILE
+from fashionrec.config import PIPELINE_LOG_FILE, REQUEST_LOG_FILE
 from fashionrec.console import console, print_hits
 from fashionrec.data.catalog import IMAGES_DIR
 from fashionrec.deploy.local_target import LocalServing
@@ -18,7 +18,8 @@ class DemoFailure(RuntimeError):
     pass
 
 
-def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5) -> None:
+def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5, monitoring: bool = False) -> None:
+    """Steps 1-5; with ``monitoring`` a sixth: drift rises on a shifted query stream, then a retraining run."""
     from fashionrec.data.synth import synth_catalog
     from fashionrec.local.deployment import catalog_changes_dir, production_deployment
     from fashionrec.local.pipeline_runner import run_local
@@ -27,13 +28,14 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 
     started = time.perf_counter()
+    steps = 6 if monitoring else 5
     if workdir.exists():
         shutil.rmtree(workdir)
     catalog = workdir / "catalog"
-    console.rule("1/5 generate a catalogue")
+    console.rule(f"1/{steps} generate a catalogue")
     table = synth_catalog(catalog, items_per_type=items_per_type)
     console.print(f"{len(table)} items, {table['articleType'].nunique()} article types in {catalog}")
-    console.rule("2/5 training pipeline (kfp.local)")
+    console.rule(f"2/{steps} training pipeline (kfp.local)")
     log = workdir / PIPELINE_LOG_FILE
     console.print(f"every step's full log: {log}")
     run = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
@@ -47,13 +49,17 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
             f"nDCG@10 {metrics.get('ndcg_at_10', float('nan')):.3f} on held-out items; production in the registry "
             f"(MLflow version {production.version}; `fashionrec model list --workdir {workdir}`)"
         )
-    console.rule("3/5 serve: TorchServe + FAISS transformer on loopback")
+    console.rule(f"3/{steps} serve: TorchServe + FAISS transformer on loopback")
     console.print(f"released under {workdir / 'releases'}; a second `fashionrec pipeline run` rolls out with a canary")
-    with serve_locally(production_deployment(workdir), workdir / "serve", catalog_changes=catalog_changes_dir(workdir)) as (
-        predictor,
-        transformer,
-    ):
-        console.rule("4/5 query")
+    requests = workdir.resolve() / REQUEST_LOG_FILE
+    with serve_locally(
+        production_deployment(workdir),
+        workdir / "serve",
+        catalog_changes=catalog_changes_dir(workdir),
+        request_log=requests,
+        monitor_seconds=1.0 if monitoring else None,  # a demo's windows fill in seconds
+    ) as (predictor, transformer):
+        console.rule(f"4/{steps} query")
         picks = table.groupby("articleType").head(1).head(queries)
         images = [(catalog / IMAGES_DIR / f"{i}.jpg").read_bytes() for i in picks["id"]]
         response = infer(transformer.url, image_request(images, top_k=5))
@@ -64,11 +70,18 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
                 failures.append(row["id"])
         by_item = parse_hits(infer(transformer.url, item_request([int(picks["id"].iloc[0])], top_k=5)))[0]
         print_hits(f"more like item {picks['id'].iloc[0]} (by id, from Feast)", by_item)
-        console.rule("5/5 a new product, live: no retraining, no restart")
+        console.rule(f"5/{steps} a new product, live: no retraining, no restart")
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, workdir / "serve" / LIVE_DIR)
         if not add_and_remove_live(serving, catalog, workdir, int(picks["id"].iloc[0]), int(table["id"].astype(int).max()) + 1):
             failures.append("the added product")
+        if monitoring:
+            from fashionrec.monitoring.loop import run_loop
+
+            console.rule(f"6/{steps} monitoring: drift on a shifted query stream, then retraining")
+            outcome = run_loop(serving, catalog, workdir, requests, TrainConfig(epochs=epochs + 4, seed=1))
+            if outcome.calm_detected or not outcome.shifted_detected or not outcome.decision.retrain:
+                failures.append("the drift check (calm stream flagged, or shifted stream missed)")
     if failures:
         raise DemoFailure(f"items {failures} did not come back first for their own image")
     console.print(f"[green]demo finished in {time.perf_counter() - started:.0f}s[/green]; servers stopped.")
