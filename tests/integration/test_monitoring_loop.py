@@ -5,7 +5,9 @@ rolled out onto the very servers that saw the drift."""
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from fashionrec.cli import app
 from fashionrec.config import REQUEST_LOG_FILE
 from fashionrec.deploy.local_target import LocalServing
 from fashionrec.local.deployment import catalog_changes_dir, production_deployment
@@ -39,3 +41,7 @@ def test_drift_on_a_shifted_stream_starts_a_training_run_that_ends_served_or_gat
     assert outcome.served_version == production_deployment(work).model_version
     assert outcome.served_version in {first.deployment.model_version, outcome.retrained_version}
     assert not (work / "serving.json").exists()  # the servers were handed back to the test
+    # `fashionrec monitor` on the same work dir: the report and the decision for the model in production now
+    result = CliRunner().invoke(app, ["monitor", "--workdir", str(work), "--out", str(tmp_path / "monitor")])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output and (tmp_path / "monitor" / "decision.json").is_file()

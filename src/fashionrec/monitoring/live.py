@@ -94,19 +94,24 @@ class LiveMonitor:
             self._recorded += len(embeddings)
             self._pending.extend(lines)
 
+    def flush(self) -> None:
+        """Write the request-log lines recorded since the last flush (on every evaluation, and at shutdown)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending and self.request_log is not None:
+            write_log_lines(str(self.request_log), pending)
+
     def evaluate(self) -> Health | None:
         """Test the window against the reference if it holds enough queries and changed since the last evaluation;
         write pending request-log lines. None when there was nothing (new) to test."""
+        self.flush()
         with self._lock:
-            pending, self._pending = self._pending, []
             fresh = self._recorded != self._evaluated_at
             self._evaluated_at = self._recorded
             embeddings = np.stack(list(self._embeddings)) if self._embeddings else np.empty((0, 0), dtype=np.float32)
             stats = list(self._stats)
             hits = list(self._hits)
             top1 = np.asarray(self._top1, dtype=np.float64)
-        if pending and self.request_log is not None:
-            write_log_lines(str(self.request_log), pending)
         if not fresh or len(embeddings) < MIN_WINDOW:
             return None
         return health_of(self.profile, embeddings, stats, hits, top1)

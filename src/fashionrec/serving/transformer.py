@@ -354,6 +354,9 @@ class FashionrecTransformer(Model):
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
         super().stop()
         self._stopping.set()
+        for snapshot in self.routing.snapshots if self.routing is not None else []:
+            if snapshot.monitor is not None:
+                snapshot.monitor.flush()  # the request log keeps the last queries too
         self.cpu_pool.shutdown(wait=False)
         predictor, self.predictor = self.predictor, None
         if predictor is None:
