@@ -266,14 +266,12 @@ def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
 def fetch_feature_repo(releases_uri: str, model_version: str, out_dir: Path) -> Path:
     """The Feast repo of a published release, copied from the releases' storage into ``out_dir``."""
     from fashionrec.config import SNAPSHOT_FEATURE_REPO_DIR
-    from fashionrec.deploy.release import read_release, storage
+    from fashionrec.deploy.release import fetch_serving
 
-    release = read_release(releases_uri, model_version)
-    if release is None:
-        raise CatalogUpdateError(f"model version {model_version} has no release under {releases_uri}")
-    fs, root = storage(release.serving_uri)
-    fs.get(f"{root}/{SNAPSHOT_FEATURE_REPO_DIR}/", str(out_dir), recursive=True)
-    return out_dir
+    try:
+        return fetch_serving(releases_uri, model_version, SNAPSHOT_FEATURE_REPO_DIR, out_dir)
+    except FileNotFoundError as exc:
+        raise CatalogUpdateError(str(exc)) from exc
 
 
 def run_catalog_update(

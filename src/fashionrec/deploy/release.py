@@ -93,6 +93,16 @@ def storage(uri: str) -> tuple[Any, str]:
     return fs, path
 
 
+def fetch_serving(releases_uri: str, model_version: str, part: str, out_dir: Path) -> Path:
+    """One folder of a published release's serving/ (``index/reference``, ``feature_repo``), copied into ``out_dir``."""
+    release = read_release(releases_uri, model_version)
+    if release is None:
+        raise FileNotFoundError(f"model version {model_version} has no release under {releases_uri}")
+    fs, root = storage(release.serving_uri)
+    fs.get(f"{root}/{part}/", str(out_dir), recursive=True)
+    return out_dir
+
+
 def kserve_uri(uri: str) -> str:
     """The URI as KServe's storage initializer takes it (it reads MinIO through s3:// and the storage Secret)."""
     return "s3://" + uri.removeprefix("minio://") if uri.startswith("minio://") else uri

@@ -172,15 +172,10 @@ def _line(series: dict[str, list[float]], threshold: float | None = None, log_sc
 def fetch_profile(releases_uri: str, model_version: str, out_dir: Path) -> ReferenceProfile:
     """The reference profile of a published release (``<release>/serving/index/reference/``), copied locally."""
     from fashionrec.config import SNAPSHOT_INDEX_DIR
-    from fashionrec.deploy.release import read_release, storage
+    from fashionrec.deploy.release import fetch_serving
     from fashionrec.monitoring.profile import PROFILE_DIR
 
-    release = read_release(releases_uri, model_version)
-    if release is None:
-        raise FileNotFoundError(f"model version {model_version} has no release under {releases_uri}")
-    fs, root = storage(release.serving_uri)
-    fs.get(f"{root}/{SNAPSHOT_INDEX_DIR}/{PROFILE_DIR}/", str(out_dir), recursive=True)
-    return ReferenceProfile.load(out_dir)
+    return ReferenceProfile.load(fetch_serving(releases_uri, model_version, f"{SNAPSHOT_INDEX_DIR}/{PROFILE_DIR}", out_dir))
 
 
 def production_version(registry_uri: str) -> str:
