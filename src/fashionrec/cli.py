@@ -452,13 +452,12 @@ def catalog_add(
     from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import add_items, stage_additions
     from fashionrec.local.deployment import catalog_changes_dir
-    from fashionrec.serving.predictor_client import make_predictor
 
     serving = running_serving(workdir)
     with tempfile.TemporaryDirectory(prefix="fashionrec-add-") as tmp:
         additions = stage_additions(images, styles, Path(tmp) / "additions")
         report_dir = workdir / "catalog_reports" / time.strftime("%Y%m%dT%H%M%S")
-        predictor = make_predictor("v2", serving.inference_url.removeprefix("http://"))
+        predictor = serving.predictor()
         result = add_items(
             additions, serving.served(), predictor, ChangeLog(str(catalog_changes_dir(workdir))), catalog, report_dir
         )

@@ -82,9 +82,10 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int 
     return to_rgb(open_image(data, max_bytes, max_pixels))
 
 
-def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_PIXELS) -> None:
-    """Decode every payload fully (as the encoder will), or raise ImageDecodeError naming the first bad one. The sizes
-    in the headers are summed first, so a request that would decode to more than ``max_total_pixels`` costs nothing."""
+def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_PIXELS) -> list[Image.Image]:
+    """Decode every payload fully (as the encoder will) and return the RGB images, or raise ImageDecodeError naming
+    the first bad one. The sizes in the headers are summed first, so a request that would decode to more than
+    ``max_total_pixels`` costs nothing."""
     total = 0
     for payload in payloads:
         try:
@@ -96,11 +97,13 @@ def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_P
         raise ImageDecodeError(
             f"the images hold {total} pixels together, above the limit of {max_total_pixels} per request", "too_many_pixels"
         )
+    decoded = []
     for i, payload in enumerate(payloads):
         try:
-            decode_image(payload)
+            decoded.append(decode_image(payload))
         except ImageDecodeError as exc:
             raise ImageDecodeError(f"image {i}: {exc}", exc.kind) from exc
+    return decoded
 
 
 def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

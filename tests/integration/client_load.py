@@ -1,7 +1,8 @@
 """Clients that keep querying a transformer while something changes under it (a rollout, a materialize, a
-catalogue change): what they saw is what the tests assert on."""
+catalogue change): what they saw is what the tests assert on; and waiting for a server to get somewhere."""
 
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -33,3 +34,13 @@ def under_load(url: str, bodies: list[dict[str, object]], action: Callable[[], o
         for worker in workers:
             worker.join()
     return answers
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Whether ``check`` came true within ``timeout`` seconds (polled every 0.3 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.3)
+    return check()

@@ -2,12 +2,11 @@
 gauges at rest; a stream of darkened grey photos raises them; the request log holds what the queries saw."""
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from client_load import wait_for
 
 from fashionrec.config import MODEL_NAME
 from fashionrec.local.processes import serve_locally
@@ -18,15 +17,6 @@ from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining
 from fashionrec.serving.client import image_request
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return check()
 
 
 def test_a_shifted_query_stream_raises_the_drift_gauges_and_a_normal_one_does_not(
@@ -45,14 +35,14 @@ def test_a_shifted_query_stream_raises_the_drift_gauges_and_a_normal_one_does_no
             return httpx.get(f"{transformer.url}/metrics", timeout=10).text
 
         send(photos)  # the catalogue's own photos: the reference's distribution
-        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_window_size") == len(photos))
+        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_window_size") == len(photos), timeout=60)
         calm = metrics()
         assert gauge(calm, "fashionrec_drift_detected", 'signal="embedding"') == 0.0
         assert gauge(calm, "fashionrec_drift_detected", 'signal="brightness"') == 0.0
         assert gauge(calm, "fashionrec_recommendation_coverage") is not None
 
         send([darkened(photo) for photo in photos] * 4)  # 240 shifted queries fill the 200-query window
-        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_detected", 'signal="brightness"') == 1.0)
+        assert wait_for(lambda: gauge(metrics(), "fashionrec_drift_detected", 'signal="brightness"') == 1.0, timeout=60)
         shifted = metrics()
         assert gauge(shifted, "fashionrec_drift_detected", 'signal="embedding"') == 1.0
         assert (gauge(shifted, "fashionrec_drift_p_value", 'signal="embedding"') or 1.0) <= 0.01

@@ -7,8 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from client_load import under_load
+from client_load import under_load, wait_for
 from PIL import Image, ImageOps
 
 from fashionrec.catalog.changes import ChangeLog
@@ -175,15 +174,6 @@ def flipped_product(catalog: Path, source_id: int, new_id: int, out: Path) -> pd
     row = rows.loc[rows["id"] == str(source_id), list(STYLES_COLUMNS)].iloc[0].copy()
     row["id"] = str(new_id)
     return row
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.3)
-    return check()
 
 
 def test_products_added_and_removed_live_on_every_served_version_without_a_dropped_request(

@@ -15,7 +15,6 @@ lines move to ``removed.jsonl`` beside ``styles.csv`` with the time they were re
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import shutil
 import tempfile
@@ -131,15 +130,14 @@ def add_items(
         write_items(open_store(target.feature_repo), tables[target.model_version], vectors[target.model_version])
     if catalog_dir is not None:
         _append_to_catalogue(valid, additions, catalog_dir)
-    record = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp:
         offline = Path(tmp) / "rows.parquet"
         # The photos travel with the record: a version rolled out later encodes them from here (reencode_additions).
         rows = pd.concat([t.assign(image=images) for t in tables.values()], ignore_index=True)
         write_embeddings(rows, np.concatenate([vectors[v] for v in versions]), offline)
-        record.write(offline.read_bytes())
+        record = offline.read_bytes()
     ids = [int(i) for i in valid["id"]]
-    change = changes.append("add", ids, versions, rows=record.getvalue())
+    change = changes.append("add", ids, versions, rows=record)
     return AddResult(ids, len(result.quarantine), versions, change)
 
 
@@ -162,7 +160,7 @@ def _append_to_catalogue(valid: pd.DataFrame, additions: Path, catalog_dir: Path
 def remove_items(item_ids: list[int], served: list[ServedVersion], changes: ChangeLog, catalog_dir: Path | None) -> RemoveResult:
     """Delete the products' attributes and vectors (every version) from each served online store, move their rows
     out of the catalogue, then record the change; returns which ids had rows."""
-    from fashionrec.retrieval.feast_store import OnlineFeatures, open_store
+    from fashionrec.retrieval.feast_store import OnlineFeatures
     from fashionrec.retrieval.online_rows import delete_items
 
     if not item_ids:
@@ -170,10 +168,9 @@ def remove_items(item_ids: list[int], served: list[ServedVersion], changes: Chan
     wanted = sorted({int(i) for i in item_ids})
     had_rows: set[int] = set()
     for target in served:
-        store = open_store(target.feature_repo)
-        present = OnlineFeatures(target.feature_repo).attributes(wanted)[ATTRIBUTE_COLUMNS[0]]
-        had_rows |= {i for i, value in zip(wanted, present, strict=True) if value is not None}
-        delete_items(store, wanted)
+        online = OnlineFeatures(target.feature_repo)
+        had_rows |= set(online.present(wanted))
+        delete_items(online.store, wanted)
     if catalog_dir is not None:
         _move_out_of_catalogue(wanted, catalog_dir)
     change = changes.append("remove", wanted)

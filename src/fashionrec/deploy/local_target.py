@@ -50,7 +50,7 @@ from fashionrec.local.processes import (
 from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 from fashionrec.retrieval.index import IndexMeta
 from fashionrec.serving.guard import ADMIN_HEADER
-from fashionrec.serving.predictor_client import make_predictor
+from fashionrec.serving.predictor_client import PredictorClient, make_predictor
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
 
@@ -80,6 +80,10 @@ class LocalServing:
             predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir,
             predictor.inference_url, changes,
         )  # fmt: skip
+
+    def predictor(self) -> PredictorClient:
+        """A v2 client of TorchServe's encoders (each model version under its own name)."""
+        return make_predictor("v2", self.inference_url.removeprefix("http://"))
 
     def served(self) -> list[ServedVersion]:
         """The model versions the transformer serves now (production, and a canary during a rollout) and the Feast
@@ -206,8 +210,7 @@ class LocalTarget:
         # then the catalogue changes made since its training run.
         ensure_materialized(release.feature_repo, version, replay_changes(changes, version) if changes else None)
         if changes is not None:  # products added since its training run, encoded by its own encoder
-            predictor = make_predictor("v2", self.serving.inference_url.removeprefix("http://"))
-            reencode_additions(changes, ServedVersion(version, release.feature_repo.resolve()), predictor)
+            reencode_additions(changes, ServedVersion(version, release.feature_repo.resolve()), self.serving.predictor())
         bundle = make_bundle(release, self.serving.live_dir)
         (bundle / CANARY_FILE).write_text(json.dumps({"share": share}), encoding="utf-8")
         point_current(self.serving.live_dir, bundle.name, LIVE_CANARY)

@@ -97,7 +97,6 @@ def add_and_remove_live(serving: LocalServing, catalog: Path, workdir: Path, sou
     from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
     from fashionrec.local.deployment import catalog_changes_dir
     from fashionrec.serving.client import image_request, infer, parse_hits
-    from fashionrec.serving.predictor_client import make_predictor
 
     new = workdir / "new_product"
     (new / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
@@ -106,7 +105,7 @@ def add_and_remove_live(serving: LocalServing, catalog: Path, workdir: Path, sou
     row = rows[rows["id"] == str(source_id)].assign(id=str(new_id))
     write_styles(row, new / STYLES_FILE)
     changes = ChangeLog(str(catalog_changes_dir(workdir)))
-    predictor = make_predictor("v2", serving.inference_url.removeprefix("http://"))
+    predictor = serving.predictor()
     additions = stage_additions(new / IMAGES_DIR, new / STYLES_FILE, new / "staged")
     added = add_items(additions, serving.served(), predictor, changes, catalog, new / "report")
     versions = ", ".join(added.model_versions)

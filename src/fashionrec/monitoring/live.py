@@ -63,43 +63,44 @@ class LiveMonitor:
         self._stats: deque[dict[str, float]] = deque(maxlen=window)
         self._hits: deque[np.ndarray] = deque(maxlen=window)
         self._top1: deque[float] = deque(maxlen=window)
-        self._pending: list[str] = []  # request-log lines not written yet
+        # queries not in the request log yet: (time, embedding, statistics, hits, top-1 score)
+        self._pending: list[tuple[float, np.ndarray, dict[str, float], np.ndarray, float]] = []
         self._recorded = 0
         self._evaluated_at = 0
 
     def record(self, embeddings: np.ndarray, stats: list[dict[str, float]], hits: np.ndarray, top1: np.ndarray) -> None:
-        """One request's image queries (row i: its embedding, statistics, recommended ids and top-1 score)."""
-        lines = []
-        if self.request_log is not None:
-            now = time.time()
-            lines = [
-                json.dumps(
-                    {
-                        "time": now,
-                        "model_version": self.profile.model_version,
-                        "embedding": [round(float(v), 6) for v in vector],
-                        "stats": row_stats,
-                        "item_ids": [int(i) for i in row_hits if i != -1],
-                        "top1_score": float(score),
-                    }
-                )
-                for vector, row_stats, row_hits, score in zip(embeddings, stats, hits, top1, strict=True)
-            ]
+        """One request's image queries (row i: its embedding, statistics, recommended ids and top-1 score). Only
+        appends: the request-log lines are written by ``flush``, on the monitor's thread."""
+        now = time.time()
         with self._lock:
             for vector, row_stats, row_hits, score in zip(embeddings, stats, hits, top1, strict=True):
-                self._embeddings.append(np.asarray(vector, dtype=np.float32))
+                query = (np.asarray(vector, dtype=np.float32), row_stats, np.asarray(row_hits), float(score))
+                self._embeddings.append(query[0])
                 self._stats.append(row_stats)
-                self._hits.append(np.asarray(row_hits))
-                self._top1.append(float(score))
+                self._hits.append(query[2])
+                self._top1.append(query[3])
+                if self.request_log is not None:
+                    self._pending.append((now, *query))
             self._recorded += len(embeddings)
-            self._pending.extend(lines)
 
     def flush(self) -> None:
         """Write the request-log lines recorded since the last flush (on every evaluation, and at shutdown)."""
         with self._lock:
             pending, self._pending = self._pending, []
         if pending and self.request_log is not None:
-            write_log_lines(str(self.request_log), pending)
+            write_log_lines(str(self.request_log), [self._log_line(*query) for query in pending])
+
+    def _log_line(self, when: float, vector: np.ndarray, stats: dict[str, float], hits: np.ndarray, top1: float) -> str:
+        return json.dumps(
+            {
+                "time": when,
+                "model_version": self.profile.model_version,
+                "embedding": [round(float(v), 6) for v in vector],
+                "stats": stats,
+                "item_ids": [int(i) for i in hits if i != -1],
+                "top1_score": top1,
+            }
+        )
 
     def evaluate(self) -> Health | None:
         """Test the window against the reference if it holds enough queries and changed since the last evaluation;

@@ -388,11 +388,7 @@ class FashionrecTransformer(Model):
     def refuse_missing(snapshot: ServingSnapshot, missing: list[int]) -> None:
         """Items without a vector of the snapshot's version: unknown products are the client's mistake (400); a
         known product (it has attributes) without one means this version's vectors are not all in the store (503)."""
-        known = [
-            i
-            for i, title in zip(missing, snapshot.features.attributes(missing)[ATTRIBUTE_COLUMNS[0]], strict=True)
-            if title is not None
-        ]
+        known = snapshot.features.present(missing)
         if known:
             transformer_metrics().stale.labels(source="feast").inc()
             raise ServerNotReady(
@@ -529,10 +525,9 @@ class FashionrecTransformer(Model):
 def validate_and_measure(images: list[bytes], measure: bool) -> list[dict[str, float]] | None:
     """Refuse undecodable or oversized images (ImageDecodeError); with ``measure``, the monitored statistics of each."""
     from fashionrec.data.imagefacts import image_stats
-    from fashionrec.imaging import decode_image
 
-    validate_images(images)
-    return [image_stats(decode_image(data)) for data in images] if measure else None
+    decoded = validate_images(images)
+    return [image_stats(image) for image in decoded] if measure else None
 
 
 class TransformerRepository(ModelRepository):
