@@ -165,7 +165,12 @@ def _line(series: dict[str, list[float]], threshold: float | None = None, log_sc
     if threshold is not None:
         y = point(0, threshold).split(",")[1]
         lines.append(f'<line x1="0" x2="{width}" y1="{y}" y2="{y}" stroke="#000" stroke-dasharray="4 3"/>')
+    # the y range, written on the plot: without it a line says nothing
+    top, bottom = ("1", "0.0001") if log_scale else (f"{high:.3g}", "0")
+    lines.append(f'<text x="2" y="12" font-size="11">{top}</text><text x="2" y="{height - 2}" font-size="11">{bottom}</text>')
     legend = ", ".join(f'<span style="color:{c}">{html.escape(name)}</span>' for name, c in zip(series, colours, strict=False))
+    legend += f" by window 1 to {count}" + (" (log scale)" if log_scale else "")
+    legend += f"; dashed: α = {threshold}" if threshold is not None else ""
     return f'<figure><svg width="{width}" height="{height}" role="img">{"".join(lines)}</svg><figcaption>{legend}</figcaption></figure>'
 
 
