@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install everything (idempotent)
 
-test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), promtool (checks the alert rules)
+test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), promtool (checks the alert rules), chromium + chromedriver (the gallery's browser tests)
 	@command -v kubectl >/dev/null || { echo "installing kubectl (the manifest tests run kustomize)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
@@ -35,6 +35,9 @@ test-tools: ## what only the tests need, from Debian: kubectl (renders the kusto
 	@command -v promtool >/dev/null || { echo "installing prometheus for promtool (the monitoring tests check and unit-test the alert rules)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium and chromium-driver (the gallery's browser tests drive them)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
 demo: setup ## generate a catalogue, run the pipeline (kfp.local), serve, query, stop
 	$(BIN)/fashionrec demo --workdir work/demo

@@ -19,12 +19,16 @@ from fashionrec.config import (
     DEFAULT_TOP_K,
     DEFECTS_FILE,
     DEPLOYMENT_FILE,
+    GALLERY_PORT,
+    MAX_IMAGE_BYTES,
     MODEL_NAME,
     PIPELINE_LOG_FILE,
     REQUEST_LOG_FILE,
+    WORKDIR_CATALOG_DIR,
     predictor_model_name,
 )
 from fashionrec.console import console, print_hits, print_versions
+from fashionrec.local.processes import LOOPBACK
 
 if TYPE_CHECKING:
     from fashionrec.kubeflow.submit import PipelineVersionRef
@@ -390,9 +394,15 @@ def serve(
         typer.Option(help="Every this many seconds, hot-swap to the model that now holds the production alias (0: never)."),
     ] = 0.0,
     registry: RegistryOption = None,
+    web: Annotated[bool, typer.Option(help="Also open the gallery (`fashionrec web`) on loopback.")] = True,
+    web_port: Annotated[int, typer.Option(help="The gallery's port.")] = GALLERY_PORT,
+    catalog: Annotated[
+        Path | None, typer.Option(help="The catalogue the gallery shows (styles.csv + images/); default: WORKDIR/catalog.")
+    ] = None,
 ) -> None:
     """Serve the production model (the registry's alias) of the workdir's runs: TorchServe (encoder) + the FAISS
-    transformer on loopback, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch serves."""
+    transformer on loopback, and the gallery, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch
+    serves."""
     from fashionrec.deploy.local_target import LocalServing, LocalTarget, watch_tick
     from fashionrec.local.deployment import catalog_changes_dir, production_deployment
     from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
@@ -417,12 +427,55 @@ def serve(
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
         target = LocalTarget(serving)
         try:
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.ExitStack() as gallery, contextlib.suppress(KeyboardInterrupt):
+                if web:
+                    open_gallery(gallery, catalog or workdir / WORKDIR_CATALOG_DIR, transformer.url, web_port)
                 while not stop.wait(watch or None):
                     if outcome := watch_tick(target, lambda: production_deployment(workdir, registry)):
                         console.print(outcome)
         finally:
             state.unlink(missing_ok=True)
+
+
+def open_gallery(stack: contextlib.ExitStack, catalog: Path, transformer_url: str, port: int) -> None:
+    """`fashionrec serve`'s gallery, closed with ``stack``; one that cannot start is reported, serving goes on."""
+    from fashionrec.web.gallery import GallerySettings, GalleryStartError, serving_gallery
+
+    try:
+        gallery = stack.enter_context(serving_gallery(GallerySettings(catalog, transformer_url, port=port)))
+    except GalleryStartError as exc:
+        console.print(f"[yellow]gallery not started: {exc}[/yellow]")
+        return
+    console.print(f"[bold]gallery: open {gallery.url} in a browser[/bold] (browse the catalogue, click a product, drop a photo)")
+
+
+@app.command("web")
+def web_gallery(
+    url: Annotated[str, typer.Option(help="The transformer's base URL (what `fashionrec serve` prints).")],
+    catalog: Annotated[Path, typer.Option(help="The catalogue the transformer serves: styles.csv + images/<id>.jpg.")],
+    compare_url: Annotated[
+        str | None,
+        typer.Option(help="A second transformer (another model version, e.g. a canary's): its neighbours side by side."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Loopback address to listen on (the gallery has no authentication).")] = LOOPBACK,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).")] = GALLERY_PORT,
+    top_k: Annotated[int, typer.Option(help="Neighbours shown per query.")] = DEFAULT_TOP_K,
+    max_upload_bytes: Annotated[int, typer.Option(help="Largest photo accepted (a larger one gets a 413).")] = MAX_IMAGE_BYTES,
+) -> None:
+    """The gallery: a web page to browse the catalogue, click a product or drop a photo and see its most similar
+    products, from one transformer or two side by side. A v2 client like any other; Ctrl-C stops it."""
+    from fashionrec.web.gallery import GallerySettings, GalleryStartError, serving_gallery
+
+    settings = GallerySettings(catalog, url, compare_url, host, port, top_k, max_upload_bytes)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with serving_gallery(settings) as gallery, contextlib.suppress(KeyboardInterrupt):
+            console.print(f"[bold]gallery: open {gallery.url} in a browser[/bold]   (Ctrl-C stops it)")
+            stop.wait()
+    except GalleryStartError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 CatalogOption = Annotated[

@@ -131,3 +131,7 @@ IMAGE_TRAINING_PIPELINE = "/opt/fashionrec/pipelines/compiled/training_pipeline.
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"
+# The gallery (fashionrec.web): `fashionrec web` and `fashionrec serve` open it on this loopback port.
+GALLERY_PORT = 8070
+# Where `make demo` writes its catalogue in the work dir; `fashionrec serve`'s gallery shows it by default.
+WORKDIR_CATALOG_DIR = "catalog"

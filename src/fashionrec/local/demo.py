@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from fashionrec.config import PIPELINE_LOG_FILE, REQUEST_LOG_FILE
+from fashionrec.config import PIPELINE_LOG_FILE, REQUEST_LOG_FILE, WORKDIR_CATALOG_DIR
 from fashionrec.console import console, print_hits
 from fashionrec.data.catalog import IMAGES_DIR
 from fashionrec.deploy.local_target import LocalServing
@@ -31,7 +31,7 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     steps = 6 if monitoring else 5
     if workdir.exists():
         shutil.rmtree(workdir)
-    catalog = workdir / "catalog"
+    catalog = workdir / WORKDIR_CATALOG_DIR
     console.rule(f"1/{steps} generate a catalogue")
     table = synth_catalog(catalog, items_per_type=items_per_type)
     console.print(f"{len(table)} items, {table['articleType'].nunique()} article types in {catalog}")
@@ -85,6 +85,7 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
     if failures:
         raise DemoFailure(f"items {failures} did not come back first for their own image")
     console.print(f"[green]demo finished in {time.perf_counter() - started:.0f}s[/green]; servers stopped.")
+    console.print(f"see the recommendations in a browser: fashionrec serve --workdir {workdir}   (it prints the gallery's URL)")
 
 
 def add_and_remove_live(serving: LocalServing, catalog: Path, workdir: Path, source_id: int, new_id: int) -> bool:
