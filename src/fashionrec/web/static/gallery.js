@@ -35,21 +35,22 @@ async function getJson(url, options) {
   return body;
 }
 
-function photo(itemId, name) {
+function photo(itemId, name, hasPhoto = true) {
   const img = element("img");
-  img.src = `/images/${itemId}.jpg`;
   img.alt = name || `product ${itemId}`;
   img.loading = "lazy";
   img.addEventListener("error", () => img.classList.add("missing"), { once: true });
+  if (hasPhoto) img.src = `/images/${itemId}.jpg`;
+  else img.classList.add("missing"); // a product the transformer knows and the catalogue folder has no photo of
   return img;
 }
 
-function card(className, itemId, attributes, extra) {
+function card(className, itemId, attributes, extra, hasPhoto = true) {
   const node = element("article", className);
   node.dataset.itemId = String(itemId);
   node.tabIndex = 0;
   node.title = `more like ${attributes.productDisplayName || itemId}`;
-  node.append(photo(itemId, attributes.productDisplayName));
+  node.append(photo(itemId, attributes.productDisplayName, hasPhoto));
   if (extra) node.append(extra);
   node.append(element("h3", "name", attributes.productDisplayName || `#${itemId}`));
   const facts = element("p", "attributes");
@@ -166,7 +167,7 @@ function showHits(column, answer) {
   answer.hits.forEach((hit, rank) => {
     const score = element("p", "score", `#${rank + 1} · score ${hit.score.toFixed(3)}`);
     score.dataset.score = String(hit.score);
-    hits.append(card("hit", hit.item_id, hit.attributes, score));
+    hits.append(card("hit", hit.item_id, hit.attributes, score, hit.has_photo));
   });
   if (!answer.hits.length) hits.append(element("p", "muted", "no neighbours"));
   column.querySelector(".status").replaceWith(hits);
