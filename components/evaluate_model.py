@@ -15,10 +15,11 @@ def evaluate_model(
     report: Output[HTML],
     holdout_fraction: float = 0.2,
 ) -> None:
-    """Retrieval quality on the held-out split (a fixed function of the item id): precision, recall, hit rate,
-    nDCG and mAP at 1/5/10, catalogue coverage and popularity Gini, nearest-neighbour accuracy; the confusion
-    matrix for the KFP UI; an HTML report with example queries and their neighbours. Scores the embed step's
-    vectors of this model, so the catalogue is encoded once per run."""
+    """Retrieval quality on the held-out product groups (near-duplicate photos and colour variants stay on one side
+    and out of their own query's answers), ranked as the transformer ranks (label-vote re-ranking): precision, recall,
+    hit rate, nDCG and mAP at 1/5/10, masterCategory precision@5, the worst classes' precision@5, catalogue coverage
+    and popularity Gini, nearest-neighbour accuracy; the confusion matrix for the KFP UI; an HTML report with the
+    worst classes and example queries. Scores the embed step's vectors of this model: the catalogue is encoded once."""
     from pathlib import Path
 
     from fashionrec.config import REPORT_FILE

@@ -58,10 +58,11 @@ FEAST = (FEAST_SECRET, FEAST_SECRET_KEYS)  # a shared online store's and SQL reg
 
 
 def build_training_pipeline(gpu: bool = True) -> GraphComponent:
-    """The pipeline; ``gpu`` makes the train step request one NVIDIA GPU (the code falls back to the CPU)."""
+    """The pipeline; ``gpu`` makes the train step request one NVIDIA GPU (the code falls back to the CPU) and takes the
+    defaults a GPU cluster wants: ImageNet weights (downloaded by the step into the torch hub cache) and more epochs."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Validate a fashion catalogue, train the encoder, index and serve-package it")
-    @kfp_signature(TrainConfig, PipelineSettings)
+    @kfp_signature(TrainConfig, PipelineSettings, gpu_cluster=gpu)
     def training_pipeline(catalog_uri: str, catalog_pvc: str = "", **parameters: Any) -> TrainingOutputs:
         """Validate a fashion catalogue, train and evaluate the encoder, gate it against production, build what
         serving needs (Feast online store, FAISS index, TorchServe model store), register it in the model registry
@@ -133,6 +134,7 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             embeddings=embedded.outputs["embeddings"],
             valid_catalog=valid_catalog,
             index_kind=parameters["index_kind"],
+            index_recall_target=parameters["index_recall_target"],
             holdout_fraction=holdout_fraction,
         )
         index.set_display_name("FAISS index")

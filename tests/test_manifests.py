@@ -16,6 +16,9 @@ from fashionrec.config import (
     IMAGE_KSERVE_DIR,
     MODEL_NAME,
     MONITOR_SECONDS,
+    RERANK_DEPTH,
+    RERANK_VOTERS,
+    RERANK_WEIGHT,
     TRANSFORMER_GRPC_PORT,
     TRANSFORMER_HTTP_PORT,
     TRANSFORMER_IMAGE,
@@ -101,6 +104,9 @@ def test_transformer_arguments_match_the_local_run() -> None:
     assert in_cluster["--predictor_protocol"] == local["--predictor_protocol"] == "v2"
     assert in_cluster["--max_request_bytes"] == local["--max_request_bytes"]
     assert in_cluster["--enable_latency_logging"] == local["--enable_latency_logging"] == "false"
+    assert in_cluster["--rerank_voters"] == local["--rerank_voters"] == str(RERANK_VOTERS)
+    assert in_cluster["--rerank_depth"] == local["--rerank_depth"] == str(RERANK_DEPTH)
+    assert in_cluster["--rerank_weight"] == local["--rerank_weight"] == f"{RERANK_WEIGHT:g}"
     assert in_cluster["--catalog_poll_seconds"] == local["--catalog_poll_seconds"] == f"{CATALOG_POLL_SECONDS:g}"
     assert in_cluster["--monitor_seconds"] == local["--monitor_seconds"] == f"{MONITOR_SECONDS:g}"
     assert in_cluster["--http_port"] == str(TRANSFORMER_HTTP_PORT) and in_cluster["--grpc_port"] == str(TRANSFORMER_GRPC_PORT)

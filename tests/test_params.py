@@ -1,6 +1,7 @@
 """Run parameters are declared once (fashionrec.params) and the CLI, the train component and the pipeline follow."""
 
 import json
+from dataclasses import MISSING
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,19 @@ def test_the_cli_refuses_a_value_outside_the_choices(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "lsh" in result.output
 
 
-def test_the_compiled_pipeline_has_exactly_the_declared_parameters_defaults_and_descriptions(tmp_path: Path) -> None:
-    spec = next(yaml.safe_load_all(compile_all(tmp_path)[0].read_text()))
+@pytest.mark.parametrize("gpu", [True, False])
+def test_the_compiled_pipeline_has_exactly_the_declared_parameters_defaults_and_descriptions(tmp_path: Path, gpu: bool) -> None:
+    spec = next(yaml.safe_load_all(compile_all(tmp_path, gpu=gpu)[0].read_text()))
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     declared = run_parameters(TrainConfig, pipeline=True) + run_parameters(PipelineSettings, pipeline=True)
     assert set(inputs) == {"catalog_uri", "catalog_pvc"} | {p.name for p in declared}
     for p in declared:
-        assert inputs[p.name]["defaultValue"] == p.plain_default, p.name
+        cluster = gpu and p.gpu_cluster_default is not MISSING
+        assert inputs[p.name]["defaultValue"] == (p.gpu_cluster_default if cluster else p.plain_default), p.name
         assert inputs[p.name]["description"].startswith(p.help), p.name
+    # A GPU cluster's pipeline starts from ImageNet weights and trains longer; a CPU one keeps the local defaults.
+    assert inputs["weights"]["defaultValue"] == ("imagenet" if gpu else "none")
+    assert inputs["epochs"]["defaultValue"] == (30 if gpu else TrainConfig().epochs)
     assert "One of: auto, flat, hnsw, ivf" in inputs["index_kind"]["description"]
     assert {"device", "resume", "channels_last"}.isdisjoint(inputs)  # CLI-only: a cluster step picks these itself
     train_inputs = spec["components"]["comp-train-encoder"]["inputDefinitions"]["parameters"]

@@ -20,6 +20,7 @@ from fashionrec.config import (
     DEFECTS_FILE,
     DEPLOYMENT_FILE,
     GALLERY_PORT,
+    INDEX_RECALL_TARGET,
     MAX_IMAGE_BYTES,
     MODEL_NAME,
     PIPELINE_LOG_FILE,
@@ -137,12 +138,17 @@ def features(
 def index(
     embeddings: Annotated[Path, typer.Option(help="Embeddings parquet.")],
     out: Annotated[Path, typer.Option(help="Index folder to write.")],
-    kind: Annotated[IndexKind, typer.Option(help="auto (by catalogue size), flat (exact), hnsw or ivf.")] = IndexKind.AUTO,
+    kind: Annotated[
+        IndexKind, typer.Option(help="auto (the fastest that reaches the recall target, measured), flat (exact), hnsw or ivf.")
+    ] = IndexKind.AUTO,
+    recall_target: Annotated[
+        float, typer.Option(help="Recall@10 against exact search the index must reach.")
+    ] = INDEX_RECALL_TARGET,
 ) -> None:
-    """Build the FAISS index."""
+    """Build the FAISS index, chosen and tuned on the embeddings themselves."""
     from fashionrec.retrieval.index import build_index
 
-    console.print(asdict(build_index(embeddings, out, kind)))
+    console.print(asdict(build_index(embeddings, out, kind, recall_target)))
 
 
 @app.command()

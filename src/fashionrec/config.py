@@ -39,6 +39,8 @@ STYLES_COLUMNS = (
     "productDisplayName",
 )
 LABEL_COLUMN = "articleType"
+# Attributes the encoder also learns to predict (auxiliary heads): they shape the embedding beyond articleType.
+AUXILIARY_LABEL_COLUMNS = ("masterCategory", "subCategory", "gender", "baseColour")
 # Attributes served with every recommendation (and stored in Feast).
 ATTRIBUTE_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "usage", "productDisplayName")
 
@@ -60,6 +62,12 @@ OUTPUT_ITEM_ID = "item_id"
 OUTPUT_SCORE = "score"
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
+# Label-vote re-ranking in the transformer (and in the evaluation, which scores what is served): the nearest
+# RERANK_VOTERS candidates vote on the query's articleType; each of the RERANK_DEPTH nearest gains RERANK_WEIGHT x
+# its type's share of the vote (fashionrec.retrieval.rerank; chosen on real photos, benchmarks/bench_quality.py).
+RERANK_VOTERS = 20
+RERANK_DEPTH = 50
+RERANK_WEIGHT = 0.05
 
 # Ports as the InferenceService/ServingRuntime expose them inside the pods.
 TRANSFORMER_HTTP_PORT = 8080
@@ -97,6 +105,7 @@ CHECKPOINT_FILE = "checkpoint.pt"  # training state after the last finished epoc
 SERVED_WEIGHTS_FILE = "encoder.safetensors"  # the encoder's weights inside the .mar: no pickle
 METRICS_FILE = "metrics.json"  # an evaluation's metrics
 CONFUSION_FILE = "confusion.json"
+PER_CLASS_FILE = "per_class.json"  # an evaluation's precision@5 per articleType, worst first
 EMBEDDINGS_FILE = "embeddings.parquet"
 DEPLOYMENT_FILE = "deployment.json"  # where a local pipeline run's serving artifacts are
 PIPELINE_LOG_FILE = "pipeline.log"  # kfp.local's full output of a local pipeline run
@@ -108,6 +117,11 @@ MODEL_STORE_DIR = "model-store"
 TS_CONFIG_FILE = "config/config.properties"
 INDEX_FILE = "items.faiss"
 INDEX_META_FILE = "index.json"
+ITEM_LABELS_FILE = "item_labels.npz"  # each indexed item's articleType, for the label-vote re-ranking
+# The index step picks the fastest FAISS index whose recall@INDEX_RECALL_K against exact search, measured on the
+# catalogue's own embeddings, reaches INDEX_RECALL_TARGET (fashionrec.retrieval.calibration).
+INDEX_RECALL_TARGET = 0.99
+INDEX_RECALL_K = 10
 # A serving snapshot's folder layout: a release's serving/ (KServe's /mnt/models), a local live bundle, a canary dir.
 SNAPSHOT_INDEX_DIR = "index"
 SNAPSHOT_FEATURE_REPO_DIR = "feature_repo"

@@ -16,7 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Annotated, Any, TypeVar, get_type_hints
 
-from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM
+from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM, INDEX_RECALL_TARGET
 
 
 class Backbone(StrEnum):
@@ -35,42 +35,78 @@ class Device(StrEnum):
 
 
 class Precision(StrEnum):
-    AUTO = "auto"  # bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU
+    AUTO = "auto"  # bf16 on GPUs that have it, else fp16 with a gradient scaler; bf16 on CPUs with native bf16, else fp32
     BF16 = "bf16"
     FP16 = "fp16"
     FP32 = "fp32"
 
 
+class SplitKind(StrEnum):
+    GROUP = "group"  # whole near-duplicate groups and product families on one side (what the gate uses)
+    ID = "id"  # each item on its own by a hash of its id: leaks twins across the split; kept for comparison only
+
+
+class Augmentation(StrEnum):
+    LIGHT = "light"  # flips, small shifts, brightness/contrast
+    STRONG = "strong"  # + random resized crops, colour casts, some greyscale
+
+
 class IndexKind(StrEnum):
-    AUTO = "auto"  # by catalogue size
+    AUTO = "auto"  # measured: the fastest that reaches the recall target
     FLAT = "flat"
     HNSW = "hnsw"
     IVF = "ivf"
 
 
-def parameter(default: Any, help: str, *, pipeline: bool = True, cli: bool = True) -> Any:
+def parameter(default: Any, help: str, *, pipeline: bool = True, cli: bool = True, gpu_cluster: Any = MISSING) -> Any:
     """A run parameter with its help text; ``pipeline=False``: the CLI has it, the KFP pipeline does not;
-    ``cli=False``: only the pipeline on a cluster has it (a local run sets it itself)."""
-    metadata = {"help": help, "pipeline": pipeline, "cli": cli}
+    ``cli=False``: only the pipeline on a cluster has it (a local run sets it itself); ``gpu_cluster``: the default
+    of the pipeline compiled for GPU clusters, where it differs (a local run passes every value itself)."""
+    metadata = {"help": help, "pipeline": pipeline, "cli": cli, "gpu_cluster": gpu_cluster}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
+# Epochs of the default CPU run: ~50 minutes on 2 cores for 15,000 products (benchmarks/bench_quality.py).
+EPOCHS_CPU = 16
+
+
 @dataclass
 class TrainConfig:
     backbone: Backbone = parameter(Backbone.RESNET18, "torchvision backbone of the encoder")
-    weights: str = parameter("none", "none (random init), imagenet (torchvision's weights) or a path to a local state_dict")
+    weights: str = parameter(
+        "none",
+        "none (random init), imagenet (torchvision's weights, downloaded once into the torch hub cache) or a path to a "
+        "local backbone state_dict",
+        gpu_cluster="imagenet",
+    )
     embedding_dim: int = parameter(EMBEDDING_DIM, "size of the L2-normalised embedding")
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # the encoder's input (height, width): fixed, not a run parameter
-    epochs: int = parameter(8, "passes over the training split")
+    epochs: int = parameter(EPOCHS_CPU, "passes over the training split", gpu_cluster=30)
     batch_size: int = parameter(64, "images per training step")
     learning_rate: float = parameter(2e-3, "peak learning rate of the one-cycle schedule (AdamW)")
     weight_decay: float = parameter(1e-4, "AdamW weight decay")
-    holdout_fraction: float = parameter(0.2, "share of items held out for evaluation and the gate (a fixed function of the id)")
+    holdout_fraction: float = parameter(
+        0.2, "share of product groups held out for evaluation and the gate (near-duplicates and colour variants together)"
+    )
+    holdout_split: SplitKind = parameter(
+        SplitKind.GROUP,
+        "group: whole product groups on one side; id: per item (leaks twins; for comparison only)",
+        pipeline=False,
+    )
+    margin: float = parameter(0.2, "CosFace margin of the cosine classifiers (0: plain softmax over cosines)")
+    auxiliary_weight: float = parameter(
+        0.3, "loss weight of the auxiliary heads on masterCategory, subCategory, gender and baseColour (0: none)"
+    )
+    augmentation: Augmentation = parameter(
+        Augmentation.STRONG, "light: flips, shifts, brightness; strong: + resized crops, colour"
+    )
     seed: int = parameter(0, "random seed: the same seed and data give the same model")
     device: Device = parameter(Device.AUTO, "where to train (auto: the GPU when there is one)", pipeline=False)
-    precision: Precision = parameter(Precision.AUTO, "mixed precision on the GPU (auto: bf16 where supported, else fp16)")
+    precision: Precision = parameter(
+        Precision.AUTO, "mixed precision (auto: bf16 where the GPU or CPU runs it natively, else fp16 on GPUs, fp32 on CPUs)"
+    )
     channels_last: bool = parameter(True, "channels-last memory layout (faster convolutions)", pipeline=False)
     compile: bool = parameter(False, "torch.compile the encoder (worth it for long GPU runs)")
     resume: bool = parameter(True, "continue from checkpoint.pt when it was written with these settings", pipeline=False)
@@ -83,13 +119,18 @@ class PipelineSettings:
     validation_settings: dict[str, Any] = parameter(
         {}, 'overrides of the validation thresholds (ValidationSettings), e.g. {"min_sharpness": 20}'
     )
-    min_improvement: float = parameter(0.0, "the gate promotes only if precision@5 beats production by at least this")
+    min_improvement: float = parameter(
+        0.0, "the gate promotes only if precision@5 beats production by at least this (negative: accepts a drop of up to it)"
+    )
     gate_guards: dict[str, Any] = parameter(
         {}, 'overrides of the drops the gate tolerates in its guard metrics, e.g. {"ndcg_at_10": 0.02}'
     )
     index_kind: IndexKind = parameter(
-        IndexKind.AUTO, "FAISS index: auto (exact up to 100k items, HNSW to 2M, IVF above), flat, hnsw, ivf"
+        IndexKind.AUTO,
+        "FAISS index: auto (the fastest of HNSW, IVF and exact that reaches index_recall_target, measured on the "
+        "catalogue's embeddings; exact below 10k items), flat, hnsw, ivf (the smallest search knob that reaches it)",
     )
+    index_recall_target: float = parameter(INDEX_RECALL_TARGET, "recall@10 against exact search the index must reach (measured)")
     registry_uri: str = parameter(
         "", "MLflow tracking URI of the model registry, e.g. http://mlflow.mlflow.svc:5000 (empty: no registration)"
     )
@@ -134,6 +175,7 @@ class RunParameter:
     type: Any  # int, float, bool, str, dict or an Enum subclass
     default: Any
     help: str
+    gpu_cluster_default: Any = MISSING
 
     @property
     def plain_default(self) -> Any:
@@ -157,7 +199,13 @@ def run_parameters(
         default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
         kind = hints[f.name]
         found.append(
-            RunParameter(f.name, dict if getattr(kind, "__origin__", None) is dict else kind, default, f.metadata["help"])
+            RunParameter(
+                f.name,
+                dict if getattr(kind, "__origin__", None) is dict else kind,
+                default,
+                f.metadata["help"],
+                f.metadata.get("gpu_cluster", MISSING),
+            )
         )
     return found
 
@@ -245,17 +293,19 @@ def _with_parameters(func: Func, parameters: list[inspect.Parameter], args_doc: 
     return bound  # type: ignore[return-value]
 
 
-def kfp_signature(*configs: type[TrainConfig] | type[PipelineSettings]) -> Callable[[Func], Func]:
+def kfp_signature(*configs: type[TrainConfig] | type[PipelineSettings], gpu_cluster: bool = False) -> Callable[[Func], Func]:
     """Decorator for a KFP pipeline function ``f(named..., **values)``: the pipeline parameters of ``configs`` become
-    its keyword parameters (plain KFP types: enums are strings) with their help as the descriptions the UI shows."""
+    its keyword parameters (plain KFP types: enums are strings) with their help as the descriptions the UI shows.
+    ``gpu_cluster``: defaults for a pipeline whose train step gets a GPU (e.g. pretrained weights, more epochs)."""
 
     def decorate(func: Func) -> Func:
         params, docs = [], []
         for config in configs:
             for p in run_parameters(config, pipeline=True):
                 kind = str if isinstance(p.type, type) and issubclass(p.type, Enum) else p.type
+                default = p.gpu_cluster_default if gpu_cluster and p.gpu_cluster_default is not MISSING else p.plain_default
                 params.append(
-                    inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.plain_default, annotation=kind)
+                    inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
                 )
                 choices = f" One of: {', '.join(c.value for c in p.type)}." if kind is str and p.type is not str else ""
                 docs.append(f"    {p.name}: {p.help}.{choices}")

@@ -18,6 +18,7 @@ from kserve.protocol.rest.server import RESTServer
 from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MAX_REQUEST_BYTES, MODEL_NAME
 from fashionrec.imaging import load_batch
 from fashionrec.local.stages import StageOutputs
+from fashionrec.retrieval.rerank import LabelVote
 from fashionrec.serving.client import binary_image_request, image_request, item_request, parse_hits
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.guard import guard_app
@@ -58,6 +59,10 @@ def transformer(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def client(transformer: InProcessEncoderTransformer) -> TestClient:
+    return client_of(transformer)
+
+
+def client_of(transformer: InProcessEncoderTransformer) -> TestClient:
     server = ModelServer(
         enable_grpc=False, predictor_config=PredictorConfig(predictor_host="127.0.0.1:9", predictor_protocol="v2")
     )
@@ -105,6 +110,31 @@ def test_item_query_skips_the_predictor_and_excludes_the_item(
     assert transformer.encoder_calls == before
     assert [len(h) for h in hits] == [3, 3]
     assert 10000 not in [h.item_id for h in hits[0]] and 10001 not in [h.item_id for h in hits[1]]
+
+
+def test_label_vote_reranking_puts_the_voted_type_first(
+    stages: StageOutputs, transformer: InProcessEncoderTransformer, client: TestClient
+) -> None:
+    reranking = InProcessEncoderTransformer(
+        MODEL_NAME,
+        index_dir=stages.index_dir,
+        feature_repo=stages.feature_repo,
+        service=transformer.service,
+        rerank=LabelVote(voters=5, depth=30, weight=1.0),
+    )
+    reranking.load()
+    queries = [10000, 10003, 10010, 10013, 10020]
+    plain = parse_hits(client.post(INFER, json=item_request(queries, top_k=30)).json())
+    reranked = parse_hits(client_of(reranking).post(INFER, json=item_request(queries, top_k=8)).json())
+    for candidates, answer in zip(plain, reranked, strict=True):
+        votes: dict[str, float] = {}
+        for hit in candidates[:5]:
+            votes[hit.attributes["articleType"]] = votes.get(hit.attributes["articleType"], 0) + hit.score
+        total = sum(votes.values())
+        adjusted = [-(h.score + votes.get(h.attributes["articleType"], 0) / total) for h in candidates]
+        expected = [candidates[n].item_id for n in np.argsort(adjusted, kind="stable")]
+        assert [h.item_id for h in answer] == expected[:8]
+        assert {h.item_id: h.score for h in answer} == {h.item_id: h.score for h in candidates if h.item_id in expected[:8]}
 
 
 def test_top_k_above_catalogue_size_pads_with_minus_one(client: TestClient) -> None:

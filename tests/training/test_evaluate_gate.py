@@ -2,11 +2,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fashionrec.local.stages import StageOutputs
+from fashionrec.params import SplitKind
+from fashionrec.retrieval.rerank import LabelVote
 from fashionrec.training.card import ModelCard
-from fashionrec.training.evaluate import evaluate, gini, retrieval_metrics, write_evaluation
+from fashionrec.training.evaluate import evaluate, evaluate_vectors, gini, retrieval_metrics, write_evaluation
 from fashionrec.training.gate import GatePolicy, decide
 
 
@@ -22,6 +25,42 @@ def test_retrieval_metrics_on_a_hand_checked_case() -> None:
     assert m["ndcg_at_3"] == pytest.approx(((1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)) + (1 / np.log2(3)) / 1) / 2)
     assert m["map_at_3"] == pytest.approx(((1 + 2 / 3) / 2 + (1 / 2) / 1) / 2)
     assert m["catalogue_coverage_at_10"] == pytest.approx(5 / 6)
+
+
+def twin_catalogue() -> tuple[pd.DataFrame, np.ndarray]:
+    """Two colour variants of one kurta (one family) beside other products: the red kurta's nearest vector is its
+    blue twin, then a shirt, then two kurtas of other families."""
+    rows = [
+        (1, "Alpha Women Kurta", "Red", "Kurtas", "Apparel"),
+        (2, "Alpha Women Kurta", "Blue", "Kurtas", "Apparel"),
+        (3, "Beta Men Shirt", "White", "Shirts", "Apparel"),
+        (4, "Gamma Women Kurta", "Green", "Kurtas", "Apparel"),
+        (5, "Delta Men Watch", "Black", "Watches", "Accessories"),
+        (6, "Epsilon Men Shirt", "Grey", "Shirts", "Apparel"),
+        (7, "Zeta Women Kurta", "Pink", "Kurtas", "Apparel"),
+    ]
+    table = pd.DataFrame(rows, columns=["id", "productDisplayName", "baseColour", "articleType", "masterCategory"])
+    table["image_phash"] = None
+    vectors = np.array(
+        [[1, 0, 0], [0.99, 0.1, 0], [0.9, 0.4, 0], [0.8, 0, 0.6], [0, 0, 1], [0, 1, 0], [0.85, 0, 0.5]], dtype=np.float32
+    )
+    return table, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_the_honest_protocol_keeps_a_querys_own_group_out_of_its_answers() -> None:
+    table, vectors = twin_catalogue()
+    query = np.array([0])  # the red kurta
+    leaky = evaluate_vectors(table, vectors, split=SplitKind.ID, query_rows=query, examples=0).metrics
+    honest = evaluate_vectors(table, vectors, split=SplitKind.GROUP, query_rows=query, examples=0)
+    assert leaky["precision_at_1"] == 1.0  # its blue twin answers first
+    assert honest.metrics["precision_at_1"] == 0.0  # without the twin, the shirt is nearest
+    assert honest.metrics["recall_at_5"] == 1.0  # both kurtas outside its group are among the 5 candidates left
+    assert honest.metrics["masterCategory_precision_at_5"] == pytest.approx(4 / 5)  # the watch is the wrong kind
+    assert [(c.label, c.queries, c.precision_at_5) for c in honest.per_class] == [("Kurtas", 1, pytest.approx(2 / 5))]
+    # The 3 nearest vote: two kurtas outweigh the shirt; with weight 1 their bonus lifts them above it.
+    vote = LabelVote(voters=3, depth=5, weight=1.0)
+    reranked = evaluate_vectors(table, vectors, query_rows=query, examples=0, rerank=vote)
+    assert reranked.metrics["precision_at_1"] == 1.0 and reranked.metrics["precision_at_5"] == pytest.approx(2 / 5)
 
 
 def test_gini_bounds() -> None:
@@ -66,6 +105,10 @@ def test_gate_promotes_the_first_model_and_then_only_improvements() -> None:
     assert decide(better, base).promote
     assert not decide(base, base).promote  # a tie is no reason to deploy
     assert not decide(better, base, GatePolicy(min_improvement=0.1)).promote
+    worse = {**base, "model_version": "c", "precision_at_5": 0.58}
+    assert not decide(worse, base).promote
+    assert decide(worse, base, GatePolicy(min_improvement=-0.05)).promote  # a drop accepted explicitly
+    assert not decide(worse, base, GatePolicy(min_improvement=-0.01)).promote
     narrower = {**better, "catalogue_coverage_at_10": 0.40}
     verdict = decide(narrower, base)
     assert not verdict.promote and "guard catalogue_coverage_at_10 drops by 0.1000" in verdict.markdown

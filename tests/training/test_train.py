@@ -8,10 +8,11 @@ import torch
 from fashionrec.config import EMBEDDING_DIM
 from fashionrec.data.table import decode_images, is_holdout, read_table
 from fashionrec.local.stages import StageOutputs
+from fashionrec.params import Augmentation
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.training.card import ModelCard
-from fashionrec.training.model import BACKBONES, PretrainedWeightsUnavailable, build_encoder
-from fashionrec.training.train import load_encoder
+from fashionrec.training.model import BACKBONES, CosineClassifier, PretrainedWeightsUnavailable, build_encoder
+from fashionrec.training.train import augment, load_encoder
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
@@ -33,6 +34,29 @@ def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> No
     torch.save(donor.backbone.state_dict(), path)
     loaded = build_encoder("resnet18", str(path))
     assert torch.equal(loaded.backbone.state_dict()["conv1.weight"], donor.backbone.state_dict()["conv1.weight"])
+
+
+def test_cosface_margin_lowers_only_the_true_class_logit_and_only_in_training() -> None:
+    head = CosineClassifier(4, 3, scale=10.0, margin=0.25)
+    embeddings = torch.nn.functional.normalize(torch.randn(5, 4), dim=1)
+    labels = torch.tensor([0, 1, 2, -1, 1])  # -1: an item whose auxiliary attribute is missing
+    plain, margined = head(embeddings), head(embeddings, labels)
+    difference = plain - margined
+    expected = torch.zeros(5, 3)
+    expected[[0, 1, 2, 4], [0, 1, 2, 1]] = 2.5  # scale x margin, on the true class only
+    assert torch.allclose(difference, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("strength", list(Augmentation))
+def test_augmentation_keeps_shape_and_pixel_range_and_is_seeded(strength: Augmentation) -> None:
+    images = torch.randint(0, 256, (6, 3, 80, 60), dtype=torch.uint8)
+    first = augment(images, torch.Generator().manual_seed(1), strength)
+    again = augment(images, torch.Generator().manual_seed(1), strength)
+    other = augment(images, torch.Generator().manual_seed(2), strength)
+    assert first.shape == (6, 3, 80, 60) and first.dtype == torch.float32
+    assert float(first.min()) >= 0 and float(first.max()) <= 255
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert not torch.allclose(first, images.float())
 
 
 def test_holdout_split_is_a_stable_function_of_the_id() -> None:
@@ -74,11 +98,11 @@ def test_interrupted_training_resumes_to_the_same_model(
 
     original, calls = training.augment, {"n": 0}
 
-    def preempted_in_epoch_three(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def preempted_in_epoch_three(images: torch.Tensor, generator: torch.Generator, strength: Augmentation) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == 7:  # 3 steps per epoch: the first step of epoch 3
             raise RuntimeError("node pre-empted")
-        return original(images, generator)
+        return original(images, generator, strength)
 
     monkeypatch.setattr(training, "augment", preempted_in_epoch_three)
     with pytest.raises(RuntimeError, match="pre-empted"):
@@ -140,10 +164,11 @@ def test_a_corrupt_checkpoint_is_reported_and_training_starts_over(
 
 
 def test_precision_choice() -> None:
-    from fashionrec.training.train import autocast_dtype
+    from fashionrec.training.train import autocast_dtype, cpu_has_native_bf16
 
     cpu = torch.device("cpu")
-    assert autocast_dtype(cpu, "auto") is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "auto") == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    assert autocast_dtype(cpu, "fp32") is None
     assert autocast_dtype(cpu, "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         autocast_dtype(cpu, "fp8")

@@ -52,11 +52,12 @@ def parse_target(uri: str) -> DeployTarget:
 
 def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
     """Probe traffic from the catalogue: held-out photos as image queries, catalogue items as item_id queries."""
-    from fashionrec.data.table import is_holdout, read_table
+    from fashionrec.data.split import holdout_mask
+    from fashionrec.data.table import read_table
 
     table = read_table(valid_table)
     rng = np.random.default_rng(seed)
-    held_out = table[is_holdout(table["id"], holdout_fraction)]
+    held_out = table[holdout_mask(table, holdout_fraction)]
     photos = held_out if len(held_out) else table
     photo_rows = rng.choice(len(photos), size=min(PROBE_PHOTOS, len(photos)), replace=False)
     item_rows = rng.choice(len(table), size=min(PROBE_ITEMS, len(table)), replace=False)

@@ -29,6 +29,9 @@ from fashionrec.config import (
     MAX_REQUEST_BYTES,
     MODEL_NAME,
     MODEL_STORE_DIR,
+    RERANK_DEPTH,
+    RERANK_VOTERS,
+    RERANK_WEIGHT,
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
     predictor_model_name,
@@ -290,6 +293,9 @@ class LocalTransformer(LocalModelServer):
             f"--index_dir={self.index_dir.absolute()}",
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
+            f"--rerank_voters={RERANK_VOTERS}",
+            f"--rerank_depth={RERANK_DEPTH}",
+            f"--rerank_weight={RERANK_WEIGHT:g}",
             *([f"--canary_dir={self.canary_dir.absolute()}"] if self.canary_dir is not None else []),
             *(
                 [f"--catalog_changes={self.catalog_changes.absolute()}", f"--catalog_poll_seconds={CATALOG_POLL_SECONDS:g}"]

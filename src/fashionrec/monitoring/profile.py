@@ -72,12 +72,16 @@ class ReferenceProfile:
         return cls.load(directory) if (directory / PROFILE_FILE).is_file() else None
 
 
+GROUP_SEARCH_DEPTH = 32  # hits searched per held-out item to find the best one outside its own product group
+
+
 def build_profile(
     embeddings: Path, valid_table: Path, index_dir: Path, holdout_fraction: float, seed: int = 0
 ) -> ReferenceProfile:
     """The profile of the model whose embeddings and index these are, over the validated catalogue it was trained on."""
     from fashionrec.data.imagefacts import image_stats
-    from fashionrec.data.table import is_holdout, read_table
+    from fashionrec.data.split import holdout_mask, product_groups
+    from fashionrec.data.table import read_table
     from fashionrec.imaging import decode_image
     from fashionrec.retrieval.embeddings import read_embeddings
     from fashionrec.retrieval.index import ItemIndex
@@ -89,12 +93,18 @@ def build_profile(
     photos = valid.iloc[np.sort(rng.choice(len(valid), size=min(SAMPLE_SIZE, len(valid)), replace=False))]
     stats = pd.DataFrame([image_stats(decode_image(bytes(data))) for data in photos["image"]])
     index = ItemIndex.load(index_dir)
-    held_out = np.flatnonzero(is_holdout(table[FEAST_JOIN_KEY], holdout_fraction))
-    queries = held_out if len(held_out) else np.arange(len(table))
-    queries = queries[:SAMPLE_SIZE]
-    scores, hits = index.search(vectors[queries], min(2, index.count))
-    own = table[FEAST_JOIN_KEY].to_numpy()[queries]
-    top1 = np.where(hits[:, 0] == own, scores[:, -1], scores[:, 0])  # the best hit that is not the item itself
+    # The best hit outside the query's own product group: a shopper's photo of a product the catalogue lacks has
+    # no near-duplicate or colour variant there either.
+    group_of = dict(zip(valid["id"].astype("int64"), product_groups(valid), strict=True))
+    groups = np.array([group_of.get(int(i), int(i)) for i in table[FEAST_JOIN_KEY]])
+    held_out_ids = set(valid["id"].astype("int64")[holdout_mask(valid, holdout_fraction)])
+    held_out = np.flatnonzero(table[FEAST_JOIN_KEY].isin(held_out_ids).to_numpy())
+    queries = (held_out if len(held_out) else np.arange(len(table)))[:SAMPLE_SIZE]
+    scores, hits = index.search(vectors[queries], min(GROUP_SEARCH_DEPTH, index.count))
+    group_of_hit = np.vectorize(lambda i: group_of.get(int(i), int(i)), otypes=[np.int64])(hits)
+    outside = (group_of_hit != groups[queries][:, None]) & (hits >= 0)
+    first = outside.argmax(1)
+    top1 = np.where(outside.any(1), scores[np.arange(len(queries)), first], scores[:, -1])
     shares = valid[LABEL_COLUMN].value_counts(normalize=True)
     return ReferenceProfile(
         model_version=str(table["model_version"].iloc[0]),

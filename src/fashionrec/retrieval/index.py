@@ -24,8 +24,10 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE
+from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE, INDEX_RECALL_TARGET, LABEL_COLUMN
+from fashionrec.retrieval.calibration import EXACT_BELOW, Calibration, calibrate
 from fashionrec.retrieval.embeddings import read_embeddings
+from fashionrec.retrieval.rerank import ItemLabels
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
@@ -39,6 +41,7 @@ HNSW_EF_CONSTRUCTION = 100  # build-time beam: recall vs build time
 HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
 IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
 IVF_TRAINING_POINTS_PER_LIST = 50  # k-means sample size per list (FAISS warns below 39)
+CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps the default knobs: nothing to measure
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,21 @@ def choose_index_spec(count: int, kind: str = "auto") -> IndexSpec:
     return IndexSpec("flat")
 
 
+def choose_calibrated(
+    vectors: np.ndarray, kind: str = "auto", recall_target: float = INDEX_RECALL_TARGET, seed: int = 0
+) -> tuple[IndexSpec, Calibration | None]:
+    """The index to build, measured on these vectors (fashionrec.retrieval.calibration): ``auto`` takes the fastest of
+    HNSW, IVF and exact search that reaches ``recall_target`` (recall@10 against exact search), exact below
+    EXACT_BELOW items; a forced ``hnsw`` or ``ivf`` gets the smallest search knob that reaches it; ``flat`` is exact."""
+    count = len(vectors)
+    default = choose_index_spec(count, kind)
+    if kind == "flat" or (kind == "auto" and count < EXACT_BELOW) or count < CALIBRATION_MIN_ITEMS:
+        return (IndexSpec("flat") if kind == "auto" else default), None
+    kinds = (kind,) if kind != "auto" else ("hnsw", "ivf", "flat") if count <= HNSW_LIMIT else ("ivf", "flat")
+    calibration = calibrate(vectors, kinds, recall_target, seed=seed)
+    return IndexSpec(cast(IndexKind, calibration.chosen.kind), dict(calibration.chosen.params)), calibration
+
+
 @dataclass(frozen=True)
 class IndexMeta:
     model_version: str
@@ -84,6 +102,7 @@ class IndexMeta:
     index_type: str  # inner product on L2-normalised vectors = cosine similarity
     index_kind: IndexKind = "flat"  # indexes written before the kind was recorded are exact
     index_params: dict[str, int] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # what was measured to choose kind and params (None: chosen by size)
 
     @property
     def spec(self) -> IndexSpec:
@@ -99,7 +118,7 @@ class IndexMeta:
 _FAISS_CLASS = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}
 
 
-def _new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int) -> object:
+def new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int, with_ids: bool = True) -> object:
     """An empty FAISS index for ``spec`` (IVF trained on a sample of ``vectors``), wrapped to keep item ids.
 
     FAISS's Python constructors keep the quantizer and the wrapped index alive with the object that holds them.
@@ -120,8 +139,8 @@ def _new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int) 
         inner = ivf
     else:
         inner = faiss.IndexFlatIP(dimension)
-    _apply_search_params(inner, spec)
-    return faiss.IndexIDMap2(inner)
+    apply_search_params(inner, spec)
+    return faiss.IndexIDMap2(inner) if with_ids else inner
 
 
 def _search_params(spec: IndexSpec) -> Any:
@@ -136,7 +155,7 @@ def _search_params(spec: IndexSpec) -> Any:
     return module.SearchParameters()
 
 
-def _apply_search_params(inner: object, spec: IndexSpec) -> None:
+def apply_search_params(inner: object, spec: IndexSpec) -> None:
     """Set the query-time knobs from ``spec`` (FAISS keeps some of them only in memory)."""
     import faiss
 
@@ -255,17 +274,25 @@ class ItemIndex:
         dataset_digest: str,
         kind: str = "auto",
         seed: int = 0,
+        recall_target: float = INDEX_RECALL_TARGET,
     ) -> ItemIndex:
         if vectors.ndim != 2 or len(vectors) != len(item_ids):
             raise ValueError(f"vectors {vectors.shape} do not match {len(item_ids)} item ids")
         if len(np.unique(item_ids)) != len(item_ids):
             raise ValueError("item ids must be unique")
-        spec = choose_index_spec(len(item_ids), kind)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = _new_index(spec, int(vectors.shape[1]), vectors, seed)
+        spec, calibration = choose_calibrated(vectors, kind, recall_target, seed)
+        index = new_index(spec, int(vectors.shape[1]), vectors, seed)
         index.add_with_ids(vectors, np.asarray(item_ids, dtype=np.int64))  # type: ignore[attr-defined]
         meta = IndexMeta(
-            model_version, dataset_digest, int(vectors.shape[1]), len(item_ids), spec.description, spec.kind, spec.params
+            model_version,
+            dataset_digest,
+            int(vectors.shape[1]),
+            len(item_ids),
+            spec.description,
+            spec.kind,
+            spec.params,
+            calibration.as_dict() if calibration else None,
         )
         return cls(index, meta)
 
@@ -277,7 +304,7 @@ class ItemIndex:
         import faiss
 
         self.meta = replace(self.meta, index_params={**self.meta.index_params, **search_params})
-        _apply_search_params(cast(faiss.IndexIDMap2, self.index).index, self.meta.spec)
+        apply_search_params(cast(faiss.IndexIDMap2, self.index).index, self.meta.spec)
         if len(self._dead):
             self._filter_tombstones()  # the tombstone filter carries the search knobs too
 
@@ -326,18 +353,24 @@ class ItemIndex:
         inner = faiss.downcast_index(cast(faiss.IndexIDMap2, faiss.downcast_index(index)).index)
         if type(inner).__name__ != _FAISS_CLASS.get(meta.index_kind):
             raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
-        _apply_search_params(inner, meta.spec)
+        apply_search_params(inner, meta.spec)
         return cls(index, meta)
 
 
-def build_index(embeddings: Path, out_dir: Path, kind: str = "auto") -> IndexMeta:
-    """Index the embeddings parquet into ``out_dir``; ``kind`` as in :func:`choose_index_spec`."""
+def build_index(embeddings: Path, out_dir: Path, kind: str = "auto", recall_target: float = INDEX_RECALL_TARGET) -> IndexMeta:
+    """Index the embeddings parquet into ``out_dir``; ``kind`` and ``recall_target`` as in :func:`choose_calibrated`."""
     table, vectors = read_embeddings(embeddings)
     versions = table["model_version"].unique()
     if len(versions) != 1:
         raise ValueError(f"embeddings come from {len(versions)} model versions {list(versions)}; an index holds one")
     index = ItemIndex.build(
-        table[FEAST_JOIN_KEY].to_numpy(), vectors, str(versions[0]), str(table["dataset_digest"].iloc[0]), kind
+        table[FEAST_JOIN_KEY].to_numpy(),
+        vectors,
+        str(versions[0]),
+        str(table["dataset_digest"].iloc[0]),
+        kind,
+        recall_target=recall_target,
     )
     index.save(out_dir)
+    ItemLabels.of(table[FEAST_JOIN_KEY].to_numpy(), table[LABEL_COLUMN].astype(str).to_numpy()).save(out_dir)
     return index.meta

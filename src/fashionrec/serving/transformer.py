@@ -51,10 +51,14 @@ from fashionrec.config import (
     DEFAULT_TOP_K,
     INPUT_IMAGE,
     INPUT_ITEM_ID,
+    LABEL_COLUMN,
     MAX_TOP_K,
     MONITOR_SECONDS,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
+    RERANK_DEPTH,
+    RERANK_VOTERS,
+    RERANK_WEIGHT,
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
 )
@@ -63,6 +67,7 @@ from fashionrec.monitoring.live import WINDOW, LiveMonitor, publish
 from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
+from fashionrec.retrieval.rerank import ItemLabels, LabelVote
 from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
@@ -145,6 +150,7 @@ class ServingSnapshot:
     applied: set[str] = field(default_factory=set)  # catalogue changes already in the live index
     profile: ReferenceProfile | None = None  # the model's reference profile (index/reference/), when it has one
     monitor: LiveMonitor | None = None  # the window of recent image queries, when monitoring
+    labels: ItemLabels | None = None  # each item's articleType, for the label-vote re-ranking (older indexes: none)
 
     @property
     def model_version(self) -> str:
@@ -162,6 +168,9 @@ class ServingSnapshot:
             found = [n for n, vector in enumerate(vectors) if vector is not None]
             if found:
                 self.index.upsert(ids[found], np.stack([vectors[n] for n in found]))  # type: ignore[misc]
+                if self.labels is not None:
+                    added = [int(ids[n]) for n in found]
+                    self.labels.add(added, self.features.attributes(added)[LABEL_COLUMN])
             counter.labels(model_version=self.model_version, action="add", outcome="applied").inc(len(found))
             if len(found) < len(ids):
                 counter.labels(model_version=self.model_version, action="add", outcome="no_vector").inc(len(ids) - len(found))
@@ -186,7 +195,12 @@ class ServingSnapshot:
         """Load both from the folders the paths point at now (a hot swap may flip them meanwhile), and refuse a pair
         whose Feast vectors are not of the index's model version."""
         index_dir, feature_repo = resolve_together(index_dir, feature_repo)
-        snapshot = cls(ItemIndex.load(index_dir), OnlineFeatures(feature_repo), profile=ReferenceProfile.of_index(index_dir))
+        snapshot = cls(
+            ItemIndex.load(index_dir),
+            OnlineFeatures(feature_repo),
+            profile=ReferenceProfile.of_index(index_dir),
+            labels=ItemLabels.load(index_dir),
+        )
         # Products removed from the catalogue since the index was built have no rows at all: only the others count.
         sample = snapshot.features.present([int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)])
         missing = [
@@ -254,8 +268,10 @@ class FashionrecTransformer(Model):
         monitor_window: int = WINDOW,
         monitor_seconds: float = MONITOR_SECONDS,
         request_log: str | None = None,
+        rerank: LabelVote | None = None,
     ) -> None:
         super().__init__(name)
+        self.rerank = rerank  # None: answers in plain similarity order
         self.index_dir = index_dir
         self.feature_repo = feature_repo
         self.canary_dir = canary_dir
@@ -488,10 +504,20 @@ class FashionrecTransformer(Model):
     def _answer(self, query: Query, snapshot: ServingSnapshot, queries: np.ndarray, exclude: list[int | None]) -> InferResponse:
         metrics = transformer_metrics()
         top_k = query.top_k
+        rerank = self.rerank if snapshot.labels is not None else None
+        depth = max(top_k + 1, rerank.depth if rerank else 0)  # +1: room for the query's own item
         started = time.perf_counter()
-        scores, hits = snapshot.index.search(queries, max(1, min(top_k + 1, snapshot.index.count)))  # one call per batch
+        scores, hits = snapshot.index.search(queries, max(1, min(depth, snapshot.index.count)))  # one call per batch
         metrics.faiss_seconds.observe(time.perf_counter() - started)
-        found = sorted({int(h) for h in hits.reshape(-1) if h != -1})
+        shortlists = []  # per query, its best top_k + 1 candidates: one spare for a product removed meanwhile
+        for row in range(len(queries)):
+            usable = (hits[row] != -1) & (hits[row] != (-1 if exclude[row] is None else exclude[row]))
+            row_hits, row_scores = hits[row][usable], scores[row][usable]
+            if rerank and snapshot.labels is not None:
+                order = snapshot.labels.rerank(row_hits, row_scores, rerank)
+                row_hits, row_scores = row_hits[order], row_scores[order]
+            shortlists.append(list(zip(row_scores[: top_k + 1].tolist(), row_hits[: top_k + 1].tolist(), strict=True)))
+        found = sorted({int(h) for shortlist in shortlists for _, h in shortlist})
         started = time.perf_counter()
         attributes = snapshot.features.attributes(found) if found else {c: [] for c in ATTRIBUTE_COLUMNS}
         metrics.feast_seconds.labels(read="attributes").observe(time.perf_counter() - started)
@@ -500,10 +526,8 @@ class FashionrecTransformer(Model):
         gone = {item for item, title in zip(found, attributes[ATTRIBUTE_COLUMNS[0]], strict=True) if title is None}
         item_ids = np.full((len(queries), top_k), -1, dtype=np.int64)
         item_scores = np.zeros((len(queries), top_k), dtype=np.float32)
-        for row in range(len(queries)):
-            keep = [
-                (s, h) for s, h in zip(scores[row], hits[row], strict=True) if h != -1 and h != exclude[row] and h not in gone
-            ]
+        for row, shortlist in enumerate(shortlists):
+            keep = [(score, hit) for score, hit in shortlist if hit not in gone]
             for col, (score, hit) in enumerate(keep[:top_k]):
                 item_ids[row, col], item_scores[row, col] = hit, score
         shape = list(item_ids.shape)
@@ -566,6 +590,16 @@ def main(argv: list[str] | None = None) -> None:
         help="where image queries are logged (embeddings, stats, hits; no photos): a .jsonl file, or a folder, gs:// "
         "or s3:// for part files",
     )
+    parser.add_argument(
+        "--rerank_voters",
+        type=int,
+        default=RERANK_VOTERS,
+        help="nearest candidates that vote on the query's articleType; candidates gain by their type's share (0: off)",
+    )
+    parser.add_argument("--rerank_depth", type=int, default=RERANK_DEPTH, help="candidates searched and re-ordered by the vote")
+    parser.add_argument(
+        "--rerank_weight", type=float, default=RERANK_WEIGHT, help="a candidate's bonus per share of the vote its type has"
+    )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
         args.model_name,
@@ -577,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         monitor_window=args.monitor_window,
         monitor_seconds=args.monitor_seconds,
         request_log=args.request_log,
+        rerank=LabelVote(args.rerank_voters, args.rerank_depth, args.rerank_weight) if args.rerank_voters > 0 else None,
     )
     run_model_server([model], args, registered_models=TransformerRepository())
 

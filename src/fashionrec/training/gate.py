@@ -1,8 +1,9 @@
 """The model gate: promote a candidate only if it beats production on the same evaluation split.
 
 Rule: the primary metric (precision@5 by default) must strictly improve, by at least ``min_improvement``
-(absolute), and no
-guard metric (catalogue coverage@10, nDCG@10) may drop by more than its tolerance. No production model yet: promote.
+(absolute; a negative value accepts a drop of up to its size), and no guard metric (catalogue coverage@10, nDCG@10)
+may drop by more than its tolerance. No production model yet: promote. Both models are scored on the same held-out
+product groups (``fashionrec.data.split``), ranked as the transformer ranks them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy:
         reasons.append("no production model yet: the first candidate is promoted")
     else:
         gain = candidate[policy.primary] - production[policy.primary]
-        promote = gain > 0 and gain >= policy.min_improvement  # a tie is no reason to deploy
+        # A tie is no reason to deploy; a negative min_improvement explicitly accepts a drop up to its size.
+        promote = gain >= policy.min_improvement and (gain > 0 or policy.min_improvement < 0)
         reasons.append(
             f"{policy.primary} {'improves' if gain > 0 else 'changes'} by {gain:+.4f} (required: >= {policy.min_improvement:+.4f})"
             + ("" if promote else ": not enough")

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fashionrec.config import CHECKPOINT_FILE, LABEL_COLUMN, WEIGHTS_FILE
+from fashionrec.config import AUXILIARY_LABEL_COLUMNS, CHECKPOINT_FILE, LABEL_COLUMN, WEIGHTS_FILE
 from fashionrec.console import console, progress_bar
 from fashionrec.data.provenance import dataset_digest
-from fashionrec.data.table import decode_images, is_holdout, read_table
-from fashionrec.params import TrainConfig, plain_values
+from fashionrec.data.split import holdout_mask
+from fashionrec.data.table import decode_images, read_table
+from fashionrec.params import Augmentation, TrainConfig, plain_values
 from fashionrec.training.card import ModelCard
 from fashionrec.training.model import CosineClassifier, Encoder, build_encoder
 
@@ -29,8 +30,15 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(str(requested))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX): there, bf16 autocast trains ~1.6x faster."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The mixed-precision dtype for this device, or None for plain fp32."""
+    if precision == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
@@ -51,12 +59,19 @@ RESUME_KEYS = (
     "learning_rate",
     "weight_decay",
     "holdout_fraction",
+    "holdout_split",
+    "margin",
+    "auxiliary_weight",
+    "augmentation",
     "seed",
 )
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Batch augmentation on whatever device the batch is on: flips, small shifts, brightness/contrast jitter."""
+def augment(images: torch.Tensor, generator: torch.Generator, strength: Augmentation = Augmentation.LIGHT) -> torch.Tensor:
+    """Batch augmentation on whatever device the batch is on: flips, small shifts, brightness/contrast jitter;
+    ``strong`` adds per-image random resized crops, colour casts and some greyscale (the catalogue has grey JPEGs)."""
+    if strength == Augmentation.STRONG:
+        return _strong_augment(images, generator)
     n, _, h, w = images.shape
     x = images.float()
     flip = torch.rand(n, generator=generator, device="cpu").to(x.device) < 0.5
@@ -68,6 +83,30 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 0.4
     bias = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5).to(x.device) * 40
     return (x * gain + bias).clamp(0, 255)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def _strong_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    n = images.shape[0]
+    zoom = _uniform(n, 0.7, 1.0, generator)  # side of the crop, as a share of the image
+    aspect = torch.exp(_uniform(n, -0.15, 0.15, generator))
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    sx, sy = zoom * aspect.sqrt() * flip, zoom / aspect.sqrt()
+    tx, ty = _uniform(n, -1, 1, generator) * (1 - zoom), _uniform(n, -1, 1, generator) * (1 - zoom)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    x = images.float()
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    gain = (_uniform(n, 0.75, 1.25, generator)[:, None] * _uniform(3 * n, 0.9, 1.1, generator).view(n, 3)).to(x.device)
+    bias = _uniform(n, -20, 20, generator).to(x.device)
+    x = x * gain[:, :, None, None] + bias[:, None, None, None]
+    grey = (torch.rand(n, generator=generator) < 0.1).to(x.device)
+    x = torch.where(grey.view(n, 1, 1, 1), x.mean(1, keepdim=True).expand_as(x), x)
+    return x.clamp(0, 255)
 
 
 @torch.no_grad()
@@ -89,6 +128,7 @@ class TrainingData:
     images: np.ndarray  # uint8 [n, 3, h, w]
     train_idx: np.ndarray
     holdout_idx: np.ndarray
+    auxiliary: dict[str, tuple[list[str], np.ndarray]]  # column -> its classes, each row's class (-1: missing)
 
 
 def load_training_data(valid_catalog: Path, config: TrainConfig) -> TrainingData:
@@ -97,9 +137,16 @@ def load_training_data(valid_catalog: Path, config: TrainConfig) -> TrainingData
     if len(classes) < 2:
         raise ValueError(f"training needs at least 2 classes of {LABEL_COLUMN}, found {classes}")
     labels = table[LABEL_COLUMN].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+    auxiliary = {}
+    for column in AUXILIARY_LABEL_COLUMNS if config.auxiliary_weight > 0 else ():
+        values = table[column].where(table[column].notna() & (table[column].astype(str) != ""))
+        column_classes = sorted(values.dropna().astype(str).unique())
+        if len(column_classes) >= 2:
+            codes = values.map({c: i for i, c in enumerate(column_classes)}).fillna(-1).astype(np.int64).to_numpy()
+            auxiliary[column] = (column_classes, codes)
     images = decode_images(table["image"], config.image_size)
-    held_out = is_holdout(table["id"], config.holdout_fraction)
-    return TrainingData(table, classes, labels, images, np.flatnonzero(~held_out), np.flatnonzero(held_out))
+    held_out = holdout_mask(table, config.holdout_fraction, config.holdout_split)
+    return TrainingData(table, classes, labels, images, np.flatnonzero(~held_out), np.flatnonzero(held_out), auxiliary)
 
 
 @dataclass
@@ -110,6 +157,7 @@ class Trainer:
     device: torch.device
     encoder: Encoder
     classifier: CosineClassifier
+    auxiliary_heads: torch.nn.ModuleDict  # column -> its cosine classifier (empty: auxiliary_weight 0)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -119,15 +167,22 @@ class Trainer:
     steps_per_epoch: int
     train_images: torch.Tensor  # uint8, resident on the device (4x smaller than float); batches are cut there
     train_labels: torch.Tensor
+    train_auxiliary: dict[str, torch.Tensor]
     forward: Any  # the encoder, or its torch.compile'd form
 
     @classmethod
     def build(cls, config: TrainConfig, data: TrainingData, device: torch.device) -> Trainer:
         encoder = build_encoder(config.backbone, config.weights, config.embedding_dim).to(device)
-        classifier = CosineClassifier(config.embedding_dim, len(data.classes)).to(device)
+        classifier = CosineClassifier(config.embedding_dim, len(data.classes), margin=config.margin).to(device)
+        auxiliary_heads = torch.nn.ModuleDict(
+            {
+                c: CosineClassifier(config.embedding_dim, len(classes), margin=config.margin)
+                for c, (classes, _) in data.auxiliary.items()
+            }
+        ).to(device)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         encoder = encoder.to(memory_format=memory_format)
-        params = list(encoder.parameters()) + list(classifier.parameters())
+        params = list(encoder.parameters()) + list(classifier.parameters()) + list(auxiliary_heads.parameters())
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         steps_per_epoch = max(1, math.ceil(len(data.train_idx) / config.batch_size))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -139,6 +194,7 @@ class Trainer:
             device=device,
             encoder=encoder,
             classifier=classifier,
+            auxiliary_heads=auxiliary_heads,
             optimizer=optimizer,
             scheduler=scheduler,
             scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
@@ -148,6 +204,7 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             train_images=torch.from_numpy(data.images[data.train_idx]).to(device),
             train_labels=torch.from_numpy(data.labels[data.train_idx]).to(device),
+            train_auxiliary={c: torch.from_numpy(codes[data.train_idx]).to(device) for c, (_, codes) in data.auxiliary.items()},
             forward=torch.compile(encoder) if config.compile else encoder,
         )
 
@@ -162,9 +219,20 @@ class Trainer:
             if len(batch) < 2:  # batch norm needs two samples
                 advance(None)
                 continue
-            x = augment(self.train_images[batch], self.generator).contiguous(memory_format=self.memory_format)
+            x = augment(self.train_images[batch], self.generator, config.augmentation).contiguous(
+                memory_format=self.memory_format
+            )
             with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-                loss = F.cross_entropy(self.classifier(self.forward(x)).float(), self.train_labels[batch], label_smoothing=0.1)
+                embeddings = self.forward(x)
+                labels = self.train_labels[batch]
+                loss = F.cross_entropy(self.classifier(embeddings, labels).float(), labels, label_smoothing=0.1)
+                for column, head in self.auxiliary_heads.items():
+                    codes = self.train_auxiliary[column][batch]
+                    if bool((codes >= 0).any()):
+                        logits = head(embeddings, codes).float()
+                        loss = loss + config.auxiliary_weight * F.cross_entropy(
+                            logits, codes, ignore_index=-1, label_smoothing=0.1
+                        )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -194,6 +262,7 @@ class Trainer:
             "epoch": epochs_done,
             "encoder": self.encoder.state_dict(),
             "classifier": self.classifier.state_dict(),
+            "auxiliary_heads": self.auxiliary_heads.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -218,6 +287,7 @@ class Trainer:
             return 0
         self.encoder.load_state_dict(state["encoder"])
         self.classifier.load_state_dict(state["classifier"])
+        self.auxiliary_heads.load_state_dict(state["auxiliary_heads"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -31,7 +31,7 @@ NORMALISED_MODES = ("L", "LA", "RGBA", "P", "PA", "CMYK", "YCbCr", "1", "RGBX", 
 
 @dataclass
 class ValidationResult:
-    valid: pd.DataFrame  # styles columns + line_number + image (bytes) + image_sha256
+    valid: pd.DataFrame  # styles columns + line_number + image (bytes) + image_sha256 + image_phash
     quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
     rows_in: int
     gx_success: bool
@@ -155,6 +155,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
     valid = valid_facts.loc[:, [*STYLES_COLUMNS, "line_number"]].copy()
     valid["image"] = [image_path(catalog_dir, i).read_bytes() for i in valid["id"]]
     valid["image_sha256"] = valid_facts["sha256"].to_numpy()
+    valid["image_phash"] = valid_facts["phash"].to_numpy()  # the held-out split keeps near-duplicates together
     valid["id"] = valid["id"].astype("int64")
     quarantine = pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS)
     rows_in = len(rows) + len(styles.malformed)

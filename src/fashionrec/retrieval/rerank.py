@@ -1,0 +1,101 @@
+"""Category-aware re-ranking: the query's nearest neighbours vote on its articleType, and each candidate's score
+gains a bonus in proportion to its type's share of the vote. Neighbours of the wrong type that sit close in embedding
+space (a kurta among shirts) drop below those of the voted one, while a near-identical product of another type can
+still stay on top; the vote uses only the catalogue's own labels, so it needs no model of its own. On real photos
+a soft bonus beats moving the voted type first outright on precision@5 and hit rate@5 alike (README, quality)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashionrec.config import ITEM_LABELS_FILE, RERANK_DEPTH, RERANK_VOTERS, RERANK_WEIGHT
+
+
+@dataclass(frozen=True)
+class LabelVote:
+    voters: int = RERANK_VOTERS  # nearest candidates whose labels vote, weighted by their similarity
+    depth: int = RERANK_DEPTH  # candidates searched and re-ordered; the answer's top_k come from these
+    weight: float = RERANK_WEIGHT  # a candidate's bonus: weight x its label's share of the vote (cosine units)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.voters <= self.depth:
+            raise ValueError(f"need 1 <= voters <= depth, got voters={self.voters}, depth={self.depth}")
+        if self.weight < 0:
+            raise ValueError(f"the vote's weight must be >= 0, got {self.weight}")
+
+
+def vote_order(labels: np.ndarray, scores: np.ndarray, voters: int, weight: float = RERANK_WEIGHT) -> np.ndarray:
+    """Per query row, the order of its candidates (columns, best first by score) after the vote: by score plus
+    ``weight`` x the share of the vote of the candidate's label, ties in the original order. ``labels``: int codes,
+    -1 for a candidate without one (it neither votes nor gets a bonus)."""
+    queries, depth = labels.shape
+    if queries == 0 or depth == 0:
+        return np.zeros((queries, depth), dtype=np.int64)
+    voting = labels[:, :voters]
+    weights = np.where(voting >= 0, np.maximum(scores[:, :voters], 0) + 1e-6, 0.0)
+    tally = np.zeros((queries, int(labels.max()) + 2))  # the last column collects the unlabelled, never read back
+    np.add.at(tally, (np.repeat(np.arange(queries), voting.shape[1]), voting.reshape(-1)), weights.reshape(-1))
+    tally[:, -1] = 0
+    share = tally / np.maximum(tally.sum(1, keepdims=True), 1e-12)
+    bonus = np.take_along_axis(share, np.where(labels >= 0, labels, share.shape[1] - 1), 1)
+    return np.argsort(-(scores + weight * bonus), axis=1, kind="stable")
+
+
+def label_codes(labels: np.ndarray | list[str]) -> tuple[np.ndarray, list[str]]:
+    """String labels as int codes (and the code book), the form ``vote_order`` takes."""
+    names, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    return codes.astype(np.int64), [str(n) for n in names]
+
+
+class ItemLabels:
+    """Each indexed item's label, kept beside the index (``item_labels.npz``, no pickle) so that re-ranking needs no
+    read of the online store; products added live bring theirs with their attributes."""
+
+    def __init__(self, item_ids: np.ndarray, codes: np.ndarray, classes: list[str]) -> None:
+        order = np.argsort(item_ids, kind="stable")
+        self.item_ids, self.codes, self.classes = item_ids[order].astype(np.int64), codes[order].astype(np.int64), classes
+        self.added: dict[int, int] = {}  # live additions, looked up after the sorted arrays
+        self.code_of = {c: n for n, c in enumerate(classes)}
+
+    @classmethod
+    def of(cls, item_ids: np.ndarray, labels: np.ndarray | list[str]) -> ItemLabels:
+        codes, classes = label_codes(labels)
+        return cls(np.asarray(item_ids), codes, classes)
+
+    def save(self, directory: Path) -> None:
+        np.savez(
+            directory / ITEM_LABELS_FILE, item_ids=self.item_ids, codes=self.codes, classes=np.array(self.classes, dtype=str)
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> ItemLabels | None:
+        """The labels saved beside an index (None for indexes built before labels were kept)."""
+        path = directory / ITEM_LABELS_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["item_ids"], saved["codes"], [str(c) for c in saved["classes"]])
+
+    def add(self, item_ids: list[int], labels: list[str | None]) -> None:
+        for item, label in zip(item_ids, labels, strict=True):
+            if label is not None:
+                self.added[int(item)] = self.code_of.setdefault(label, len(self.code_of))
+
+    def codes_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """Codes of ``item_ids`` (-1: unknown)."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        at = np.clip(np.searchsorted(self.item_ids, ids), 0, max(len(self.item_ids) - 1, 0))
+        known = (self.item_ids[at] == ids) if len(self.item_ids) else np.zeros(len(ids), dtype=bool)
+        codes = np.where(known, self.codes[at] if len(self.codes) else -1, -1)
+        for n in np.flatnonzero(~known) if self.added else ():
+            codes[n] = self.added.get(int(ids[n]), -1)
+        return codes
+
+    def rerank(self, hits: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
+        """One query's candidates (best first) re-ordered by the vote: the order as positions into ``hits``."""
+        if len(hits) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return vote_order(self.codes_of(hits)[None, :], scores[None, :], min(vote.voters, len(hits)), vote.weight)[0]
