@@ -21,7 +21,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ ROWS = [
         {**OLD_DEFAULTS, "margin": 0.2, "auxiliary_weight": 0.3},
     ),
     Row("E", "+ strong augmentation (resized crops, colour casts, greyscale) = new defaults", {}),
-    Row("F", "+ label-vote re-ranking in the transformer (10 voters, depth 50)", {}, rerank=True, trained_as="E"),
+    Row("F", "+ label-vote re-ranking in the transformer (20 voters, bonus 0.05, depth 50)", {}, rerank=True, trained_as="E"),
     Row("G", "+ flip test-time augmentation", {}, rerank=True, flip=True, trained_as="E"),
 ]
 
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(r.name for r in ROWS), help="comma-separated row names")
     parser.add_argument("--config", default="{}", help="JSON TrainConfig overrides for every row, e.g. a backbone")
     parser.add_argument("--label", default="", help="results are stored under this label (default: the epochs)")
+    parser.add_argument("--serve-on", default="E", help="the trained row that the serving-side rows (F, G) re-rank")
     args = parser.parse_args()
     work = args.work / f"epochs{args.epochs}"
     work.mkdir(parents=True, exist_ok=True)
@@ -133,6 +134,8 @@ def main() -> None:
     run = saved["runs"].setdefault(label, {"epochs": args.epochs, "config": overrides, "rows": {}})
     for name in args.rows.split(","):
         row = next(r for r in ROWS if r.name == name)
+        if row.trained_as:
+            row = replace(row, trained_as=args.serve_on, change=row.change + f" (on {args.serve_on})")
         vectors, card, seconds = row_vectors(row, valid, work, args.epochs, overrides)
         queries = np.flatnonzero(holdout_mask(table, 0.2, row.split))
         groups = product_groups(table) if row.split == SplitKind.GROUP else table["id"].to_numpy()
@@ -171,7 +174,7 @@ def main() -> None:
             f"{m['all']['masterCategory_precision_at_5']:.3f}",
             f"{m['all']['worst_classes_precision_at_5']:.3f}",
         )
-    Console().print(view)
+    Console(width=200).print(view)
     started = time.strftime("%Y-%m-%d %H:%M")
     Console().print(f"written {results_path} ({started})")
 

@@ -16,6 +16,7 @@ from fashionrec.config import (
     IMAGE_KSERVE_DIR,
     MODEL_NAME,
     MONITOR_SECONDS,
+    PREDICTOR_CPUS,
     RERANK_DEPTH,
     RERANK_VOTERS,
     RERANK_WEIGHT,
@@ -26,6 +27,7 @@ from fashionrec.config import (
 from fashionrec.local.processes import LocalKServeEncoder, LocalTransformer
 from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.manifest_schema import validate_custom_resource
+from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 BASE = MANIFESTS / "base"
@@ -327,3 +329,17 @@ def test_kserve_encoder_overlay_selects_the_no_jvm_runtime_over_grpc() -> None:
     local = LocalKServeEncoder(Path("w"), model_store_dir=Path("m")).args()
     assert {a.split("=")[0] for a in container["args"]} == {a.split("=")[0] for a in local}
     assert {p["containerPort"] for p in container["ports"]} == {TRANSFORMER_GRPC_PORT}
+
+
+def test_the_predictor_uses_every_cpu_it_requests_as_local_serving_does() -> None:
+    """TorchServe: one single-threaded worker per CPU; the KServe-hosted encoder: one process, a thread per CPU."""
+    predictor = load("inferenceservice.yaml")["spec"]["predictor"]["model"]
+    assert predictor["resources"]["requests"]["cpu"] == predictor["resources"]["limits"]["cpu"] == str(PREDICTOR_CPUS)
+    assert {e["name"]: e["value"] for e in predictor["env"]}["OMP_NUM_THREADS"] == "1"
+    properties = torchserve_properties(TorchServeSettings(), {"v1": "m.mar"})
+    assert f"default_workers_per_model={PREDICTOR_CPUS}\n" in properties
+    assert f'"minWorkers":{PREDICTOR_CPUS},"maxWorkers":{PREDICTOR_CPUS}' in properties
+    runtime = load("servingruntime-kserve-encoder.yaml")["spec"]["containers"][0]
+    assert runtime["resources"]["requests"]["cpu"] == runtime["resources"]["limits"]["cpu"] == str(PREDICTOR_CPUS)
+    assert {e["name"]: e["value"] for e in runtime["env"]}["OMP_NUM_THREADS"] == str(PREDICTOR_CPUS)
+    assert LocalKServeEncoder.torch_threads == PREDICTOR_CPUS and LocalTransformer.torch_threads == 1

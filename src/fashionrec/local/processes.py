@@ -29,6 +29,7 @@ from fashionrec.config import (
     MAX_REQUEST_BYTES,
     MODEL_NAME,
     MODEL_STORE_DIR,
+    PREDICTOR_CPUS,
     RERANK_DEPTH,
     RERANK_VOTERS,
     RERANK_WEIGHT,
@@ -161,7 +162,7 @@ class LocalTorchServe:
             [torchserve, "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store", str(store.resolve())],
             self.work_dir / "torchserve.log",
             env={
-                # One torch thread per worker: with more, latency stalls under any other load on 2 cores.
+                # One torch thread per worker, one worker per CPU (TorchServeSettings.workers = PREDICTOR_CPUS).
                 "OMP_NUM_THREADS": "1",
                 "LOG_LOCATION": str(self.work_dir / "logs"),
                 "METRICS_LOCATION": str(self.work_dir / "logs"),
@@ -197,6 +198,7 @@ class LocalModelServer:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), kw_only=True, repr=False)
     name: ClassVar[str]  # of its log file
     entrypoint: ClassVar[str]  # the kserve/ program
+    torch_threads: ClassVar[int] = 1  # OMP_NUM_THREADS, as its container's env sets it
 
     @property
     def url(self) -> str:
@@ -233,7 +235,8 @@ class LocalModelServer:
         token_file.touch(mode=0o600)
         token_file.write_text(self.admin_token, encoding="utf-8")
         command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
-        self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env={"OMP_NUM_THREADS": "1"})
+        env = {"OMP_NUM_THREADS": str(self.torch_threads)}
+        self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env=env)
         self.process.start()
         ready = f"{self.url}/v2/health/ready"  # every model it serves is loaded
         wait_until(lambda: httpx.get(ready, timeout=2).status_code == 200, self.process, timeout, self.name)
@@ -250,6 +253,7 @@ class LocalKServeEncoder(LocalModelServer):
     model_store_dir: Path
     name: ClassVar[str] = "kserve-encoder"
     entrypoint: ClassVar[str] = KSERVE_ENCODER_ENTRYPOINT  # as the ServingRuntime runs it
+    torch_threads: ClassVar[int] = PREDICTOR_CPUS  # one process: a thread per CPU of the pod
 
     @property
     def inference_url(self) -> str:

@@ -12,6 +12,7 @@ from fashionrec.config import (
     DYNAMIC_BATCH_DELAY_MS,
     DYNAMIC_BATCH_SIZE,
     MAX_BATCH,
+    PREDICTOR_CPUS,
     TORCHSERVE_GRPC_INFERENCE_PORT,
     TORCHSERVE_GRPC_MANAGEMENT_PORT,
     TORCHSERVE_INFERENCE_PORT,
@@ -32,7 +33,7 @@ class TorchServeSettings:
     grpc_inference_port: int = TORCHSERVE_GRPC_INFERENCE_PORT
     grpc_management_port: int = TORCHSERVE_GRPC_MANAGEMENT_PORT
     model_store: str = "/mnt/models/model-store"
-    workers: int = 1
+    workers: int = PREDICTOR_CPUS  # one single-threaded worker per CPU of the pod (OMP_NUM_THREADS=1)
     batch_size: int = DYNAMIC_BATCH_SIZE
     max_batch_delay_ms: int = DYNAMIC_BATCH_DELAY_MS
     response_timeout_s: int = 60
