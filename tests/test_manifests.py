@@ -38,6 +38,7 @@ OVERLAYS: dict[str, dict[str, str]] = {
     "overlays/gcs": {"gcs-key.json": '{"type": "service_account"}'},
     "overlays/kserve-encoder": {},
     "overlays/canary": {},
+    "overlays/gpu-predictor": {},
 }
 STORAGE_ROOTS = {"overlays/s3": "s3://YOUR_BUCKET/fashionrec"}  # the others: the base's
 BASE_STORAGE_ROOT = "gs://YOUR_BUCKET/fashionrec"
@@ -153,6 +154,7 @@ def storage_uris(documents: list[dict[str, Any]]) -> set[str]:
         ("overlays/gcs", OVERLAYS["overlays/gcs"], "gs", {"gcloud-application-credentials.json"}),
         ("overlays/kserve-encoder", OVERLAYS["overlays/kserve-encoder"], "gs", None),
         ("overlays/canary", OVERLAYS["overlays/canary"], "gs", None),
+        ("overlays/gpu-predictor", OVERLAYS["overlays/gpu-predictor"], "gs", None),
     ],
 )
 def test_storage_scheme_and_credentials_agree_and_no_secret_is_committed(
@@ -343,3 +345,13 @@ def test_the_predictor_uses_every_cpu_it_requests_as_local_serving_does() -> Non
     assert runtime["resources"]["requests"]["cpu"] == runtime["resources"]["limits"]["cpu"] == str(PREDICTOR_CPUS)
     assert {e["name"]: e["value"] for e in runtime["env"]}["OMP_NUM_THREADS"] == str(PREDICTOR_CPUS)
     assert LocalKServeEncoder.torch_threads == PREDICTOR_CPUS and LocalTransformer.torch_threads == 1
+
+
+def test_the_gpu_overlay_gives_the_predictor_one_gpu_and_keeps_the_rest(tmp_path: Path) -> None:
+    isvc = next(d for d in kustomize("overlays/gpu-predictor", tmp_path, {}) if d["kind"] == "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert predictor["model"]["resources"]["requests"]["cpu"] == str(PREDICTOR_CPUS)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in predictor["tolerations"]
+    base = load("inferenceservice.yaml")
+    assert isvc["spec"]["transformer"] == base["spec"]["transformer"]  # the transformer stays on CPU

@@ -63,8 +63,13 @@ def parse_v2_images(body: object) -> tuple[list[bytes], str | None]:
 
 
 class EncoderService:
-    def __init__(self, module: torch.nn.Module, image_size: tuple[int, int], model_version: str) -> None:
-        self.module = module
+    def __init__(
+        self, module: torch.nn.Module, image_size: tuple[int, int], model_version: str, device: torch.device | None = None
+    ) -> None:
+        # On a GPU when the pod has one (the gpu-predictor overlay); fp32 either way, so a served vector equals the
+        # catalogue's vector of the same photo whichever device embedded it.
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.module = module.to(self.device)
         self.image_size = image_size
         self.model_version = model_version
 
@@ -86,7 +91,7 @@ class EncoderService:
     def embed(self, images: np.ndarray) -> np.ndarray:
         if len(images) == 0:
             return np.zeros((0, 0), dtype=np.float32)
-        return self.module(torch.from_numpy(images)).float().numpy()
+        return self.module(torch.from_numpy(images).to(self.device, non_blocking=True)).float().cpu().numpy()
 
     def handle_rows(self, rows: list[dict[str, Any]]) -> list[RowResult]:
         """One result per TorchServe request row; all good rows share one forward pass (dynamic batching)."""
