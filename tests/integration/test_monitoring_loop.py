@@ -14,7 +14,7 @@ from fashionrec.local.deployment import catalog_changes_dir, production_deployme
 from fashionrec.local.pipeline_runner import run_local
 from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
 from fashionrec.monitoring.loop import run_loop
-from fashionrec.params import TrainConfig
+from fashionrec.params import Augmentation, TrainConfig
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,11 @@ def test_drift_on_a_shifted_stream_starts_a_training_run_that_ends_served_or_gat
     tiny_catalog: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    first = run_local(tiny_catalog, work, TrainConfig(epochs=1, batch_size=16))
+    # Light augmentation: the default's greyscale and brightness jitter teach the encoder to shrug off exactly the
+    # shift this stream makes (darkened grey photos), which leaves the embedding test near its threshold; the image
+    # statistics catch that shift either way (tests/monitoring). Here the loop itself is under test.
+    light = Augmentation.LIGHT
+    first = run_local(tiny_catalog, work, TrainConfig(epochs=1, batch_size=16, augmentation=light))
     assert first.promoted
     requests = work.resolve() / REQUEST_LOG_FILE
     with serve_locally(
@@ -32,7 +36,9 @@ def test_drift_on_a_shifted_stream_starts_a_training_run_that_ends_served_or_gat
     ) as (predictor, transformer):  # fmt: skip
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, work / "serve" / LIVE_DIR)
-        outcome = run_loop(serving, tiny_catalog, work, requests, TrainConfig(epochs=2, batch_size=16, seed=1))
+        outcome = run_loop(
+            serving, tiny_catalog, work, requests, TrainConfig(epochs=2, batch_size=16, seed=1, augmentation=light)
+        )
     assert not outcome.calm_detected and outcome.shifted_detected
     assert outcome.decision.retrain and any("embedding" in reason for reason in outcome.decision.reasons)
     assert outcome.report.is_file() and "Retrain" in outcome.report.read_text()

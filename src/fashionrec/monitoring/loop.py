@@ -86,15 +86,17 @@ def run_loop(serving: LocalServing, catalog: Path, workdir: Path, request_log: P
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         shifted = httpx.get(f"{serving.transformer_url}/metrics", timeout=10).text
-        shifted_detected = gauge(shifted, "fashionrec_drift_detected", EMBEDDING) == 1.0
+        drifted = sorted(
+            line.split('"')[1]
+            for line in shifted.splitlines()
+            if line.startswith("fashionrec_drift_detected{") and line.endswith(" 1.0")
+        )
+        # Any signal: an encoder trained with greyscale and brightness jitter may shrug off this very shift in its
+        # embeddings, while the image statistics still see it.
+        shifted_detected = bool(drifted)
         if shifted_detected or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    drifted = sorted(
-        line.split('"')[1]
-        for line in shifted.splitlines()
-        if line.startswith("fashionrec_drift_detected{") and line.endswith(" 1.0")
-    )
     console.print(f"{len(shifted_photos)} darkened grey photos: drift detected on {', '.join(drifted) or 'nothing'}")
 
     production = production_deployment(workdir)
