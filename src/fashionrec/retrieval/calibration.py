@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fashionrec.config import INDEX_RECALL_K, INDEX_RECALL_TARGET
+from fashionrec.retrieval.faiss_kinds import IndexSpec, apply_search_params, new_index
 
 EXACT_BELOW = 10_000  # items; below this an exact scan answers in well under a millisecond on 2 cores
 CALIBRATION_QUERIES = 1_000  # held-out items used as queries
@@ -84,8 +85,6 @@ def calibrate(
     """Measure ``kinds`` on ``vectors`` (L2-normalised) and choose: the fastest (p50) that meets ``target_recall``,
     else the one with the best recall. ``calibration.chosen`` has the kind and the parameters to build with."""
     import faiss
-
-    from fashionrec.retrieval.index import IndexSpec, apply_search_params, new_index
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rng = np.random.default_rng(seed)

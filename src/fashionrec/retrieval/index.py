@@ -5,10 +5,10 @@ Catalogue changes go into a loaded index live (``upsert``, ``remove``) while it 
 filters out with an ID selector (HNSW cannot delete in place). A readers-writer lock keeps a change and searches
 apart; the next full build starts clean.
 
-The index type follows catalogue size: exact search while a query over every item stays cheap, a graph (HNSW) above
-that, and an inverted file (IVF) where an HNSW graph would take too long to build and too much memory. The choice and
-its parameters are written to index.json next to the index and applied again on load, so a served index searches the
-way it was evaluated.
+The index kind and its search knob are chosen by measurement on the catalogue's own embeddings
+(``choose_calibrated``: the fastest that reaches the recall target; exact search for small catalogues); the choice,
+its parameters and the measurement are written to index.json next to the index and applied again on load, so a
+served index searches the way it was measured.
 """
 
 from __future__ import annotations
@@ -20,16 +20,24 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 
 from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE, INDEX_RECALL_TARGET, LABEL_COLUMN
 from fashionrec.retrieval.calibration import EXACT_BELOW, Calibration, calibrate
 from fashionrec.retrieval.embeddings import read_embeddings
+from fashionrec.retrieval.faiss_kinds import (
+    FAISS_CLASS,
+    IVF_TRAINING_POINTS_PER_LIST,
+    IndexKind,
+    IndexSpec,
+    apply_search_params,
+    new_index,
+    search_params,
+)
 from fashionrec.retrieval.rerank import ItemLabels
 
-IndexKind = Literal["flat", "hnsw", "ivf"]
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
 # Exact search scans every vector: ~20 ms per query at 200k x 256 on 2 cores (benchmarks/bench_index.py), ~2 ms at 20k.
 EXACT_SEARCH_LIMIT = 100_000
@@ -40,25 +48,7 @@ HNSW_M = 32  # graph degree: recall vs memory
 HNSW_EF_CONSTRUCTION = 100  # build-time beam: recall vs build time
 HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
 IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
-IVF_TRAINING_POINTS_PER_LIST = 50  # k-means sample size per list (FAISS warns below 39)
 CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps the default knobs: nothing to measure
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """Which FAISS index to build and the parameters it searches with."""
-
-    kind: IndexKind
-    params: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def description(self) -> str:
-        """A FAISS-factory-like name, for people reading index.json and the KFP UI."""
-        if self.kind == "hnsw":
-            return f"IDMap2,HNSW{self.params['m']},IP"
-        if self.kind == "ivf":
-            return f"IDMap2,IVF{self.params['nlist']},FlatIP"
-        return "IDMap2,FlatIP"
 
 
 def choose_index_spec(count: int, kind: str = "auto") -> IndexSpec:
@@ -112,58 +102,6 @@ class IndexMeta:
     def load(cls, directory: Path) -> IndexMeta:
         """The index.json of an index folder, without loading the index."""
         return cls(**json.loads((directory / INDEX_META_FILE).read_text(encoding="utf-8")))
-
-
-# What each kind is inside the IDMap2 wrapper, so index.json and items.faiss cannot disagree unnoticed.
-_FAISS_CLASS = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}
-
-
-def new_index(spec: IndexSpec, dimension: int, vectors: np.ndarray, seed: int, with_ids: bool = True) -> object:
-    """An empty FAISS index for ``spec`` (IVF trained on a sample of ``vectors``), wrapped to keep item ids.
-
-    FAISS's Python constructors keep the quantizer and the wrapped index alive with the object that holds them.
-    """
-    import faiss
-
-    inner: object
-    if spec.kind == "hnsw":
-        hnsw = faiss.IndexHNSWFlat(dimension, spec.params["m"], faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = spec.params["ef_construction"]
-        inner = hnsw
-    elif spec.kind == "ivf":
-        quantizer = faiss.IndexFlatIP(dimension)
-        ivf = faiss.IndexIVFFlat(quantizer, dimension, spec.params["nlist"], faiss.METRIC_INNER_PRODUCT)
-        sample_size = min(len(vectors), spec.params["nlist"] * IVF_TRAINING_POINTS_PER_LIST)
-        sample = vectors[np.random.default_rng(seed).choice(len(vectors), sample_size, replace=False)]
-        ivf.train(np.ascontiguousarray(sample))
-        inner = ivf
-    else:
-        inner = faiss.IndexFlatIP(dimension)
-    apply_search_params(inner, spec)
-    return faiss.IndexIDMap2(inner) if with_ids else inner
-
-
-def _search_params(spec: IndexSpec) -> Any:
-    """FAISS search parameters equal to the index's own knobs (a selector is added to them)."""
-    import faiss
-
-    module: Any = faiss  # its stubs lack the SearchParameters classes
-    if spec.kind == "hnsw":
-        return module.SearchParametersHNSW(efSearch=spec.params["ef_search"])
-    if spec.kind == "ivf":
-        return module.SearchParametersIVF(nprobe=spec.params["nprobe"])
-    return module.SearchParameters()
-
-
-def apply_search_params(inner: object, spec: IndexSpec) -> None:
-    """Set the query-time knobs from ``spec`` (FAISS keeps some of them only in memory)."""
-    import faiss
-
-    index: Any = faiss.downcast_index(cast(Any, inner))  # HNSW and IVF knobs live on the concrete classes
-    if spec.kind == "hnsw":
-        index.hnsw.efSearch = spec.params["ef_search"]
-    elif spec.kind == "ivf":
-        index.nprobe = spec.params["nprobe"]
 
 
 class ReadWriteLock:
@@ -260,7 +198,7 @@ class ItemIndex:
         import faiss
 
         batch = faiss.IDSelectorBatch(self._dead)
-        params = _search_params(self.meta.spec)
+        params = search_params(self.meta.spec)
         params.sel = faiss.IDSelectorNot(batch)
         params._keep = (batch, params.sel)  # FAISS's Python objects do not own what they point at
         self._search_params = params
@@ -351,7 +289,7 @@ class ItemIndex:
         if index.ntotal != meta.count or index.d != meta.dimension:
             raise ValueError(f"{directory}: index holds {index.ntotal}x{index.d}, metadata says {meta.count}x{meta.dimension}")
         inner = faiss.downcast_index(cast(faiss.IndexIDMap2, faiss.downcast_index(index)).index)
-        if type(inner).__name__ != _FAISS_CLASS.get(meta.index_kind):
+        if type(inner).__name__ != FAISS_CLASS.get(meta.index_kind):
             raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
         apply_search_params(inner, meta.spec)
         return cls(index, meta)
