@@ -10,7 +10,6 @@ catalogues stay exact: a scan of them costs less than anything saves.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fashionrec.config import INDEX_RECALL_K, INDEX_RECALL_TARGET
-from fashionrec.retrieval.faiss_kinds import IndexSpec, apply_search_params, new_index
+from fashionrec.retrieval.faiss_kinds import HNSW_EF_CONSTRUCTION, IndexSpec, apply_search_params, ivf_lists_for, new_index
 
 EXACT_BELOW = 10_000  # items; below this an exact scan answers in well under a millisecond on 2 cores
 CALIBRATION_QUERIES = 1_000  # held-out items used as queries
@@ -71,10 +70,6 @@ def hnsw_m_for(count: int) -> int:
     return 32 if count <= 500_000 else 16
 
 
-def ivf_lists_for(count: int) -> int:
-    return max(1, int(4 * math.sqrt(count)))
-
-
 def calibrate(
     vectors: np.ndarray,
     kinds: tuple[str, ...] = ("hnsw", "ivf", "flat"),
@@ -103,7 +98,10 @@ def calibrate(
             sweep: list[dict[str, int]] = [{}]
         else:
             spec = (
-                IndexSpec("hnsw", {"m": hnsw_m_for(len(vectors)), "ef_construction": 100, "ef_search": HNSW_EF_SWEEP[0]})
+                IndexSpec(
+                    "hnsw",
+                    {"m": hnsw_m_for(len(vectors)), "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SWEEP[0]},
+                )
                 if kind == "hnsw"
                 else IndexSpec("ivf", {"nlist": min(ivf_lists_for(len(base)), max(1, len(base) // 39)), "nprobe": 1})
             )

@@ -3,6 +3,7 @@ served index (``fashionrec.retrieval.index``) and the measurement that chooses i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -10,6 +11,12 @@ import numpy as np
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
 IVF_TRAINING_POINTS_PER_LIST = 50  # k-means sample size per list (FAISS warns below 39)
+HNSW_EF_CONSTRUCTION = 100  # build-time beam: recall vs build time
+
+
+def ivf_lists_for(count: int) -> int:
+    """~4 sqrt(n) inverted lists: FAISS's rule of thumb (callers cap it by what k-means can train from)."""
+    return max(1, int(4 * math.sqrt(count)))
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,12 @@ from fashionrec.retrieval.calibration import EXACT_BELOW, Calibration, calibrate
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.faiss_kinds import (
     FAISS_CLASS,
+    HNSW_EF_CONSTRUCTION,
     IVF_TRAINING_POINTS_PER_LIST,
     IndexKind,
     IndexSpec,
     apply_search_params,
+    ivf_lists_for,
     new_index,
     search_params,
 )
@@ -45,7 +47,6 @@ EXACT_SEARCH_LIMIT = 100_000
 # (k-means on a sample, then one assignment per item) is the better trade.
 HNSW_LIMIT = 2_000_000
 HNSW_M = 32  # graph degree: recall vs memory
-HNSW_EF_CONSTRUCTION = 100  # build-time beam: recall vs build time
 HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
 IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
 CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps the default knobs: nothing to measure
@@ -63,7 +64,7 @@ def choose_index_spec(count: int, kind: str = "auto") -> IndexSpec:
         return IndexSpec("hnsw", {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH})
     if kind == "ivf":
         # ~4 sqrt(n) lists is FAISS's rule of thumb; never more lists than k-means can train from the items at hand.
-        nlist = max(1, min(int(4 * math.sqrt(count)), count // IVF_TRAINING_POINTS_PER_LIST))
+        nlist = max(1, min(ivf_lists_for(count), count // IVF_TRAINING_POINTS_PER_LIST))
         return IndexSpec("ivf", {"nlist": nlist, "nprobe": max(1, math.ceil(nlist * IVF_PROBE_FRACTION))})
     return IndexSpec("flat")
 

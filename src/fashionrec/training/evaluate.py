@@ -145,8 +145,12 @@ def nearest_outside_group(
         rows = query_rows[start : start + QUERY_CHUNK]
         similarities = vectors[rows] @ vectors.T
         similarities[groups[rows][:, None] == groups[None, :]] = -np.inf
-        top = np.argpartition(-similarities, depth - 1, axis=1)[:, :depth] if depth < similarities.shape[1] else None
-        top = np.argsort(-similarities, axis=1)[:, :depth] if top is None else top
+        columns = similarities.shape[1]
+        top = (
+            np.argpartition(-similarities, depth - 1, axis=1)[:, :depth]
+            if depth < columns
+            else np.broadcast_to(np.arange(columns), similarities.shape)  # every column: the sort below orders them
+        )
         top_scores = np.take_along_axis(similarities, top, 1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         found.append(np.take_along_axis(top, order, 1))
