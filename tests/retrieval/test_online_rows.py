@@ -87,6 +87,28 @@ def test_vectors_are_keyed_by_model_version_and_two_versions_coexist(tmp_path: P
     assert online.attributes(ids)["articleType"] == list(a_table["articleType"].iloc[[0, 60]])  # attributes stay
 
 
+def test_direct_sqlite_reads_give_what_feasts_online_read_gives(tmp_path: Path) -> None:
+    """Serving reads the embedded store by serialised key; the values and the gaps must be Feast's own."""
+    from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_ATTRIBUTE_VIEW, FEAST_EMBEDDING_VIEW
+    from fashionrec.retrieval.online_rows import item_key, vector_key
+
+    repo = staged(tmp_path, "repo")
+    apply_and_materialize(repo, engine="feast")
+    delete_items(open_store(repo), [int(IDS[3])])
+    online = OnlineFeatures(repo)
+    assert online._sqlite is not None
+    feast = online._online
+    ids = [int(IDS[0]), int(IDS[3]), 999_999, int(IDS[7])]  # a removed item and an unknown one among them
+    for view, features, keys, version in (
+        (FEAST_ATTRIBUTE_VIEW, list(ATTRIBUTE_COLUMNS), [item_key(i) for i in ids], None),
+        (FEAST_EMBEDDING_VIEW, ["embedding"], [vector_key(i, "v-a") for i in ids], "v-a"),
+    ):
+        view_object = online.store.get_feature_view(view)
+        expected = [values for _, values in feast.online_read(online.store.config, view_object, keys, features)]
+        assert online._read(view_object, ids, features, version) == expected
+        assert expected[1] is None and expected[2] is None and expected[0] is not None
+
+
 def test_deleting_items_removes_their_attributes_and_every_version_of_their_vectors(tmp_path: Path) -> None:
     repo = staged(tmp_path, "repo")
     store = apply_repo(repo)

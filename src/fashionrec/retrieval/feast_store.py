@@ -266,19 +266,26 @@ class OnlineFeatures:
     def __init__(self, repo_dir: Path) -> None:
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
+        from fashionrec.retrieval.online_rows import sqlite_reader
+
         self.store = open_store(repo_dir)
         self._online = get_online_store_from_config(self.store.config.online_store)
+        self._sqlite = sqlite_reader(self.store)  # the embedded store: rows read by serialised key, no protobuf keys
         self._attribute_view = self.store.get_feature_view(FEAST_ATTRIBUTE_VIEW)
         self._embedding_view = self.store.get_feature_view(FEAST_EMBEDDING_VIEW)
 
-    def _read(self, view: Any, keys: list[Any], features: list[str]) -> list[dict[str, Any] | None]:
-        rows = self._online.online_read(self.store.config, view, keys, features)
-        return [values for _, values in rows]
+    def _read(
+        self, view: Any, item_ids: list[int], features: list[str], model_version: str | None = None
+    ) -> list[dict[str, Any] | None]:
+        from fashionrec.retrieval.online_rows import entity_keys, item_key, vector_key
+
+        if self._sqlite is not None:
+            return self._sqlite.read(view, entity_keys(self.store, item_ids, model_version), features)
+        keys = [item_key(i) if model_version is None else vector_key(i, model_version) for i in item_ids]
+        return [values for _, values in self._online.online_read(self.store.config, view, keys, features)]
 
     def attributes(self, item_ids: list[int]) -> dict[str, list[str | None]]:
-        from fashionrec.retrieval.online_rows import item_key
-
-        rows = self._read(self._attribute_view, [item_key(i) for i in item_ids], list(ATTRIBUTE_COLUMNS))
+        rows = self._read(self._attribute_view, item_ids, list(ATTRIBUTE_COLUMNS))
         return {
             column: [_present(row, column).string_val if _present(row, column) else None for row in rows]
             for column in ATTRIBUTE_COLUMNS
@@ -291,9 +298,7 @@ class OnlineFeatures:
 
     def embeddings(self, item_ids: list[int], model_version: str) -> list[np.ndarray | None]:
         """The vectors of ``model_version`` for these items (None where it has none)."""
-        from fashionrec.retrieval.online_rows import vector_key
-
-        rows = self._read(self._embedding_view, [vector_key(i, model_version) for i in item_ids], ["embedding"])
+        rows = self._read(self._embedding_view, item_ids, ["embedding"], model_version)
         values = [_present(row, "embedding") for row in rows]
         return [None if value is None else np.asarray(value.float_list_val.val, dtype=np.float32) for value in values]
 
