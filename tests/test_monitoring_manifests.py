@@ -34,6 +34,7 @@ KNOWN: dict[str, str] = {
     "fashionrec_predictor_seconds": "histogram",
     "fashionrec_faiss_seconds": "histogram",
     "fashionrec_feast_seconds": "histogram",
+    "fashionrec_response_encode_seconds": "histogram",
     "fashionrec_index_items": "gauge",
     "fashionrec_model": "info",  # exposed as fashionrec_model_info
     "fashionrec_stale_embeddings": "counter",

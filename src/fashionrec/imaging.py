@@ -82,17 +82,23 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int 
     return to_rgb(open_image(data, max_bytes, max_pixels))
 
 
-def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_PIXELS) -> list[Image.Image]:
-    """Decode every payload fully (as the encoder will) and return the RGB images, or raise ImageDecodeError naming
-    the first bad one. The sizes in the headers are summed first, so a request that would decode to more than
-    ``max_total_pixels`` costs nothing."""
+def header_pixels(payloads: list[bytes]) -> int:
+    """Pixels the payloads would decode to, from their headers alone (unreadable ones count 0)."""
     total = 0
     for payload in payloads:
         try:
             with Image.open(io.BytesIO(payload)) as image:  # reads the header only
                 total += image.size[0] * image.size[1]
-        except Exception:  # unreadable: reported by the decode below, in order
+        except Exception:  # unreadable: the decode reports it, in order
             continue
+    return total
+
+
+def validate_images(payloads: list[bytes], max_total_pixels: int = MAX_REQUEST_PIXELS) -> list[Image.Image]:
+    """Decode every payload fully (as the encoder will) and return the RGB images, or raise ImageDecodeError naming
+    the first bad one. The sizes in the headers are summed first, so a request that would decode to more than
+    ``max_total_pixels`` costs nothing."""
+    total = header_pixels(payloads)
     if total > max_total_pixels:
         raise ImageDecodeError(
             f"the images hold {total} pixels together, above the limit of {max_total_pixels} per request", "too_many_pixels"

@@ -272,7 +272,10 @@ def test_a_canary_answers_its_share_of_requests_each_with_its_own_encoder_and_in
         answer = client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()
         assert answer["model_version"] == "next-model" and transformer.requested_versions == ["next-model"]
         assert answered("next-model") == before + 1
-        # item_id queries of the canary read the canary's store, whose vectors are of the stable version: refused.
+        # An item query takes the item's vector from the canary's own index: the canary's version answers.
+        assert client.post(INFER, json=item_request([10007])).json()["model_version"] == "next-model"
+        # An item the canary's index lacks is read from its store, whose vectors are of the stable version: refused.
+        canary.index.remove(np.array([10000]))
         assert client.post(INFER, json=item_request([10000])).status_code == 503
         transformer._install(Routing(stable, canary, canary_share=0.5))
         versions = {client.post(INFER, json=image_request([image_of(tiny_catalog, 10000)])).json()["model_version"]

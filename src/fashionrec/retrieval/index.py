@@ -30,6 +30,7 @@ from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.faiss_kinds import (
     FAISS_CLASS,
     HNSW_EF_CONSTRUCTION,
+    HNSW_M,
     IVF_TRAINING_POINTS_PER_LIST,
     IndexKind,
     IndexSpec,
@@ -46,7 +47,6 @@ EXACT_SEARCH_LIMIT = 100_000
 # An HNSW graph costs ~2*M ids per item on top of the vectors and builds at ~3.5k items/s per core; past this IVF
 # (k-means on a sample, then one assignment per item) is the better trade.
 HNSW_LIMIT = 2_000_000
-HNSW_M = 32  # graph degree: recall vs memory
 HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
 IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
 CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps the default knobs: nothing to measure
@@ -152,6 +152,12 @@ class ItemIndex:
         self._dead = np.empty(0, dtype=np.int64)  # tombstoned positions inside the index
         self._search_params: Any = None  # FAISS search parameters that skip the tombstones (None: there are none)
         self._ids_at: np.ndarray | None = None  # catalogue id at each position, kept once the index changes
+        self._removed: set[int] = set()  # catalogue ids removed live (FAISS's id map still points at their vectors)
+        if meta.index_kind == "ivf":  # IVF looks a vector up by position only through a direct map (8 bytes/item)
+            import faiss
+
+            ivf: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, index).index)
+            ivf.make_direct_map(True)
 
     @property
     def count(self) -> int:
@@ -180,13 +186,30 @@ class ItemIndex:
             self._tombstone(self._live_positions_of(ids))
             self.index.add_with_ids(vectors, ids)  # type: ignore[attr-defined]
             self._ids_at = np.concatenate([self._positions(), ids])
+            self._removed.difference_update(ids.tolist())
 
     def remove(self, item_ids: np.ndarray) -> int:
         """Remove these items; returns how many were in the index."""
         with self._lock.writing():
             positions = self._live_positions_of(np.asarray(item_ids, dtype=np.int64))
             self._tombstone(positions)
+            self._removed.update(self._positions()[positions].tolist())
         return len(positions)
+
+    def vectors_of(self, item_ids: list[int]) -> list[np.ndarray | None]:
+        """The vector the index searches with for each item (None where it holds none): an item query needs no
+        store read for items the index has, and gets exactly the model version it is searched against."""
+        vectors: list[np.ndarray | None] = []
+        with self._lock.reading():
+            for item in item_ids:
+                if item in self._removed:
+                    vectors.append(None)
+                    continue
+                try:  # IDMap2's reverse map points at the item's latest vector; unknown ids raise
+                    vectors.append(self.index.reconstruct(int(item)))  # type: ignore[attr-defined]
+                except RuntimeError:
+                    vectors.append(None)
+        return vectors
 
     def _tombstone(self, positions: np.ndarray) -> None:
         if len(positions) == 0:

@@ -22,6 +22,7 @@ class TransformerMetrics:
     predictor_seconds: Histogram
     faiss_seconds: Histogram
     feast_seconds: Histogram
+    respond_seconds: Histogram
     index_items: Gauge
     model: Info
     stale: Counter
@@ -52,6 +53,9 @@ def transformer_metrics() -> TransformerMetrics:
         faiss_seconds=Histogram("fashionrec_faiss_seconds", "FAISS search of one request", buckets=LATENCY_BUCKETS),
         feast_seconds=Histogram(
             "fashionrec_feast_seconds", "Feast online read of one request", ["read"], buckets=LATENCY_BUCKETS
+        ),
+        respond_seconds=Histogram(
+            "fashionrec_response_encode_seconds", "Encoding one REST answer to JSON bytes", buckets=LATENCY_BUCKETS
         ),
         index_items=Gauge("fashionrec_index_items", "Items in the current FAISS index"),
         model=Info("fashionrec_model", "The model version, index type and dataset digest now served"),

@@ -62,7 +62,7 @@ from fashionrec.config import (
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
 )
-from fashionrec.imaging import ImageDecodeError, validate_images
+from fashionrec.imaging import ImageDecodeError, header_pixels, validate_images
 from fashionrec.monitoring.live import WINDOW, LiveMonitor, publish
 from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.retrieval.feast_store import OnlineFeatures
@@ -76,6 +76,9 @@ from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
 CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
+# Images of a request that decode to at most this many pixels together (a few catalogue thumbnails; ~0.25 ms with
+# their monitored statistics) are checked on the event loop: handing them to a thread and back costs as much.
+INLINE_DECODE_PIXELS = 100_000
 T = TypeVar("T")
 SNAPSHOT_CHECK_ITEMS = 64  # items whose Feast vectors of the index's model version must exist at load
 logger = logging.getLogger(__name__)
@@ -129,9 +132,12 @@ class RecommendationResponse(InferResponse):
     """
 
     def to_rest(self) -> tuple[bytes, None]:
+        started = time.perf_counter()
         outputs = [{"name": o.name, "shape": o.shape, "datatype": o.datatype, "data": o.data} for o in self.outputs]
         body = {"id": self.id, "model_name": self.model_name, "model_version": self.model_version, "outputs": outputs}
-        return orjson.dumps(body, default=_utf8), None
+        encoded = orjson.dumps(body, default=_utf8)
+        transformer_metrics().respond_seconds.observe(time.perf_counter() - started)
+        return encoded, None
 
 
 def _utf8(value: object) -> str:
@@ -440,7 +446,10 @@ class FashionrecTransformer(Model):
         query = Query(payload, top_k, images=images, encoded=encoded)
         monitored = self.routing is not None and self.routing.stable.monitor is not None
         try:
-            query.stats = await self.off_loop(validate_and_measure, images, monitored)
+            if header_pixels(images) <= INLINE_DECODE_PIXELS:  # a thumbnail decodes faster than a thread hand-off
+                query.stats = validate_and_measure(images, monitored)
+            else:
+                query.stats = await self.off_loop(validate_and_measure, images, monitored)
         except ImageDecodeError as exc:
             raise InvalidInput(str(exc)) from exc
         return query
@@ -481,25 +490,34 @@ class FashionrecTransformer(Model):
 
     async def _predict(self, payload: Query, snapshot: ServingSnapshot) -> InferResponse:
         metrics = transformer_metrics()
-        if payload.ids is not None:
+        if payload.ids is not None:  # one trip to the CPU pool: look the vectors up, search, enrich
+            return await self.off_loop(self._answer_items, payload, snapshot)
+        started = time.perf_counter()
+        embeddings = await self.encode(payload, snapshot.model_version)
+        metrics.predictor_seconds.observe(time.perf_counter() - started)
+        self.check_version(snapshot, {str(embeddings.model_version)}, "predictor")
+        queries = embeddings.vectors
+        if queries.shape != (len(payload.images), snapshot.index.meta.dimension):
+            raise ServerNotReady(f"the encoder returned embeddings of shape {list(queries.shape)}")
+        return await self.off_loop(self._answer, payload, snapshot, queries, [None] * len(queries))
+
+    def _answer_items(self, query: Query, snapshot: ServingSnapshot) -> InferResponse:
+        """ "More like this item": the item's vector from the snapshot's index (the very vectors it searches, so of
+        its model version); from the online store only for items the index lacks (added since the last catalogue
+        poll), which also tells an unknown item (400) from a store missing this version's vectors (503)."""
+        assert query.ids is not None
+        vectors = snapshot.index.vectors_of(query.ids)
+        absent = [i for i, v in zip(query.ids, vectors, strict=True) if v is None]
+        if absent:
             started = time.perf_counter()
-            vectors = await self.off_loop(snapshot.features.embeddings, payload.ids, snapshot.model_version)
-            metrics.feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
-            missing = [i for i, v in zip(payload.ids, vectors, strict=True) if v is None]
+            stored = dict(zip(absent, snapshot.features.embeddings(absent, snapshot.model_version), strict=True))
+            transformer_metrics().feast_seconds.labels(read="embeddings").observe(time.perf_counter() - started)
+            vectors = [stored[i] if v is None else v for i, v in zip(query.ids, vectors, strict=True)]
+            missing = [i for i in absent if stored[i] is None]
             if missing:
-                await self.off_loop(self.refuse_missing, snapshot, missing)
-            queries = np.stack([v for v in vectors if v is not None])
-            exclude: list[int | None] = list(payload.ids)  # "more like this item": the item itself is not a hit
-        else:
-            started = time.perf_counter()
-            embeddings = await self.encode(payload, snapshot.model_version)
-            metrics.predictor_seconds.observe(time.perf_counter() - started)
-            self.check_version(snapshot, {str(embeddings.model_version)}, "predictor")
-            queries = embeddings.vectors
-            exclude = [None] * len(queries)
-            if queries.shape != (len(payload.images), snapshot.index.meta.dimension):
-                raise ServerNotReady(f"the encoder returned embeddings of shape {list(queries.shape)}")
-        return await self.off_loop(self._answer, payload, snapshot, queries, exclude)
+                self.refuse_missing(snapshot, missing)
+        exclude: list[int | None] = list(query.ids)  # "more like this item": the item itself is not a hit
+        return self._answer(query, snapshot, np.stack([v for v in vectors if v is not None]), exclude)
 
     def _answer(self, query: Query, snapshot: ServingSnapshot, queries: np.ndarray, exclude: list[int | None]) -> InferResponse:
         metrics = transformer_metrics()
