@@ -31,6 +31,7 @@ from fashionrec.imaging import ImageDecodeError, load_batch
 from fashionrec.serving.batching import MicroBatcher
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.model_server import model_server_parser, run_model_server
+from fashionrec.serving.responses import JsonBytesResponse
 from fashionrec.serving.torchserve import mar_version
 from fashionrec.serving.v2_inputs import image_payloads
 
@@ -87,10 +88,9 @@ class EncoderModel(Model):
             raise InvalidInput(str(exc)) from exc
         # Shares a forward pass with concurrent requests, off the event loop (fashionrec.serving.batching).
         vectors = await self.batcher.submit(batch)
-        output = InferOutput(OUTPUT_EMBEDDING, list(vectors.shape), "FP32")
-        output.set_data_from_numpy(vectors, binary_data=False)
+        output = InferOutput(OUTPUT_EMBEDDING, list(vectors.shape), "FP32", vectors.ravel().tolist())
         version = self.service.model_version
-        return InferResponse(
+        return JsonBytesResponse(
             response_id=payload.id or "",
             model_name=self.name,
             model_version=version,

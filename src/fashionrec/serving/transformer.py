@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import orjson
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.model_repository import ModelRepository
@@ -72,6 +71,7 @@ from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
+from fashionrec.serving.responses import JsonBytesResponse
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 
 CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
@@ -122,29 +122,14 @@ class Query(InferRequest):
         self.stats: list[dict[str, float]] | None = None  # the monitored image statistics, when monitoring
 
 
-class RecommendationResponse(InferResponse):
-    """The transformer's answer; its REST form is encoded once, by orjson, from the flat lists built for it.
-
-    KServe's ``to_rest`` runs every output through numpy and back, then its endpoint validates the dict with pydantic
-    and FastAPI encodes it again: ~0.7 ms for one query's 10 hits on this machine, a third of the hop budget. A
-    ``to_rest`` that gives bytes is sent as the body unchanged (KServe's own binary-extension path does the same);
-    ``serving_metrics.RequestGuard`` labels it application/json. The gRPC form is KServe's own ``to_grpc``.
-    """
+class RecommendationResponse(JsonBytesResponse):
+    """The transformer's answer, encoded once by orjson (fashionrec.serving.responses), the encoding timed."""
 
     def to_rest(self) -> tuple[bytes, None]:
         started = time.perf_counter()
-        outputs = [{"name": o.name, "shape": o.shape, "datatype": o.datatype, "data": o.data} for o in self.outputs]
-        body = {"id": self.id, "model_name": self.model_name, "model_version": self.model_version, "outputs": outputs}
-        encoded = orjson.dumps(body, default=_utf8)
+        encoded = super().to_rest()
         transformer_metrics().respond_seconds.observe(time.perf_counter() - started)
-        return encoded, None
-
-
-def _utf8(value: object) -> str:
-    """orjson's fallback: KServe's to_grpc turns BYTES strings into bytes in place."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        return encoded
 
 
 @dataclass(frozen=True)
@@ -502,9 +487,10 @@ class FashionrecTransformer(Model):
         return await self.off_loop(self._answer, payload, snapshot, queries, [None] * len(queries))
 
     def _answer_items(self, query: Query, snapshot: ServingSnapshot) -> InferResponse:
-        """ "More like this item": the item's vector from the snapshot's index (the very vectors it searches, so of
+        """More like this item: the item's vector from the snapshot's index (the very vectors it searches, so of
         its model version); from the online store only for items the index lacks (added since the last catalogue
-        poll), which also tells an unknown item (400) from a store missing this version's vectors (503)."""
+        poll), which also tells an unknown item (400) from a store missing this version's vectors (503). An item
+        removed from the catalogue since the last poll is refused too (it has no attributes any more)."""
         assert query.ids is not None
         vectors = snapshot.index.vectors_of(query.ids)
         absent = [i for i, v in zip(query.ids, vectors, strict=True) if v is None]
@@ -517,9 +503,18 @@ class FashionrecTransformer(Model):
             if missing:
                 self.refuse_missing(snapshot, missing)
         exclude: list[int | None] = list(query.ids)  # "more like this item": the item itself is not a hit
-        return self._answer(query, snapshot, np.stack([v for v in vectors if v is not None]), exclude)
+        return self._answer(query, snapshot, np.stack([v for v in vectors if v is not None]), exclude, query.ids)
 
-    def _answer(self, query: Query, snapshot: ServingSnapshot, queries: np.ndarray, exclude: list[int | None]) -> InferResponse:
+    def _answer(
+        self,
+        query: Query,
+        snapshot: ServingSnapshot,
+        queries: np.ndarray,
+        exclude: list[int | None],
+        queried: list[int] | None = None,
+    ) -> InferResponse:
+        """Search, re-rank and enrich. ``queried``: catalogue items asked about, whose attributes are read with the
+        hits' (one store read) to refuse those removed from the catalogue."""
         metrics = transformer_metrics()
         top_k = query.top_k
         rerank = self.rerank if snapshot.labels is not None else None
@@ -535,11 +530,14 @@ class FashionrecTransformer(Model):
                 order = snapshot.labels.rerank(row_hits, row_scores, rerank)
                 row_hits, row_scores = row_hits[order], row_scores[order]
             shortlists.append(list(zip(row_scores[: top_k + 1].tolist(), row_hits[: top_k + 1].tolist(), strict=True)))
-        found = sorted({int(h) for shortlist in shortlists for _, h in shortlist})
+        found = sorted({int(h) for shortlist in shortlists for _, h in shortlist} | set(queried or []))
         started = time.perf_counter()
         attributes = snapshot.features.attributes(found) if found else {c: [] for c in ATTRIBUTE_COLUMNS}
         metrics.feast_seconds.labels(read="attributes").observe(time.perf_counter() - started)
         position = {item: n for n, item in enumerate(found)}
+        removed = [i for i in queried or [] if attributes[ATTRIBUTE_COLUMNS[0]][position[i]] is None]
+        if removed:
+            self.refuse_missing(snapshot, removed)
         # A product without attributes was removed from the catalogue (its index entry goes at the next poll).
         gone = {item for item, title in zip(found, attributes[ATTRIBUTE_COLUMNS[0]], strict=True) if title is None}
         item_ids = np.full((len(queries), top_k), -1, dtype=np.int64)
