@@ -324,6 +324,58 @@ def synth_catalog(
     return table
 
 
+def augmented_catalog(source: Path, out_dir: Path, copies: int, seed: int = 0) -> pd.DataFrame:
+    """A catalogue ``copies + 1`` times the size of ``source`` (a real one, Kaggle layout): every product as it
+    is, plus ``copies`` photographed-again variants of it (mirrored or not, cropped, re-lit, re-encoded) under new
+    ids with the same labels. For measuring serving at a real catalogue's size (~44k products) from fewer photos;
+    a variant is a near-duplicate of its product, which validation reports and the held-out split groups.
+
+    Rows ``read_styles`` cannot parse or without a numeric id are left out; a product whose photo is missing or
+    unreadable keeps its rows (validation quarantines them). Returns the rows written.
+    """
+    from fashionrec.data.catalog import read_styles
+
+    styles = read_styles(source / STYLES_FILE).rows
+    styles = styles[styles["id"].str.fullmatch(r"\d+")].reset_index(drop=True)  # a row without a numeric id has no variants
+    ids = styles["id"].astype(int)
+    stride = 10 ** len(str(int(ids.max()) + 1))  # a variant's id: the product's id plus a multiple of this
+    rng = random.Random(seed)
+    (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    tables = [styles]
+    for copy in range(1, copies + 1):
+        variant = styles.copy()
+        variant["id"] = (ids + copy * stride).astype(str)
+        tables.append(variant)
+    for item_id in ids:
+        try:
+            photo = Image.open(source / IMAGES_DIR / f"{item_id}.jpg").convert("RGB")
+        except OSError:  # missing or unreadable: its rows stay, validation quarantines them
+            continue
+        photo.save(out_dir / IMAGES_DIR / f"{item_id}.jpg", format="JPEG", quality=95)
+        for copy in range(1, copies + 1):
+            _photographed_again(photo, rng).save(
+                out_dir / IMAGES_DIR / f"{item_id + copy * stride}.jpg", format="JPEG", quality=rng.randint(80, 95)
+            )
+    table = pd.concat(tables, ignore_index=True)
+    write_styles(table, out_dir / STYLES_FILE)
+    return table
+
+
+def _photographed_again(photo: Image.Image, rng: random.Random) -> Image.Image:
+    """The same product in a slightly different shot: mirrored half the time, a crop of 85-100%, other light."""
+    from PIL import ImageEnhance, ImageOps
+
+    width, height = photo.size
+    scale = rng.uniform(0.85, 1.0)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+    shot = photo.crop((left, top, left + w, top + h)).resize((width, height), Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        shot = ImageOps.mirror(shot)
+    shot = ImageEnhance.Brightness(shot).enhance(rng.uniform(0.85, 1.15))
+    return ImageEnhance.Color(shot).enhance(rng.uniform(0.8, 1.2))
+
+
 # ---- defects: each kind is injected at a known rate, with the quarantine reason validation must give it ----
 
 
