@@ -347,6 +347,24 @@ def test_the_predictor_uses_every_cpu_it_requests_as_local_serving_does() -> Non
     assert LocalKServeEncoder.torch_threads == PREDICTOR_CPUS and LocalTransformer.torch_threads == 1
 
 
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_transformers_memory_holds_a_1m_catalogue_through_a_hot_swap() -> None:
+    """The limits against the last 1M-item benchmark (benchmarks/results/million.json): one snapshot within the
+    request, two (the hot swap) and the peak within the limit."""
+    import json
+
+    measured = json.loads((MANIFESTS.parent / "benchmarks" / "results" / "million.json").read_text())
+    memory = measured["transformer_memory"]
+    assert measured["items"] >= 1_000_000
+    resources = load("inferenceservice.yaml")["spec"]["transformer"]["containers"][0]["resources"]
+    assert memory["process_mib_one_snapshot"] < mebibytes(resources["requests"]["memory"])
+    assert max(memory["process_mib_two_snapshots"], memory["peak_mib"]) < mebibytes(resources["limits"]["memory"])
+
+
 def test_the_gpu_overlay_gives_the_predictor_one_gpu_and_keeps_the_rest(tmp_path: Path) -> None:
     isvc = next(d for d in kustomize("overlays/gpu-predictor", tmp_path, {}) if d["kind"] == "InferenceService")
     predictor = isvc["spec"]["predictor"]

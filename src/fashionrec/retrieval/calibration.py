@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from fashionrec.config import INDEX_RECALL_K, INDEX_RECALL_TARGET
-from fashionrec.retrieval.faiss_kinds import HNSW_EF_CONSTRUCTION, IndexSpec, apply_search_params, ivf_lists_for, new_index
+from fashionrec.retrieval.faiss_kinds import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    IndexSpec,
+    apply_search_params,
+    ivf_lists_for,
+    new_index,
+)
 
 EXACT_BELOW = 10_000  # items; below this an exact scan answers in well under a millisecond on 2 cores
 CALIBRATION_QUERIES = 1_000  # held-out items used as queries
@@ -64,12 +71,6 @@ def _latency_ms(search: object, queries: np.ndarray, k: int) -> tuple[float, flo
     return float(np.percentile(timings, 50)), float(np.percentile(timings, 99))
 
 
-def hnsw_m_for(count: int) -> int:
-    """Graph degree: 32 for recall on catalogues up to a few hundred thousand items; 16 past that, where the graph's
-    links (2*M ids per item) would otherwise outweigh a 256-d vector's share of memory."""
-    return 32 if count <= 500_000 else 16
-
-
 def calibrate(
     vectors: np.ndarray,
     kinds: tuple[str, ...] = ("hnsw", "ivf", "flat"),
@@ -100,7 +101,7 @@ def calibrate(
             spec = (
                 IndexSpec(
                     "hnsw",
-                    {"m": hnsw_m_for(len(vectors)), "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SWEEP[0]},
+                    {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SWEEP[0]},
                 )
                 if kind == "hnsw"
                 else IndexSpec("ivf", {"nlist": min(ivf_lists_for(len(base)), max(1, len(base) // 39)), "nprobe": 1})
