@@ -2,7 +2,8 @@
 
 - ``image`` requests: validate the images here (bad ones never reach the predictor), get embeddings from the
   predictor (v2 REST or gRPC, pooled connections), search FAISS, enrich the hits from the Feast online store.
-- ``item_id`` requests: the item's embedding comes from the Feast online store; no predictor hop.
+- ``item_id`` requests: the item's embedding comes from the snapshot's own index (the vectors it searches; the
+  online store only for an item added since the last catalogue poll); no predictor hop.
 
 Never mix models: each request is answered by one snapshot (an index and the Feast store of one model version).
 Image queries call the predictor's encoder of that version (``predictor_model_name``), and an embedding of any other
