@@ -46,22 +46,28 @@ def test_an_upsert_replaces_the_items_vector(index: tuple[ItemIndex, np.ndarray,
     assert built.search(vectors[:1], 1)[1][0, 0] == ids[0]
 
 
+def the_vector(index: ItemIndex, item_id: int) -> np.ndarray:
+    (found,) = index.vectors_of([item_id])
+    assert found is not None, f"no vector for {item_id}"
+    return found
+
+
 def test_vectors_of_gives_what_the_index_searches_with_after_every_change(
     index: tuple[ItemIndex, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     built, ids, vectors = index
-    found = built.vectors_of([int(ids[5]), 424242])
-    assert np.allclose(found[0], vectors[5]) and found[1] is None  # an unknown id has none
+    assert np.allclose(the_vector(built, int(ids[5])), vectors[5])
+    assert built.vectors_of([424242, int(ids[6])])[0] is None  # an unknown id has none
     moved = unit(np.random.default_rng(12), 1)
     built.upsert(ids[5:6], moved)
-    assert np.allclose(built.vectors_of([int(ids[5])])[0], moved[0])  # the replacement, not the first vector
+    assert np.allclose(the_vector(built, int(ids[5])), moved[0])  # the replacement, not the first vector
     built.remove(ids[5:6])
     assert built.vectors_of([int(ids[5])]) == [None]  # removed: FAISS's id map still knows it, the index does not
     built.upsert(ids[5:6], vectors[5:6])
-    assert np.allclose(built.vectors_of([int(ids[5])])[0], vectors[5])
+    assert np.allclose(the_vector(built, int(ids[5])), vectors[5])
     fresh = ItemIndex.build(ids, vectors, "v1", "d", kind=built.meta.index_kind)
     fresh.save(tmp_path / "saved")
-    assert np.allclose(ItemIndex.load(tmp_path / "saved").vectors_of([int(ids[7])])[0], vectors[7])  # loaded too
+    assert np.allclose(the_vector(ItemIndex.load(tmp_path / "saved"), int(ids[7])), vectors[7])  # loaded too
 
 
 def test_changes_made_while_other_threads_search_lose_nothing(index: tuple[ItemIndex, np.ndarray, np.ndarray]) -> None:
