@@ -52,7 +52,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "base" / "inferenceservice.yaml"
 RECALLS = (0.95, 0.99)
 LATENCY_QUERIES = 500
-ADD_CHUNK = 50_000
 SERVED_KINDS = ("flat", f"hnsw-m{HNSW_M}", "ivf")  # what the index step calibrates and may serve
 LABEL_CLASSES = 134  # as many articleTypes as the real 15k catalogue: the re-ranking labels a snapshot carries
 
@@ -94,7 +93,7 @@ def timed_search(search: Any, queries: np.ndarray) -> tuple[float, float]:
 
 
 def build(kind: str, items: np.ndarray, ids: np.ndarray, progress: Progress) -> tuple[Any, dict[str, int], float]:
-    """(IDMap2-wrapped index, its build parameters, build seconds), adding in chunks to show progress."""
+    """(IDMap2-wrapped index, its build parameters, build seconds)."""
     dim, count = items.shape[1], len(items)
     started = time.perf_counter()
     nlist = min(ivf_lists_for(count), count // IVF_TRAINING_POINTS_PER_LIST)
@@ -122,10 +121,11 @@ def build(kind: str, items: np.ndarray, ids: np.ndarray, progress: Progress) -> 
         sample = items[np.random.default_rng(0).choice(count, min(count, nlist * IVF_TRAINING_POINTS_PER_LIST), replace=False)]
         inner.train(np.ascontiguousarray(sample))
     index = faiss.IndexIDMap2(inner)
-    task = progress.add_task(f"build {kind}", total=count)
-    for start in range(0, count, ADD_CHUNK):
-        index.add_with_ids(items[start : start + ADD_CHUNK], ids[start : start + ADD_CHUNK])
-        progress.update(task, advance=min(ADD_CHUNK, count - start))
+    task = progress.add_task(f"build {kind}", total=None)
+    # One add, as the index step does: HNSW built from many parallel batches came out measurably worse at 1M
+    # (recall@10 0.95 at most where one add reaches 0.997).
+    index.add_with_ids(items, ids)
+    progress.update(task, total=1, completed=1)
     return index, params, time.perf_counter() - started
 
 
