@@ -1,0 +1,171 @@
+"""The transformer's live monitor: a bounded window of recent image queries (their embeddings, the monitored image
+statistics, the recommended ids and top-1 scores), tested against the served model's reference profile off the
+request path, and the Prometheus gauges a dashboard and the alert rules read (fashionrec_drift_*,
+fashionrec_recommendation_coverage, fashionrec_recommendation_gini, fashionrec_low_score_share).
+
+Optionally every observation goes to a JSONL request log for offline analysis (`fashionrec monitor`): the embedding,
+the statistics, the top-k ids and top-1 score and the model_version; never the photo itself. A local ``*.jsonl``
+file is appended to; any other location (a folder, gs://, s3://, minio://) gets one part file per flush, named by
+time and process, as object storage cannot append and every replica writes its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fashionrec.drift.detectors import MIN_WINDOW, DriftDecision, decide, image_stat_drift, mmd_permutation_test
+from fashionrec.drift.profile import ReferenceProfile
+from fashionrec.storage import storage
+
+WINDOW = 200  # image queries per test: ~0.8 power on a small embedding shift (tests/monitoring/test_drift.py)
+ALPHA = 0.01  # false-alarm rate of each evaluation (image statistics: Bonferroni-corrected across them)
+PERMUTATIONS = 200
+
+
+@dataclass(frozen=True)
+class Health:
+    """One evaluation of the window."""
+
+    window: int
+    decision: DriftDecision
+    coverage: float  # share of the catalogue recommended within the window
+    gini: float  # inequality of how often each catalogue item was recommended (0: even, 1: one item only)
+    low_score_share: float  # share of queries whose top-1 score is below the reference's 5th percentile
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts."""
+    values = np.sort(np.asarray(counts, dtype=np.float64))
+    if values.sum() == 0:
+        return 0.0
+    ranks = np.arange(1, len(values) + 1)
+    return float((2 * (ranks * values).sum()) / (len(values) * values.sum()) - (len(values) + 1) / len(values))
+
+
+class LiveMonitor:
+    """Thread-safe: request threads ``record``, a background thread ``evaluate``s."""
+
+    def __init__(self, profile: ReferenceProfile, window: int = WINDOW, request_log: str | Path | None = None) -> None:
+        self.profile = profile
+        self.window = window
+        self.request_log = request_log
+        self._lock = threading.Lock()
+        self._embeddings: deque[np.ndarray] = deque(maxlen=window)
+        self._stats: deque[dict[str, float]] = deque(maxlen=window)
+        self._hits: deque[np.ndarray] = deque(maxlen=window)
+        self._top1: deque[float] = deque(maxlen=window)
+        # queries not in the request log yet: (time, embedding, statistics, hits, top-1 score)
+        self._pending: list[tuple[float, np.ndarray, dict[str, float], np.ndarray, float]] = []
+        self._recorded = 0
+        self._evaluated_at = 0
+
+    def record(self, embeddings: np.ndarray, stats: list[dict[str, float]], hits: np.ndarray, top1: np.ndarray) -> None:
+        """One request's image queries (row i: its embedding, statistics, recommended ids and top-1 score). Only
+        appends: the request-log lines are written by ``flush``, on the monitor's thread."""
+        now = time.time()
+        with self._lock:
+            for vector, row_stats, row_hits, score in zip(embeddings, stats, hits, top1, strict=True):
+                query = (np.asarray(vector, dtype=np.float32), row_stats, np.asarray(row_hits), float(score))
+                self._embeddings.append(query[0])
+                self._stats.append(row_stats)
+                self._hits.append(query[2])
+                self._top1.append(query[3])
+                if self.request_log is not None:
+                    self._pending.append((now, *query))
+            self._recorded += len(embeddings)
+
+    def flush(self) -> None:
+        """Write the request-log lines recorded since the last flush (on every evaluation, and at shutdown)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending and self.request_log is not None:
+            write_log_lines(str(self.request_log), [self._log_line(*query) for query in pending])
+
+    def _log_line(self, when: float, vector: np.ndarray, stats: dict[str, float], hits: np.ndarray, top1: float) -> str:
+        return json.dumps(
+            {
+                "time": when,
+                "model_version": self.profile.model_version,
+                "embedding": [round(float(v), 6) for v in vector],
+                "stats": stats,
+                "item_ids": [int(i) for i in hits if i != -1],
+                "top1_score": top1,
+            }
+        )
+
+    def evaluate(self) -> Health | None:
+        """Test the window against the reference if it holds enough queries and changed since the last evaluation;
+        write pending request-log lines. None when there was nothing (new) to test."""
+        self.flush()
+        with self._lock:
+            fresh = self._recorded != self._evaluated_at
+            self._evaluated_at = self._recorded
+            embeddings = np.stack(list(self._embeddings)) if self._embeddings else np.empty((0, 0), dtype=np.float32)
+            stats = list(self._stats)
+            hits = list(self._hits)
+            top1 = np.asarray(self._top1, dtype=np.float64)
+        if not fresh or len(embeddings) < MIN_WINDOW:
+            return None
+        return health_of(self.profile, embeddings, stats, hits, top1)
+
+
+LOG_SUFFIX = ".jsonl"
+
+
+def write_log_lines(location: str, lines: list[str]) -> None:
+    """Append to a local .jsonl file, or add a part file under any other location (see the module docstring)."""
+    body = "\n".join(lines) + "\n"
+    if location.endswith(LOG_SUFFIX) and "://" not in location:
+        path = Path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(body)
+        return
+    fs, root = storage(location)
+    fs.makedirs(root, exist_ok=True)
+    fs.pipe_file(f"{root}/{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}{LOG_SUFFIX}", body.encode("utf-8"))
+
+
+def health_of(
+    profile: ReferenceProfile, embeddings: np.ndarray, stats: list[dict[str, float]], hits: list[np.ndarray], top1: np.ndarray
+) -> Health:
+    """Drift of a window of queries against the profile, and the health of what was recommended to them."""
+    results = [mmd_permutation_test(profile.embeddings, embeddings, permutations=PERMUTATIONS, alpha=ALPHA)]
+    window_stats = {name: np.asarray([row[name] for row in stats], dtype=np.float64) for name in profile.image_stats}
+    results += image_stat_drift(profile.image_stats, window_stats, alpha=ALPHA)
+    recommended = np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
+    recommended = recommended[recommended != -1]
+    _, counts = np.unique(recommended, return_counts=True)
+    catalogue_counts = np.zeros(max(profile.catalogue_size, len(counts)))
+    catalogue_counts[: len(counts)] = counts
+    return Health(
+        window=len(embeddings),
+        decision=decide(results),
+        coverage=len(counts) / max(profile.catalogue_size, 1),
+        gini=gini(catalogue_counts),
+        low_score_share=float((top1 < profile.low_score_threshold).mean()) if len(top1) else 0.0,
+    )
+
+
+def as_dict(health: Health) -> dict[str, Any]:
+    return {
+        "window": health.window,
+        "drifted": health.decision.drifted,
+        "reasons": health.decision.reasons,
+        "coverage": health.coverage,
+        "gini": health.gini,
+        "low_score_share": health.low_score_share,
+        "signals": {
+            r.signal: {"statistic": r.statistic, "p_value": r.p_value, "drifted": r.drifted} for r in health.decision.results
+        },
+    }

@@ -1,0 +1,105 @@
+"""The live monitor: a bounded window of image queries tested against the model's reference profile; recommendation
+health over the window; the request log (no photos); the gauges it sets."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from fashionrec.drift.live import LiveMonitor, gini
+from fashionrec.drift.profile import ReferenceProfile
+from fashionrec.serving.metrics import publish_health
+
+DIM = 32
+STATS = ("brightness", "contrast")
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def catalogue(rng: np.random.Generator, count: int, centres: np.ndarray) -> np.ndarray:
+    return unit(centres[rng.integers(0, len(centres), count)] + 0.3 * rng.standard_normal((count, DIM)))
+
+
+@pytest.fixture()
+def world() -> tuple[ReferenceProfile, np.ndarray, np.random.Generator]:
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((12, DIM))
+    profile = ReferenceProfile(
+        model_version="v1",
+        embeddings=catalogue(rng, 400, centres[:8]),
+        image_stats={"brightness": rng.normal(180, 20, 400), "contrast": rng.normal(50, 8, 400)},
+        class_shares={"Tshirts": 1.0},
+        top1_scores=rng.uniform(0.7, 0.99, 200),
+        catalogue_size=1000,
+    )
+    return profile, centres, rng
+
+
+def queries(monitor: LiveMonitor, rng: np.random.Generator, vectors: np.ndarray, brightness: float, score: float) -> None:
+    for start in range(0, len(vectors), 4):  # requests of 4 images
+        batch = vectors[start : start + 4]
+        stats = [{"brightness": rng.normal(brightness, 20), "contrast": rng.normal(50, 8)} for _ in batch]
+        hits = rng.integers(0, 1000, (len(batch), 5))
+        monitor.record(batch, stats, hits, np.full(len(batch), score))
+
+
+def test_queries_like_the_catalogue_raise_nothing_and_shifted_ones_are_detected(
+    world: tuple[ReferenceProfile, np.ndarray, np.random.Generator], tmp_path: Path
+) -> None:
+    profile, centres, rng = world
+    calm = LiveMonitor(profile, window=200, request_log=tmp_path / "requests.jsonl")
+    assert calm.evaluate() is None  # nothing yet
+    queries(calm, rng, catalogue(rng, 200, centres[:8]), brightness=180, score=0.9)
+    health = calm.evaluate()
+    assert health is not None
+    assert health.window == 200 and not health.decision.drifted, health.decision.reasons
+    assert 0.3 < health.coverage < 0.7 and 0 <= health.gini < 0.6 and health.low_score_share == 0.0
+    assert calm.evaluate() is None  # nothing new since
+
+    shifted = LiveMonitor(profile, window=200)
+    queries(shifted, rng, catalogue(rng, 200, centres[8:]), brightness=90, score=0.2)  # unseen types, dark photos
+    health = shifted.evaluate()
+    assert health is not None and health.decision.drifted and health.low_score_share == 1.0
+    drifted = {r.signal for r in health.decision.results if r.drifted}
+    assert drifted == {"embedding", "brightness"}  # contrast did not move
+
+    lines = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert len(lines) == 200 and set(lines[0]) == {"time", "model_version", "embedding", "stats", "item_ids", "top1_score"}
+    assert len(lines[0]["embedding"]) == DIM and lines[0]["model_version"] == "v1"
+
+
+def test_the_window_is_bounded_and_small_windows_are_not_tested(
+    world: tuple[ReferenceProfile, np.ndarray, np.random.Generator],
+) -> None:
+    profile, centres, rng = world
+    monitor = LiveMonitor(profile, window=50)
+    queries(monitor, rng, catalogue(rng, 20, centres[:8]), brightness=180, score=0.9)
+    assert monitor.evaluate() is None  # 20 < the tests' minimum window
+    queries(monitor, rng, catalogue(rng, 120, centres[:8]), brightness=180, score=0.9)
+    health = monitor.evaluate()
+    assert health is not None and health.window == 50
+
+
+def test_the_gauges_carry_each_signal(world: tuple[ReferenceProfile, np.ndarray, np.random.Generator]) -> None:
+    profile, centres, rng = world
+    monitor = LiveMonitor(profile, window=100)
+    queries(monitor, rng, catalogue(rng, 100, centres[8:]), brightness=90, score=0.2)
+    health = monitor.evaluate()
+    assert health is not None
+    publish_health(health)
+    assert REGISTRY.get_sample_value("fashionrec_drift_detected", {"signal": "embedding"}) == 1.0
+    assert REGISTRY.get_sample_value("fashionrec_drift_p_value", {"signal": "brightness"}) == pytest.approx(
+        next(r.p_value for r in health.decision.results if r.signal == "brightness")
+    )
+    assert REGISTRY.get_sample_value("fashionrec_drift_window_size") == 100
+    assert REGISTRY.get_sample_value("fashionrec_low_score_share") == 1.0
+
+
+def test_gini_is_zero_when_even_and_near_one_when_one_item_takes_everything() -> None:
+    assert gini(np.ones(10)) == pytest.approx(0.0)
+    assert gini(np.array([0, 0, 0, 10])) == pytest.approx(0.75)
+    assert gini(np.zeros(5)) == 0.0
