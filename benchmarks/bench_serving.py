@@ -49,11 +49,11 @@ from rich.table import Table
 from fashionrec.config import MODEL_NAME, predictor_model_name
 from fashionrec.data.synth import augmented_catalog, synth_catalog
 from fashionrec.imaging import load_batch
-from fashionrec.local.processes import serve_locally
 from fashionrec.local.stages import run_stages
 from fashionrec.params import TrainConfig
 from fashionrec.serving.client import image_request, item_request
 from fashionrec.serving.encoder_service import EncoderService
+from fashionrec.serving.processes import serve_locally
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = 8

@@ -26,7 +26,7 @@ def build_index(
     from dataclasses import asdict
     from pathlib import Path
 
-    from fashionrec.monitoring.profile import write_profile
+    from fashionrec.drift.profile import write_profile
     from fashionrec.retrieval.index import build_index as run_build
 
     meta = run_build(Path(embeddings.path), Path(index.path), index_kind, index_recall_target)

@@ -33,9 +33,9 @@ def deploy_model(
     from collections import namedtuple
     from pathlib import Path
 
-    from fashionrec.deploy.release import Deployment
     from fashionrec.deploy.rollout import RolloutSettings
     from fashionrec.deploy.step import deploy, probe_requests
+    from fashionrec.serving.release import Deployment
 
     if not gate_passed:
         Path(report.path).write_text("# Not deployed: the gate rejected the model; production untouched\n")

@@ -11,7 +11,7 @@ def package_model(model: Input[Model], model_store: Output[Model]) -> None:
     config/config.properties + model-store/fashionrec.mar."""
     from pathlib import Path
 
-    from fashionrec.training.package import build_model_store
+    from fashionrec.serving.package import build_model_store
 
     mar = build_model_store(Path(model.path), Path(model_store.path))
     model_store.metadata.update({"mar_bytes": mar.stat().st_size, **model.metadata})

@@ -19,13 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fashionrec.config import WORKDIR_CATALOG_DIR
+from fashionrec.config import LOOPBACK
 from fashionrec.deploy.local_target import LocalServing, register_encoder
-from fashionrec.deploy.release import Deployment
 from fashionrec.local.deployment import production_deployment
-from fashionrec.local.processes import LIVE_DIR, LOOPBACK, LocalTorchServe, LocalTransformer, serve_locally
+from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, LocalTransformer, serve_locally
+from fashionrec.serving.release import Deployment
 from fashionrec.web.browser import headless_chromium
 from fashionrec.web.gallery import GallerySettings, serving_gallery
+from fashionrec.workdir import WorkDir
 
 PATIENCE_S = 120
 # True once every photo on the page has loaded (or failed): the screenshot shows no half-drawn thumbnails.
@@ -80,7 +81,9 @@ def serve_beside(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("work/real3k"), help="a work dir with a production model")
-    parser.add_argument("--catalog", type=Path, help=f"the catalogue it was trained on (default: WORKDIR/{WORKDIR_CATALOG_DIR})")
+    parser.add_argument(
+        "--catalog", type=Path, help=f"the catalogue it was trained on (default: {WorkDir(Path('WORKDIR')).catalog})"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "gallery.png")
     parser.add_argument("--article-type", default="", help="filter the grid to this articleType before clicking")
     parser.add_argument("--pick", type=int, default=0, help="click the grid's product at this position (0: the first)")
@@ -91,7 +94,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1300)
     args = parser.parse_args()
-    catalog = args.catalog or args.workdir / WORKDIR_CATALOG_DIR
+    catalog = args.catalog or WorkDir(args.workdir).catalog
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-screenshot-") as tmp,
         serve_locally(production_deployment(args.workdir), Path(tmp) / "serve") as (predictor, transformer),

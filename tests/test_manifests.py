@@ -24,9 +24,9 @@ from fashionrec.config import (
     TRANSFORMER_HTTP_PORT,
     TRANSFORMER_IMAGE,
 )
-from fashionrec.local.processes import LocalKServeEncoder, LocalTransformer
 from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.manifest_schema import validate_custom_resource
+from fashionrec.serving.processes import LocalKServeEncoder, LocalTransformer
 from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"

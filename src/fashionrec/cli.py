@@ -18,24 +18,22 @@ import typer
 from fashionrec.config import (
     DEFAULT_TOP_K,
     DEFECTS_FILE,
-    DEPLOYMENT_FILE,
     GALLERY_PORT,
     INDEX_RECALL_TARGET,
+    LOOPBACK,
     MAX_IMAGE_BYTES,
     MODEL_NAME,
-    PIPELINE_LOG_FILE,
-    REQUEST_LOG_FILE,
-    WORKDIR_CATALOG_DIR,
     predictor_model_name,
 )
-from fashionrec.console import console, print_hits, print_versions
-from fashionrec.local.processes import LOOPBACK
+from fashionrec.console import console
+from fashionrec.local.tables import print_hits, print_versions
 
 if TYPE_CHECKING:
     from fashionrec.kubeflow.submit import PipelineVersionRef
     from fashionrec.training.registry import MlflowRegistry
 
 from fashionrec.params import IndexKind, PipelineSettings, TrainConfig, cli_signature, from_values
+from fashionrec.workdir import DEFAULT_WORKDIR, WorkDir
 
 app = typer.Typer(help="Visual 'more like this' recommendations for fashion catalogues.", no_args_is_help=True)
 data_app = typer.Typer(help="Catalogue data.", no_args_is_help=True)
@@ -47,7 +45,6 @@ app.add_typer(model_app, name="model")
 catalog_app = typer.Typer(help="Products added or removed live, without retraining.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
-DEFAULT_WORKDIR = Path("work")
 Workdir = Annotated[
     Path, typer.Option(help="Folder of local pipeline runs: their outputs, the registry (mlflow.db), deployment records.")
 ]
@@ -157,7 +154,7 @@ def package(
     out: Annotated[Path, typer.Option(help="Model store folder: config/ + model-store/.")],
 ) -> None:
     """Export the encoder into a TorchServe model store for KServe."""
-    from fashionrec.training.package import build_model_store
+    from fashionrec.serving.package import build_model_store
 
     console.print(f"wrote {build_model_store(model, out)}")
 
@@ -188,7 +185,7 @@ def pipeline_run(
 
     train_config = from_values(TrainConfig, parameters, strict=False)
     settings = from_values(PipelineSettings, parameters, strict=False)
-    log = workdir / PIPELINE_LOG_FILE
+    log = WorkDir(workdir).pipeline_log
     console.print(f"full log of every step: {log}")
     run = run_local(catalog, workdir, train_config, settings, log_file=log)
     version = run.deployment.model_version
@@ -198,7 +195,7 @@ def pipeline_run(
         outcome = f"[yellow]model {version} passed the gate but the canary rolled it back[/yellow]: production untouched"
     else:
         outcome = f"[yellow]model {version} rejected by the gate[/yellow]: production untouched"
-    console.print(f"pipeline finished: {outcome}; this run's outputs: {workdir / DEPLOYMENT_FILE}")
+    console.print(f"pipeline finished: {outcome}; this run's outputs: {WorkDir(workdir).deployment_record}")
 
 
 T = TypeVar("T")
@@ -371,8 +368,8 @@ def model_rollback(
     parsed = parse_target(target)
     if parsed.kind != "kserve" or not releases:
         raise typer.BadParameter("a cluster rollback needs --target kserve://[NAMESPACE/]NAME and --releases URI")
-    from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import fetch_feature_repo, replay_changes
+    from fashionrec.data.changes import ChangeLog
     from fashionrec.deploy.step import catch_up_additions
     from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 
@@ -410,13 +407,13 @@ def serve(
     transformer on loopback, and the gallery, until Ctrl-C. `fashionrec model promote|rollback` changes what --watch
     serves."""
     from fashionrec.deploy.local_target import LocalServing, LocalTarget, watch_tick
-    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
-    from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
+    from fashionrec.local.deployment import production_deployment
+    from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, serve_locally
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    changes = catalog_changes_dir(workdir)  # `fashionrec catalog add|remove` changes what it serves live
-    requests = workdir.resolve() / REQUEST_LOG_FILE  # what `fashionrec monitor` reads
+    changes = WorkDir(workdir).catalog_changes  # `fashionrec catalog add|remove` changes what it serves live
+    requests = WorkDir(workdir).request_log  # what `fashionrec monitor` reads
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
         serve_locally(production_deployment(workdir, registry), Path(tmp), catalog_changes=changes, request_log=requests) as (
@@ -435,7 +432,7 @@ def serve(
         try:
             with contextlib.ExitStack() as gallery, contextlib.suppress(KeyboardInterrupt):
                 if web:
-                    open_gallery(gallery, catalog or workdir / WORKDIR_CATALOG_DIR, transformer.url, web_port)
+                    open_gallery(gallery, catalog or WorkDir(workdir).catalog, transformer.url, web_port)
                 while not stop.wait(watch or None):
                     if outcome := watch_tick(target, lambda: production_deployment(workdir, registry)):
                         console.print(outcome)
@@ -508,17 +505,16 @@ def catalog_add(
 ) -> None:
     """Validate new products, encode them with every served encoder, and make them recommendable now: online store,
     the served indexes (within seconds, no restart) and the catalogue the next retrain reads."""
-    from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import add_items, stage_additions
-    from fashionrec.local.deployment import catalog_changes_dir
+    from fashionrec.data.changes import ChangeLog
 
     serving = running_serving(workdir)
     with tempfile.TemporaryDirectory(prefix="fashionrec-add-") as tmp:
         additions = stage_additions(images, styles, Path(tmp) / "additions")
-        report_dir = workdir / "catalog_reports" / time.strftime("%Y%m%dT%H%M%S")
+        report_dir = WorkDir(workdir).catalog_reports / time.strftime("%Y%m%dT%H%M%S")
         predictor = serving.predictor()
         result = add_items(
-            additions, serving.served(), predictor, ChangeLog(str(catalog_changes_dir(workdir))), catalog, report_dir
+            additions, serving.served(), predictor, ChangeLog(str(WorkDir(workdir).catalog_changes)), catalog, report_dir
         )
     console.print(
         f"added {len(result.added)} product(s), encoded by model version(s) {', '.join(result.model_versions) or '-'}; "
@@ -533,12 +529,11 @@ def catalog_remove(
     workdir: Workdir = DEFAULT_WORKDIR,
 ) -> None:
     """Remove products from the online store, the served indexes and the catalogue (lines kept in removed.jsonl, images in removed_images/)."""
-    from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import remove_items
-    from fashionrec.local.deployment import catalog_changes_dir
+    from fashionrec.data.changes import ChangeLog
 
     serving = running_serving(workdir)
-    result = remove_items(item_ids, serving.served(), ChangeLog(str(catalog_changes_dir(workdir))), catalog)
+    result = remove_items(item_ids, serving.served(), ChangeLog(str(WorkDir(workdir).catalog_changes)), catalog)
     console.print(
         f"removed {len(result.removed)} product(s)" + (f"; not in the online store: {result.unknown}" if result.unknown else "")
     )
@@ -560,10 +555,10 @@ def monitor(
     """Compare what the production model was asked (the request log) with what it learned (its reference profile):
     an HTML drift report, a decision (retrain or not, with reasons) and, with --retrain, a training run whose gate
     and canary decide what reaches production."""
-    from fashionrec.catalog.changes import ChangeLog
     from fashionrec.catalog.update import latest_changes
-    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
-    from fashionrec.monitoring.profile import ReferenceProfile
+    from fashionrec.data.changes import ChangeLog
+    from fashionrec.drift.profile import ReferenceProfile
+    from fashionrec.local.deployment import production_deployment
     from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining, write_report
 
     if retrain and catalog is None:
@@ -573,13 +568,13 @@ def monitor(
     if profile is None:
         console.print(f"[red]model {deployment.model_version} has no reference profile (built before monitoring)[/red]")
         raise typer.Exit(1)
-    log = log or workdir / REQUEST_LOG_FILE
+    log = log or WorkDir(workdir).request_log
     requests = RequestLog.read(log, profile.model_version) if log.exists() else RequestLog.read_none()
     healths = analyse(profile, requests)
-    changes = catalog_changes_dir(workdir)
+    changes = WorkDir(workdir).catalog_changes
     added = sum(c.action == "add" for c in latest_changes(ChangeLog(str(changes))).values()) if changes.exists() else 0
     decision = decide_retraining(healths, added, profile.catalogue_size)
-    report = write_report(profile, requests, healths, decision, out or workdir / "monitoring")
+    report = write_report(profile, requests, healths, decision, out or WorkDir(workdir).monitoring)
     verdict = "[bold red]retrain[/bold red]" if decision.retrain else "[green]no retraining needed[/green]"
     console.print(f"{len(requests.top1)} logged queries of model {profile.model_version}, {len(healths)} windows: {verdict}")
     for reason in decision.reasons:
@@ -589,7 +584,7 @@ def monitor(
         from fashionrec.local.pipeline_runner import run_local
 
         console.rule("retraining: the gate and the canary decide what reaches production")
-        run = run_local(catalog, workdir, log_file=workdir / PIPELINE_LOG_FILE)
+        run = run_local(catalog, workdir, log_file=WorkDir(workdir).pipeline_log)
         outcome = "promoted" if run.promoted else "gated out or rolled back: production untouched"
         console.print(f"model {run.deployment.model_version}: {outcome}")
 

@@ -111,8 +111,6 @@ METRICS_FILE = "metrics.json"  # an evaluation's metrics
 CONFUSION_FILE = "confusion.json"
 PER_CLASS_FILE = "per_class.json"  # an evaluation's precision@5 per articleType, worst first
 EMBEDDINGS_FILE = "embeddings.parquet"
-DEPLOYMENT_FILE = "deployment.json"  # where a local pipeline run's serving artifacts are
-PIPELINE_LOG_FILE = "pipeline.log"  # kfp.local's full output of a local pipeline run
 FEAST_CONFIG_FILE = "feature_store.yaml"
 
 # Layout of the artifacts that serving consumes.
@@ -141,15 +139,14 @@ REGISTRY_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", 
 FEAST_SECRET = "fashionrec-feast-credentials"
 # How often a transformer lists the catalogue change log: an added product is searchable within this.
 CATALOG_POLL_SECONDS = 2.0
-# How often a transformer tests its window of recent image queries for drift (fashionrec.monitoring.live).
+# How often a transformer tests its window of recent image queries for drift (fashionrec.drift.live).
 MONITOR_SECONDS = 30.0
-REQUEST_LOG_FILE = "requests.jsonl"
 # The training pipeline's compiled YAML inside the project image (the monitoring pipeline's trigger submits it).
-IMAGE_TRAINING_PIPELINE = "/opt/fashionrec/pipelines/compiled/training_pipeline.yaml"  # in a work dir: what `fashionrec serve`'s image queries saw (no photos)
+IMAGE_TRAINING_PIPELINE = "/opt/fashionrec/pipelines/compiled/training_pipeline.yaml"
 FEAST_SECRET_KEYS = ("FEAST_REDIS_PASSWORD", "FEAST_REGISTRY_PASSWORD")
 # Where a catalogue on a PersistentVolumeClaim is mounted in the validate step's pod.
 CATALOG_MOUNT = "/mnt/catalog"
+# Every local server (TorchServe, the KServe model servers, Redis, the gallery) listens on this address only.
+LOOPBACK = "127.0.0.1"
 # The gallery (fashionrec.web): `fashionrec web` and `fashionrec serve` open it on this loopback port.
 GALLERY_PORT = 8070
-# Where `make demo` writes its catalogue in the work dir; `fashionrec serve`'s gallery shows it by default.
-WORKDIR_CATALOG_DIR = "catalog"

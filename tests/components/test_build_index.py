@@ -7,8 +7,8 @@ from components.build_index import build_index
 from fashionrec.data.imagefacts import IMAGE_STATS
 from fashionrec.data.split import holdout_mask
 from fashionrec.data.table import read_table
+from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.local.stages import StageOutputs
-from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.training.card import ModelCard
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from kfp.dsl.python_component import PythonComponent
 
+from fashionrec.checkout import load_pipeline_module, project_root
 from fashionrec.config import PROJECT_IMAGE
-from fashionrec.local.pipeline_runner import load_pipeline_module, project_root
 
 COMPONENT_FILES = sorted(p.stem for p in (project_root() / "components").glob("*.py"))
 

@@ -10,9 +10,9 @@ from kfp.dsl import HTML, Dataset, Markdown, Metrics
 from kfp_artifacts import artifact
 
 from components.monitor_requests import monitor_requests
-from fashionrec.deploy.release import RELEASE_FILE, Release
-from fashionrec.monitoring.live import LiveMonitor
-from fashionrec.monitoring.profile import PROFILE_DIR, ReferenceProfile
+from fashionrec.drift.live import LiveMonitor
+from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
+from fashionrec.serving.release import RELEASE_FILE, Release
 
 DIM = 16
 

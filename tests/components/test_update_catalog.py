@@ -11,12 +11,12 @@ from kfp.dsl import HTML, Dataset, Metrics
 from kfp_artifacts import artifact
 
 from components.update_catalog import update_catalog
-from fashionrec.catalog.changes import ChangeLog
 from fashionrec.catalog.update import CatalogUpdateError
-from fashionrec.deploy.release import RELEASE_FILE, Release
+from fashionrec.data.changes import ChangeLog
 from fashionrec.local.redis import running_redis
 from fashionrec.retrieval.embeddings import random_embeddings, write_embeddings
 from fashionrec.retrieval.feast_store import OnlineFeatures, StoreSettings, apply_and_materialize, stage_repo
+from fashionrec.serving.release import RELEASE_FILE, Release
 
 IDS = np.arange(700, 760)
 

@@ -17,9 +17,9 @@ from fashionrec.deploy.kserve_target import (
     rolled_out,
     served_version,
 )
-from fashionrec.deploy.release import Release
 from fashionrec.deploy.rollout import switch
 from fashionrec.serving.manifest_schema import validate_custom_resource
+from fashionrec.serving.release import Release
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "inferenceservice.yaml"
 ROOT = "gs://bucket/fashionrec/releases"

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionrec.config import LOOPBACK
 from fashionrec.deploy.rollout import RolloutResult
 from fashionrec.deploy.step import retire_vectors
-from fashionrec.local.processes import LOOPBACK, free_port
 from fashionrec.retrieval.embeddings import random_embeddings, write_embeddings
 from fashionrec.retrieval.feast_store import StoreSettings, apply_and_materialize, open_store, stage_repo
 from fashionrec.retrieval.online_rows import stored_versions
+from fashionrec.serving.processes import free_port
 
 
 def repo(tmp_path: Path, settings: StoreSettings | None = None) -> Path:

@@ -12,8 +12,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.local.processes import LocalKServeEncoder, LocalModelServer, LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.local.stages import StageOutputs
+from fashionrec.serving.processes import LocalKServeEncoder, LocalModelServer, LocalTorchServe, LocalTransformer, serve_locally
 
 pytestmark = pytest.mark.integration
 LISTEN = "0A"

@@ -9,12 +9,12 @@ import pytest
 from client_load import wait_for
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.local.processes import serve_locally
+from fashionrec.drift.profile import ReferenceProfile
+from fashionrec.local.monitoring_loop import darkened, gauge
 from fashionrec.local.stages import StageOutputs
-from fashionrec.monitoring.loop import darkened, gauge
-from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining
 from fashionrec.serving.client import image_request
+from fashionrec.serving.processes import serve_locally
 
 pytestmark = pytest.mark.integration
 

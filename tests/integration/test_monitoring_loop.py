@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from fashionrec.cli import app
-from fashionrec.config import REQUEST_LOG_FILE
 from fashionrec.deploy.local_target import LocalServing
-from fashionrec.local.deployment import catalog_changes_dir, production_deployment
+from fashionrec.local.deployment import production_deployment
+from fashionrec.local.monitoring_loop import run_loop
 from fashionrec.local.pipeline_runner import run_local
-from fashionrec.local.processes import LIVE_DIR, LocalTorchServe, serve_locally
-from fashionrec.monitoring.loop import run_loop
 from fashionrec.params import Augmentation, TrainConfig
+from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.workdir import WorkDir
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +28,13 @@ def test_drift_on_a_shifted_stream_starts_a_training_run_that_ends_served_or_gat
     light = Augmentation.LIGHT
     first = run_local(tiny_catalog, work, TrainConfig(epochs=1, batch_size=16, augmentation=light))
     assert first.promoted
-    requests = work.resolve() / REQUEST_LOG_FILE
+    requests = WorkDir(work).request_log
     with serve_locally(
-        production_deployment(work), work / "serve", catalog_changes=catalog_changes_dir(work), request_log=requests,
+        production_deployment(work), WorkDir(work).serve, catalog_changes=WorkDir(work).catalog_changes, request_log=requests,
         monitor_seconds=0.5,
     ) as (predictor, transformer):  # fmt: skip
         assert isinstance(predictor, LocalTorchServe)
-        serving = LocalServing.of(predictor, transformer, work / "serve" / LIVE_DIR)
+        serving = LocalServing.of(predictor, transformer, WorkDir(work).serve / LIVE_DIR)
         outcome = run_loop(
             serving, tiny_catalog, work, requests, TrainConfig(epochs=2, batch_size=16, seed=1, augmentation=light)
         )

@@ -18,22 +18,12 @@ import redis
 from client_load import under_load, wait_for
 from PIL import Image, ImageOps
 
-from fashionrec.catalog.changes import ChangeLog
 from fashionrec.catalog.update import ServedVersion, add_items, reencode_additions, remove_items, stage_additions
 from fashionrec.config import MODEL_NAME, STYLES_COLUMNS
 from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
+from fashionrec.data.changes import ChangeLog
 from fashionrec.data.validation.quarantine import validate_catalog
 from fashionrec.deploy.local_target import LocalServing, register_encoder
-from fashionrec.deploy.release import Deployment
-from fashionrec.local.processes import (
-    LIVE_DIR,
-    LOOPBACK,
-    LocalTorchServe,
-    LocalTransformer,
-    make_bundle,
-    point_current,
-    serve_locally,
-)
 from fashionrec.local.redis import LocalRedis, running_redis
 from fashionrec.local.stages import StageOutputs
 from fashionrec.retrieval.embeddings import random_embeddings, read_embeddings, write_embeddings
@@ -52,6 +42,16 @@ from fashionrec.retrieval.index import ItemIndex, build_index
 from fashionrec.retrieval.online_rows import delete_model_version, stored_versions
 from fashionrec.serving.client import image_request, item_request
 from fashionrec.serving.predictor_client import make_predictor
+from fashionrec.serving.processes import (
+    LIVE_DIR,
+    LOOPBACK,
+    LocalTorchServe,
+    LocalTransformer,
+    make_bundle,
+    point_current,
+    serve_locally,
+)
+from fashionrec.serving.release import Deployment
 
 pytestmark = pytest.mark.integration
 IDS = np.arange(20_000, 20_300)

@@ -13,13 +13,14 @@ from client_load import under_load
 from fashionrec.config import INDEX_META_FILE
 from fashionrec.deploy.canary import CanaryPolicy
 from fashionrec.deploy.local_target import LocalServing, LocalTarget, served_versions, watch_tick
-from fashionrec.deploy.release import Deployment, publish
 from fashionrec.deploy.rollout import RolloutSettings, probe_bodies, rollout, switch
-from fashionrec.local.deployment import production_deployment, releases_root
-from fashionrec.local.processes import LIVE_CANARY, LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.local.deployment import production_deployment
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.client import image_request
+from fashionrec.serving.processes import LIVE_CANARY, LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.serving.release import Deployment, publish
 from fashionrec.training.registry import MlflowRegistry
+from fashionrec.workdir import WorkDir
 
 pytestmark = pytest.mark.integration
 FAST = RolloutSettings(canary_share=0.5, max_probes=60)
@@ -113,7 +114,7 @@ def test_watch_follows_the_production_alias(
     for run in (stages, second_version):
         card = json.loads((run.model_dir / "model.json").read_text())
         registry.log_and_register({"model": run.model_dir}, {"seed": 0}, {"precision_at_5": 0.5}, card)
-        publish(run.deployment, releases_root(workdir))
+        publish(run.deployment, WorkDir(workdir).releases)
     registry.promote(1)
 
     def production() -> Deployment:

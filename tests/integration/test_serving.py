@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME, predictor_model_name
-from fashionrec.local.processes import LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.local.stages import StageOutputs
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.serving.client import QueryError, binary_image_request, image_request, infer, item_request, parse_hits
+from fashionrec.serving.processes import LocalTorchServe, LocalTransformer, serve_locally
 
 pytestmark = pytest.mark.integration
 Servers = tuple[LocalTorchServe, LocalTransformer]
@@ -110,7 +110,7 @@ def test_the_running_transformer_has_loaded_no_torch(servers: Servers) -> None:
 
 def test_servers_start_from_a_relative_work_dir(stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    from fashionrec.local.processes import LocalTorchServe
+    from fashionrec.serving.processes import LocalTorchServe
 
     predictor = LocalTorchServe(stages.model_store, Path("relative") / "torchserve")
     try:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.local.processes import LocalKServeEncoder, LocalModelServer, serve_locally
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.client import image_request
+from fashionrec.serving.processes import LocalKServeEncoder, LocalModelServer, serve_locally
 
 pytestmark = pytest.mark.integration
 

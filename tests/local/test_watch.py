@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from fashionrec.config import LOOPBACK
 from fashionrec.deploy.local_target import LocalServing, LocalTarget, watch_tick
 from fashionrec.local.deployment import Deployment, NotPromoted, deployment_of, production_deployment
-from fashionrec.local.processes import LOOPBACK, free_port
+from fashionrec.serving.processes import free_port
 
 
 def unreachable(tmp_path: Path) -> LocalTarget:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionrec.monitoring.live import LiveMonitor
-from fashionrec.monitoring.profile import ReferenceProfile
+from fashionrec.drift.live import LiveMonitor
+from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.monitoring.report import DECISION_FILE, RequestLog, analyse, decide_retraining, write_report
 
 DIM = 32

@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 import yaml
 
+from fashionrec.checkout import COMPILED_DIR, PIPELINE_MODULES, project_root
 from fashionrec.config import CATALOG_MOUNT, FEAST_SECRET, PROJECT_IMAGE, REGISTRY_SECRET, STORAGE_SECRET
 from fashionrec.local.deployment import NotPromoted, deployment_of, production_deployment
-from fashionrec.local.pipeline_runner import COMPILED_DIR, PIPELINE_MODULES, compile_all, project_root, run_local
+from fashionrec.local.pipeline_runner import compile_all, run_local
 from fashionrec.params import TrainConfig
 
 

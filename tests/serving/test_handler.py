@@ -15,9 +15,9 @@ from PIL import Image
 from fashionrec.config import EMBEDDING_DIM, MAX_BATCH, MODEL_CARD_FILE, MODEL_NAME, SERVED_WEIGHTS_FILE
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.entrypoints import kserve_file
+from fashionrec.serving.package import HANDLER_FILE
 from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
 from fashionrec.training.model import build_encoder
-from fashionrec.training.package import HANDLER_FILE
 
 torchserve = pytest.importorskip("ts")  # part of the [encoder] extra, installed by `make setup`
 

@@ -19,13 +19,15 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess[str]:
 def test_the_transformer_and_the_local_launcher_import_no_torch() -> None:
     modules = [
         "fashionrec.serving.transformer",
-        "fashionrec.local.processes",
+        "fashionrec.serving.processes",
         "fashionrec.deploy.local_target",
         "fashionrec.deploy.kserve_target",
         "fashionrec.cli",
     ]
     # and the drift tests, whose SciPy probes sys.modules for torch tensors, still run
-    drift = "import numpy as np; from fashionrec.monitoring.drift import ks_test; ks_test(np.arange(50.0), np.arange(50.0), 's', 0.01)"
+    drift = (
+        "import numpy as np; from fashionrec.drift.detectors import ks_test; ks_test(np.arange(50.0), np.arange(50.0), 's', 0.01)"
+    )
     result = run_without_torch("; ".join(f"import {m}" for m in modules) + f"; {drift}; print('ok')")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 

@@ -11,9 +11,10 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from fashionrec.config import LOOPBACK
 from fashionrec.deploy.local_target import LocalServing, register_encoder
-from fashionrec.local.processes import LIVE_DIR, LOOPBACK, LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.local.stages import StageOutputs
+from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, LocalTransformer, serve_locally
 from fashionrec.web.browser import headless_chromium
 from fashionrec.web.gallery import GallerySettings, serving_gallery
 

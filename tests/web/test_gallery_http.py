@@ -16,7 +16,7 @@ import pytest
 from sample_catalogue import ROWS, WITH_PHOTOS, write_catalogue
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.local.processes import free_port
+from fashionrec.serving.processes import free_port
 from fashionrec.web.gallery import (
     CONTENT_SECURITY_POLICY,
     GallerySettings,

@@ -1,5 +1,5 @@
 """Add and remove products live: validate, encode with every served encoder, write the online store, record the
-change (fashionrec.catalog.changes) that every transformer applies to its live index, and keep the catalogue that
+change (fashionrec.data.changes) that every transformer applies to its live index, and keep the catalogue that
 the next full retrain reads in step.
 
 An addition is validated by the same Great Expectations suite as a pipeline run (invalid rows are quarantined and
@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fashionrec.catalog.changes import Change, ChangeLog
-from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, STYLES_COLUMNS
+from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, SNAPSHOT_FEATURE_REPO_DIR, STYLES_COLUMNS
 from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, edit_styles, image_path
-from fashionrec.serving.predictor_client import PredictorClient
+from fashionrec.data.changes import Change, ChangeLog
+from fashionrec.data.validation.checks import ValidationSettings
+from fashionrec.data.validation.quarantine import validate_catalog
+from fashionrec.data.validation.report import output_paths, write_outputs
+from fashionrec.retrieval.embeddings import read_embeddings, write_embeddings
+from fashionrec.retrieval.feast_store import OnlineFeatures, is_shared, open_store
+from fashionrec.retrieval.online_rows import delete_items, write_items
+from fashionrec.serving.predictor_client import PredictorClient, make_predictor
+from fashionrec.serving.release import fetch_serving
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -107,12 +114,6 @@ def add_items(
 ) -> AddResult:
     """Validate ``additions`` (a catalogue folder), encode the valid rows with every served version, write them to
     each version's online store, extend the catalogue, then record the change; returns what was added."""
-    from fashionrec.data.validation.checks import ValidationSettings
-    from fashionrec.data.validation.quarantine import validate_catalog
-    from fashionrec.data.validation.report import output_paths, write_outputs
-    from fashionrec.retrieval.embeddings import write_embeddings
-    from fashionrec.retrieval.feast_store import open_store
-    from fashionrec.retrieval.online_rows import write_items
 
     if not served:
         raise CatalogUpdateError("no served model version to encode the new products with: is anything being served?")
@@ -160,8 +161,6 @@ def _append_to_catalogue(valid: pd.DataFrame, additions: Path, catalog_dir: Path
 def remove_items(item_ids: list[int], served: list[ServedVersion], changes: ChangeLog, catalog_dir: Path | None) -> RemoveResult:
     """Delete the products' attributes and vectors (every version) from each served online store, move their rows
     out of the catalogue, then record the change; returns which ids had rows."""
-    from fashionrec.retrieval.feast_store import OnlineFeatures
-    from fashionrec.retrieval.online_rows import delete_items
 
     if not item_ids:
         raise CatalogUpdateError("no item ids to remove")
@@ -187,7 +186,6 @@ def latest_changes(changes: ChangeLog) -> dict[int, Change]:
 
 def _added_rows(changes: ChangeLog, added: dict[int, Change], items: list[int]) -> pd.DataFrame:
     """The recorded rows (every encoded version, with the photos) of ``items``, from the change that last added each."""
-    from fashionrec.retrieval.embeddings import read_embeddings
 
     tables = []
     for change in {added[item].name: added[item] for item in items}.values():
@@ -202,8 +200,6 @@ def reencode_additions(changes: ChangeLog, target: ServedVersion, predictor: Pre
     """Encode with ``target``'s version the products added through the change log (and not removed since) that its
     online store has no vector of: additions made after its training run read the catalogue. The rollout calls this
     once the predictor serves the new version and before its transformer loads. Returns how many it encoded."""
-    from fashionrec.retrieval.feast_store import OnlineFeatures, open_store
-    from fashionrec.retrieval.online_rows import write_items
 
     added = {item: change for item, change in latest_changes(changes).items() if change.action == "add"}
     if not added:
@@ -226,7 +222,6 @@ def replay_changes(changes: ChangeLog, model_version: str) -> Callable[[FeatureS
     and this version's vectors where the change has them (reencode_additions encodes the others)."""
 
     def replay(store: FeatureStore) -> None:
-        from fashionrec.retrieval.online_rows import delete_items, write_items
 
         latest = latest_changes(changes)
         removed = [item for item, change in latest.items() if change.action == "remove"]
@@ -262,8 +257,6 @@ def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
 
 def fetch_feature_repo(releases_uri: str, model_version: str, out_dir: Path) -> Path:
     """The Feast repo of a published release, copied from the releases' storage into ``out_dir``."""
-    from fashionrec.config import SNAPSHOT_FEATURE_REPO_DIR
-    from fashionrec.deploy.release import fetch_serving
 
     try:
         return fetch_serving(releases_uri, model_version, SNAPSHOT_FEATURE_REPO_DIR, out_dir)
@@ -283,8 +276,6 @@ def run_catalog_update(
 ) -> dict[str, float]:
     """The update_catalog component's body: a batch of additions and removals on a cluster, against the shared
     online store that the served releases' Feast repos name. Returns its counts."""
-    from fashionrec.retrieval.feast_store import is_shared, open_store
-    from fashionrec.serving.predictor_client import make_predictor
 
     if not model_versions:
         raise CatalogUpdateError("name the model versions being served (model_versions)")

@@ -1,1 +1,1 @@
-"""Catalogue data: the Kaggle layout, synthetic catalogues with injected defects, per-image facts, validation and provenance."""
+"""Catalogue data: the Kaggle layout, synthetic catalogues with injected defects, per-image facts, validation, provenance and the catalogue change log."""

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, write_styles
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, read_styles, write_styles
 
 WIDTH, HEIGHT = 60, 80  # the Kaggle small set's portrait size
 SUPERSAMPLE = 3
@@ -333,7 +333,6 @@ def augmented_catalog(source: Path, out_dir: Path, copies: int, seed: int = 0) -
     Rows ``read_styles`` cannot parse or without a numeric id are left out; a product whose photo is missing or
     unreadable keeps its rows (validation quarantines them). Returns the rows written.
     """
-    from fashionrec.data.catalog import read_styles
 
     styles = read_styles(source / STYLES_FILE).rows
     styles = styles[styles["id"].str.fullmatch(r"\d+")].reset_index(drop=True)  # a row without a numeric id has no variants

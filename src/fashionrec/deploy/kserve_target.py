@@ -1,6 +1,6 @@
 """The ``kserve`` rollout target: the InferenceService on a cluster, driven through the kserve SDK (``KServeClient``).
 
-Never mixing models (see fashionrec.deploy.release): a release's model store serves the new encoder *and*
+Never mixing models (see fashionrec.serving.release): a release's model store serves the new encoder *and*
 production's, each under its own name, and each transformer calls the encoder of its own index. So the predictor
 rolls first, to 100% (additive: old transformers still find production's encoder in every new predictor pod), and
 only then the transformer rolls as a canary (``spec.transformer.canaryTrafficPercent``, Serverless mode). Promote:
@@ -21,8 +21,8 @@ import httpx
 import yaml
 
 from fashionrec.config import MODEL_NAME
-from fashionrec.deploy.release import SERVING, Release, kserve_uri, read_release
 from fashionrec.deploy.rollout import Servable, wait_for
+from fashionrec.serving.release import SERVING, Release, kserve_uri, read_release
 
 STORAGE_ENV = "STORAGE_URI"  # the transformer container's: KServe's storage initializer fetches it into /mnt/models
 # The manifests' placeholder before the first rollout (manifests/base/inferenceservice.yaml).

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import httpx
 
-from fashionrec.catalog.changes import ChangeLog
 from fashionrec.catalog.update import ServedVersion, reencode_additions, replay_changes
 from fashionrec.config import (
     MAR_FILE,
@@ -34,10 +33,13 @@ from fashionrec.config import (
     SNAPSHOT_INDEX_DIR,
     predictor_model_name,
 )
-from fashionrec.deploy.release import Deployment, Release
+from fashionrec.data.changes import ChangeLog
 from fashionrec.deploy.rollout import Servable, switch
-from fashionrec.local.deployment import catalog_changes_dir
-from fashionrec.local.processes import (
+from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
+from fashionrec.retrieval.index import IndexMeta
+from fashionrec.serving.guard import ADMIN_HEADER
+from fashionrec.serving.predictor_client import PredictorClient, make_predictor
+from fashionrec.serving.processes import (
     LIVE_CANARY,
     LIVE_CURRENT,
     LIVE_DIR,
@@ -47,14 +49,10 @@ from fashionrec.local.processes import (
     point_current,
     serve_locally,
 )
-from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
-from fashionrec.retrieval.index import IndexMeta
-from fashionrec.serving.guard import ADMIN_HEADER
-from fashionrec.serving.predictor_client import PredictorClient, make_predictor
+from fashionrec.serving.release import Deployment, Release
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
-
-SERVING_STATE_FILE = "serving.json"  # in the work dir, while `fashionrec serve` runs
+from fashionrec.workdir import WorkDir
 
 
 class LocalRolloutError(RuntimeError):
@@ -98,14 +96,14 @@ class LocalServing:
         ]
 
     def save(self, work_dir: Path) -> Path:
-        path = work_dir / SERVING_STATE_FILE
+        path = WorkDir(work_dir).serving_state
         path.write_text(json.dumps({k: str(v) for k, v in asdict(self).items()}, indent=2), encoding="utf-8")
         return path
 
     @classmethod
     def running(cls, work_dir: Path) -> LocalServing | None:
         """The servers `fashionrec serve --workdir work_dir` runs, if they answer."""
-        path = work_dir / SERVING_STATE_FILE
+        path = WorkDir(work_dir).serving_state
         if not path.is_file():
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -259,7 +257,7 @@ def local_target(work_dir: Path, production: Deployment | None) -> Iterator[Loca
     if production is None:
         yield None
         return
-    changes = catalog_changes_dir(work_dir)
+    changes = WorkDir(work_dir).catalog_changes
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-rollout-") as tmp,
         serve_locally(production, Path(tmp), catalog_changes=changes) as servers,

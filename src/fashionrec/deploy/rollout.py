@@ -24,7 +24,8 @@ import httpx
 
 from fashionrec.config import MODEL_NAME
 from fashionrec.deploy.canary import CanaryPolicy, Observation, Verdict, judge, parse_observations, window
-from fashionrec.deploy.release import Deployment, Release
+from fashionrec.serving.client import image_request, item_request
+from fashionrec.serving.release import Deployment, Release
 
 # What a target rolls out: a release, or a deployment's local artifacts (its model_version names the release).
 Servable = Deployment | Release
@@ -174,7 +175,6 @@ def wait_for(check: Any, timeout_s: float, what: str, interval_s: float = 2.0) -
 
 def probe_bodies(images: Iterator[bytes] | list[bytes], item_ids: list[int], top_k: int = 5) -> list[dict[str, Any]]:
     """Probe requests: one image query per photo, one item_id query per id, interleaved."""
-    from fashionrec.serving.client import image_request, item_request
 
     image_bodies = [image_request([image], top_k) for image in images]
     item_bodies = [item_request([item], top_k) for item in item_ids]

@@ -19,8 +19,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fashionrec.deploy.release import Deployment, Release, publish, read_release
+from fashionrec.data.changes import ChangeLog
+from fashionrec.data.split import holdout_mask
+from fashionrec.data.table import read_table
+from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
 from fashionrec.deploy.rollout import RolloutResult, RolloutSettings, probe_bodies, rollout
+from fashionrec.retrieval.feast_store import is_shared, open_store, retire_model_version
+from fashionrec.serving.release import Deployment, Release, publish, read_release
+from fashionrec.training.registry import MlflowRegistry
+from fashionrec.workdir import WorkDir
 
 PROBE_PHOTOS = 20  # held-out photos sent as image queries during the canary
 PROBE_ITEMS = 20  # and catalogue items as item_id queries
@@ -52,8 +59,6 @@ def parse_target(uri: str) -> DeployTarget:
 
 def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
     """Probe traffic from the catalogue: held-out photos as image queries, catalogue items as item_id queries."""
-    from fashionrec.data.split import holdout_mask
-    from fashionrec.data.table import read_table
 
     table = read_table(valid_table)
     rng = np.random.default_rng(seed)
@@ -82,22 +87,19 @@ def deploy(
     registry = None
     production_version = None
     if registry_uri:
-        from fashionrec.training.registry import MlflowRegistry
-
         registry = MlflowRegistry(registry_uri)
         production = registry.production()
         production_version = production.model_version if production else None
     if target.kind == "local":
-        from fashionrec.local.deployment import releases_root
-
         assert target.work_dir is not None
-        releases_uri = releases_root(target.work_dir)
+        releases_uri = WorkDir(target.work_dir).releases
     # None also when production predates releases here: nothing to serve beside the new one
     previous = read_release(releases_uri, production_version) if production_version else None
     release = publish(artifacts, releases_uri, previous)
     if target.kind == "none":
         return release, None
     if target.kind == "local":
+        # kserve (the local servers' predictor client): the pipeline image, which deploys to KServe, has none
         from fashionrec.deploy.local_target import local_target
 
         assert target.work_dir is not None
@@ -107,8 +109,6 @@ def deploy(
             else:
                 result = rollout(local, release.deployment(), probes, settings)
     else:
-        from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
-
         kserve = KServeTarget(
             kserve_client(),
             target.namespace or pod_namespace(),
@@ -129,9 +129,8 @@ def catch_up_additions(feature_repo: Path, catalog_changes_uri: str) -> Callable
     training run (a shared online store only: the embedded sqlite store of a release never sees additions)."""
 
     def catch_up(model_version: str, predictor_url: str) -> None:
-        from fashionrec.catalog.changes import ChangeLog
+        # kserve (the predictor client): only a shared online store needs it, and the pipeline image may lack it
         from fashionrec.catalog.update import ServedVersion, reencode_additions
-        from fashionrec.retrieval.feast_store import is_shared, open_store
         from fashionrec.serving.predictor_client import make_predictor
 
         if not is_shared(open_store(feature_repo)):
@@ -147,7 +146,6 @@ def retire_vectors(feature_repo: Path, result: RolloutResult, grace_s: float = 0
     the new one is promoted (after ``grace_s``, while the replaced pods drain), the new one's if it was rolled back.
     Reported in the result's reasons; never fails the deploy (the decision is taken), and keeps both when the
     rollback was incomplete (both may still serve)."""
-    from fashionrec.retrieval.feast_store import retire_model_version
 
     retired = result.stable_version if result.promoted else result.model_version
     if retired is None or retired == (result.model_version if result.promoted else result.stable_version):

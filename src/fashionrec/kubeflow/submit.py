@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from fashionrec.checkout import PIPELINE_MODULES, compiled_pipeline
+
 DEFAULT_EXPERIMENT = "fashionrec"
 DEFAULT_PREFLIGHT_TIMEOUT_S = 5.0
 
@@ -132,13 +134,10 @@ def _require(module: str) -> ModuleType:
 
 def default_package_path() -> Path:
     """The committed, reviewed YAML: pipelines/compiled/training_pipeline.yaml of the checkout."""
-    from fashionrec.local.pipeline_runner import COMPILED_DIR, PIPELINE_MODULES, project_root
-
     try:
-        root = project_root()
+        return compiled_pipeline(PIPELINE_MODULES[0])
     except FileNotFoundError as exc:
         raise KfpSubmitError(f"{exc}; or pass --package PATH") from exc
-    return root / COMPILED_DIR / f"{PIPELINE_MODULES[0].rsplit('.', 1)[-1]}.yaml"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

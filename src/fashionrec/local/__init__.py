@@ -1,1 +1,1 @@
-"""Running it all on one machine: server processes on loopback, hot swap, kfp.local pipeline runs, in-process stages, the demo."""
+"""Running it all on one machine: the work dir's production release, kfp.local pipeline runs, in-process stages, Redis, the monitoring loop, the demo."""

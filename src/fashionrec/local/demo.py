@@ -6,12 +6,21 @@ import shutil
 import time
 from pathlib import Path
 
-from fashionrec.config import PIPELINE_LOG_FILE, REQUEST_LOG_FILE, WORKDIR_CATALOG_DIR
-from fashionrec.console import console, print_hits
-from fashionrec.data.catalog import IMAGES_DIR
+from fashionrec.catalog.update import add_items, remove_items, stage_additions
+from fashionrec.console import console
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, read_styles, write_styles
+from fashionrec.data.changes import ChangeLog
+from fashionrec.data.synth import synth_catalog
 from fashionrec.deploy.local_target import LocalServing
-from fashionrec.local.processes import LIVE_DIR, LocalTorchServe
+from fashionrec.local.deployment import production_deployment
+from fashionrec.local.monitoring_loop import run_loop
+from fashionrec.local.pipeline_runner import run_local
+from fashionrec.local.tables import print_hits
 from fashionrec.params import TrainConfig
+from fashionrec.serving.client import image_request, infer, item_request, parse_hits
+from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.training.registry import MlflowRegistry, default_registry_uri
+from fashionrec.workdir import WorkDir
 
 
 class DemoFailure(RuntimeError):
@@ -20,23 +29,17 @@ class DemoFailure(RuntimeError):
 
 def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5, monitoring: bool = False) -> None:
     """Steps 1-5; with ``monitoring`` a sixth: drift rises on a shifted query stream, then a retraining run."""
-    from fashionrec.data.synth import synth_catalog
-    from fashionrec.local.deployment import catalog_changes_dir, production_deployment
-    from fashionrec.local.pipeline_runner import run_local
-    from fashionrec.local.processes import serve_locally
-    from fashionrec.serving.client import image_request, infer, item_request, parse_hits
-    from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 
     started = time.perf_counter()
     steps = 6 if monitoring else 5
     if workdir.exists():
         shutil.rmtree(workdir)
-    catalog = workdir / WORKDIR_CATALOG_DIR
+    catalog = WorkDir(workdir).catalog
     console.rule(f"1/{steps} generate a catalogue")
     table = synth_catalog(catalog, items_per_type=items_per_type)
     console.print(f"{len(table)} items, {table['articleType'].nunique()} article types in {catalog}")
     console.rule(f"2/{steps} training pipeline (kfp.local)")
-    log = workdir / PIPELINE_LOG_FILE
+    log = WorkDir(workdir).pipeline_log
     console.print(f"every step's full log: {log}")
     run = run_local(catalog, workdir, TrainConfig(epochs=epochs), log_file=log)
     if not run.promoted:
@@ -50,12 +53,12 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
             f"(MLflow version {production.version}; `fashionrec model list --workdir {workdir}`)"
         )
     console.rule(f"3/{steps} serve: TorchServe + FAISS transformer on loopback")
-    console.print(f"released under {workdir / 'releases'}; a second `fashionrec pipeline run` rolls out with a canary")
-    requests = workdir.resolve() / REQUEST_LOG_FILE
+    console.print(f"released under {WorkDir(workdir).releases}; a second `fashionrec pipeline run` rolls out with a canary")
+    requests = WorkDir(workdir).request_log
     with serve_locally(
         production_deployment(workdir),
-        workdir / "serve",
-        catalog_changes=catalog_changes_dir(workdir),
+        WorkDir(workdir).serve,
+        catalog_changes=WorkDir(workdir).catalog_changes,
         request_log=requests,
         monitor_seconds=1.0 if monitoring else None,  # a demo's windows fill in seconds
     ) as (predictor, transformer):
@@ -72,12 +75,10 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
         print_hits(f"more like item {picks['id'].iloc[0]} (by id, from Feast)", by_item)
         console.rule(f"5/{steps} a new product, live: no retraining, no restart")
         assert isinstance(predictor, LocalTorchServe)
-        serving = LocalServing.of(predictor, transformer, workdir / "serve" / LIVE_DIR)
+        serving = LocalServing.of(predictor, transformer, WorkDir(workdir).serve / LIVE_DIR)
         if not add_and_remove_live(serving, catalog, workdir, int(picks["id"].iloc[0]), int(table["id"].astype(int).max()) + 1):
             failures.append("the added product")
         if monitoring:
-            from fashionrec.monitoring.loop import run_loop
-
             console.rule(f"6/{steps} monitoring: drift on a shifted query stream, then retraining")
             outcome = run_loop(serving, catalog, workdir, requests, TrainConfig(epochs=epochs + 4, seed=1))
             if outcome.calm_detected or not outcome.shifted_detected or not outcome.decision.retrain:
@@ -93,19 +94,13 @@ def add_and_remove_live(serving: LocalServing, catalog: Path, workdir: Path, sou
     show it recommended within seconds, remove it again; whether it came back first for its own photo."""
     from PIL import Image, ImageOps
 
-    from fashionrec.catalog.changes import ChangeLog
-    from fashionrec.catalog.update import add_items, remove_items, stage_additions
-    from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
-    from fashionrec.local.deployment import catalog_changes_dir
-    from fashionrec.serving.client import image_request, infer, parse_hits
-
-    new = workdir / "new_product"
+    new = WorkDir(workdir).new_product
     (new / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     ImageOps.mirror(Image.open(catalog / IMAGES_DIR / f"{source_id}.jpg")).save(new / IMAGES_DIR / f"{new_id}.jpg", quality=95)
     rows = read_styles(catalog / STYLES_FILE).rows
     row = rows[rows["id"] == str(source_id)].assign(id=str(new_id))
     write_styles(row, new / STYLES_FILE)
-    changes = ChangeLog(str(catalog_changes_dir(workdir)))
+    changes = ChangeLog(str(WorkDir(workdir).catalog_changes))
     predictor = serving.predictor()
     additions = stage_additions(new / IMAGES_DIR, new / STYLES_FILE, new / "staged")
     added = add_items(additions, serving.served(), predictor, changes, catalog, new / "report")

@@ -13,19 +13,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from fashionrec.config import DEPLOYMENT_FILE
-from fashionrec.deploy.release import Deployment, read_release
-
-RELEASES_DIR = "releases"  # the local storage root of releases
-CATALOG_CHANGES_DIR = "catalog_changes"  # the local catalogue change log (fashionrec.catalog.changes)
+from fashionrec.serving.release import Deployment, read_release
+from fashionrec.training.registry import MlflowRegistry, default_registry_uri
+from fashionrec.workdir import WorkDir
 
 __all__ = [
     "Deployment",
     "NotPromoted",
-    "catalog_changes_dir",
     "deployment_of",
     "production_deployment",
-    "releases_root",
     "save_deployment",
 ]
 
@@ -34,39 +30,30 @@ class NotPromoted(RuntimeError):
     """Nothing servable: no model holds the production alias, or it has no release in this work dir."""
 
 
-def releases_root(work_dir: Path) -> str:
-    return str(work_dir.resolve() / RELEASES_DIR)
-
-
-def catalog_changes_dir(work_dir: Path) -> Path:
-    """The work dir's catalogue change log: `fashionrec catalog add|remove` write it, the transformers apply it."""
-    return work_dir.resolve() / CATALOG_CHANGES_DIR
-
-
 def save_deployment(deployment: Deployment, work_dir: Path, promoted: bool) -> Path:
     """Record the last run's outputs in deployment.json, for people."""
     fields = {k: str(v) for k, v in asdict(deployment).items()}
     record = json.dumps({**fields, "model_version": deployment.model_version, "promoted": promoted}, indent=2)
-    (work_dir / DEPLOYMENT_FILE).write_text(record, encoding="utf-8")
-    return work_dir / DEPLOYMENT_FILE
+    path = WorkDir(work_dir).deployment_record
+    path.write_text(record, encoding="utf-8")
+    return path
 
 
 def deployment_of(work_dir: Path, model_version: str) -> Deployment:
-    release = read_release(releases_root(work_dir), model_version)
+    release = read_release(WorkDir(work_dir).releases, model_version)
     if release is None:
         raise NotPromoted(
             f"model {model_version} was never released by a pipeline run in {work_dir}: nothing to serve "
-            f"(no {Path(releases_root(work_dir)) / model_version})"
+            f"(no {Path(WorkDir(work_dir).releases) / model_version})"
         )
     return release.deployment()
 
 
 def production_deployment(work_dir: Path, registry_uri: str | None = None) -> Deployment:
     """The release of the model holding the registry's production alias (default registry: the work dir's)."""
-    from fashionrec.training.registry import MlflowRegistry, default_registry_uri
-
-    if not Path(releases_root(work_dir)).is_dir():
-        raise FileNotFoundError(f"{releases_root(work_dir)} not found: run `fashionrec pipeline run --workdir {work_dir}` first")
+    releases = WorkDir(work_dir).releases
+    if not Path(releases).is_dir():
+        raise FileNotFoundError(f"{releases} not found: run `fashionrec pipeline run --workdir {work_dir}` first")
     production = MlflowRegistry(registry_uri or default_registry_uri(work_dir)).production()
     if production is None:
         raise NotPromoted(f"no model in {work_dir} holds the production alias: none was promoted")

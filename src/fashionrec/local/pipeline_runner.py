@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import re
-import sys
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TextIO
 
+from fashionrec.checkout import PIPELINE_MODULES, load_pipeline_module
 from fashionrec.console import console
-from fashionrec.local.deployment import Deployment, catalog_changes_dir, save_deployment
+from fashionrec.local.deployment import Deployment, save_deployment
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
-
-PIPELINE_MODULES = ("pipelines.training_pipeline", "pipelines.catalog_pipeline", "pipelines.monitoring_pipeline")
-# The reviewed, committed YAML a user uploads in the KFP UI (`make compile` writes it; a test keeps it current).
-COMPILED_DIR = Path("pipelines") / "compiled"
-
-
-def project_root() -> Path:
-    """The checkout that holds pipelines/ and components/ (this package is installed from it in editable mode)."""
-    candidates = [Path(__file__).resolve().parents[3], Path.cwd(), *Path.cwd().parents]
-    for candidate in candidates:
-        if (candidate / "pipelines").is_dir() and (candidate / "components").is_dir():
-            return candidate
-    raise FileNotFoundError("pipelines/ and components/ not found: run from a fashionrec checkout")
-
-
-def load_pipeline_module(name: str = PIPELINE_MODULES[0]) -> ModuleType:
-    root = str(project_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    return importlib.import_module(name)
+from fashionrec.training.registry import MlflowRegistry, default_registry_uri
+from fashionrec.workdir import WorkDir
 
 
 def compile_all(out_dir: Path, gpu: bool = True) -> list[Path]:
@@ -142,8 +122,6 @@ def run_local(
             return run_local(catalog_dir, work_dir, config, settings)
     from kfp import local
 
-    from fashionrec.training.registry import MlflowRegistry, default_registry_uri
-
     work_dir = work_dir.resolve()
     settings = settings or PipelineSettings()
     registry_uri = settings.registry_uri or default_registry_uri(work_dir)
@@ -151,10 +129,12 @@ def run_local(
         settings,
         registry_uri=registry_uri,
         deploy_target=f"local://{work_dir}",
-        catalog_changes_uri=str(catalog_changes_dir(work_dir)),
+        catalog_changes_uri=str(WorkDir(work_dir).catalog_changes),
     )
     parameters = plain_values(config or TrainConfig(), pipeline=True) | plain_values(settings, pipeline=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "pipeline_root"), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(WorkDir(work_dir).pipeline_root), raise_on_error=True
+    )
     module = load_pipeline_module()
     with warnings.catch_warnings(), one_of_support():
         # kfp.local notes that cluster-only settings (resources, display names, the image) do not apply locally.

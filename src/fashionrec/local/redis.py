@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fashionrec.local.processes import LOOPBACK, ManagedProcess, ServerStartError, free_port
+from fashionrec.config import LOOPBACK
+from fashionrec.serving.processes import ManagedProcess, ServerStartError, free_port
 
 REDIS_SERVER = "redis-server"
 

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashionrec.config import EMBEDDINGS_FILE
+from fashionrec.data.validation.quarantine import validate_catalog
+from fashionrec.data.validation.report import output_paths, write_outputs
+from fashionrec.drift.profile import write_profile
 from fashionrec.local.deployment import Deployment
 from fashionrec.params import TrainConfig
+from fashionrec.retrieval.feast_store import apply_and_materialize, stage_repo
+from fashionrec.retrieval.index import build_index
+from fashionrec.serving.package import build_model_store
+from fashionrec.training.embed import embed_catalog
 from fashionrec.training.train import train
 
 
@@ -28,13 +35,6 @@ class StageOutputs:
 
 def run_stages(catalog: Path, root: Path, config: TrainConfig | None = None) -> StageOutputs:
     """validate -> train -> embed -> features -> index -> package, writing everything under root."""
-    from fashionrec.data.validation.quarantine import validate_catalog
-    from fashionrec.data.validation.report import output_paths, write_outputs
-    from fashionrec.monitoring.profile import write_profile
-    from fashionrec.retrieval.feast_store import apply_and_materialize, stage_repo
-    from fashionrec.retrieval.index import build_index
-    from fashionrec.training.embed import embed_catalog
-    from fashionrec.training.package import build_model_store
 
     paths = output_paths(root / "validation")
     out = StageOutputs(paths.valid, root / "model", root / EMBEDDINGS_FILE, root / "repo", root / "index", root / "model_store")

@@ -1,1 +1,1 @@
-"""Model monitoring: the reference profile, live drift and recommendation health, the drift report and the retraining trigger."""
+"""The monitoring step: the request log analysed against the reference profile, the HTML drift report and the retraining decision."""

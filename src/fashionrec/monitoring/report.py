@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionrec.monitoring.drift import MIN_WINDOW
-from fashionrec.monitoring.live import ALPHA, LOG_SUFFIX, WINDOW, Health, as_dict, health_of
-from fashionrec.monitoring.profile import ReferenceProfile
+from fashionrec.config import SNAPSHOT_INDEX_DIR
+from fashionrec.drift.detectors import MIN_WINDOW
+from fashionrec.drift.live import ALPHA, LOG_SUFFIX, WINDOW, Health, as_dict, health_of
+from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
+from fashionrec.serving.release import fetch_serving
+from fashionrec.training.registry import MlflowRegistry
 
 REPORT_FILE = "drift_report.html"
 DECISION_FILE = "decision.json"
@@ -176,16 +179,12 @@ def _line(series: dict[str, list[float]], threshold: float | None = None, log_sc
 
 def fetch_profile(releases_uri: str, model_version: str, out_dir: Path) -> ReferenceProfile:
     """The reference profile of a published release (``<release>/serving/index/reference/``), copied locally."""
-    from fashionrec.config import SNAPSHOT_INDEX_DIR
-    from fashionrec.deploy.release import fetch_serving
-    from fashionrec.monitoring.profile import PROFILE_DIR
 
     return ReferenceProfile.load(fetch_serving(releases_uri, model_version, f"{SNAPSHOT_INDEX_DIR}/{PROFILE_DIR}", out_dir))
 
 
 def production_version(registry_uri: str) -> str:
     """The model version holding the registry's production alias."""
-    from fashionrec.training.registry import MlflowRegistry
 
     production = MlflowRegistry(registry_uri).production()
     if production is None:

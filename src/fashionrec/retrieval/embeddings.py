@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashionrec.config import ATTRIBUTE_COLUMNS, EMBEDDING_DIM, FEAST_JOIN_KEY
+
 
 def write_embeddings(table: pd.DataFrame, vectors: np.ndarray, out_path: Path) -> None:
     arrow = pa.Table.from_pandas(table, preserve_index=False)
@@ -36,7 +38,6 @@ def random_embeddings(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """An embeddings table of random unit vectors (for benchmarks and tests of the stores, where values do not
     matter): the given attribute columns, or generated ones."""
-    from fashionrec.config import ATTRIBUTE_COLUMNS, EMBEDDING_DIM, FEAST_JOIN_KEY
 
     count = len(item_ids)
     table = pd.DataFrame(

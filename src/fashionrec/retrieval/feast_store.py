@@ -31,6 +31,8 @@ from fashionrec.config import (
     FEAST_SOURCE_FILE,
     FEAST_VERSION_KEY,
 )
+from fashionrec.retrieval.embeddings import read_embeddings
+from fashionrec.retrieval.online_rows import delete_model_version, entity_keys, item_key, sqlite_reader, vector_key, write_items
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -185,8 +187,6 @@ def materialize(store: FeatureStore, engine: str = "fashionrec") -> MaterializeW
     """`feast materialize START END` over every event timestamp in the offline source, so all rows land in the online
     store. ``engine`` "fashionrec" writes them through fashionrec.retrieval.online_rows (the same rows, several times
     faster on sqlite and Redis); "feast" calls ``FeatureStore.materialize``, what the CLI runs."""
-    from fashionrec.retrieval.embeddings import read_embeddings
-    from fashionrec.retrieval.online_rows import write_items
 
     if engine not in MATERIALIZE_ENGINES:
         raise ValueError(f"engine must be one of {MATERIALIZE_ENGINES}, got {engine!r}")
@@ -243,7 +243,6 @@ def ensure_materialized(
 def retire_model_version(repo_dir: Path, model_version: str) -> int | None:
     """Delete ``model_version``'s vectors from a shared online store once no transformer serves it; returns how
     many, or None for the embedded sqlite store, where each release keeps its own (a later rollback needs them)."""
-    from fashionrec.retrieval.online_rows import delete_model_version
 
     store = open_store(repo_dir)
     return delete_model_version(store, model_version) if is_shared(store) else None
@@ -266,8 +265,6 @@ class OnlineFeatures:
     def __init__(self, repo_dir: Path) -> None:
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
-        from fashionrec.retrieval.online_rows import sqlite_reader
-
         self.store = open_store(repo_dir)
         self._online = get_online_store_from_config(self.store.config.online_store)
         self._sqlite = sqlite_reader(self.store)  # the embedded store: rows read by serialised key, no protobuf keys
@@ -277,7 +274,6 @@ class OnlineFeatures:
     def _read(
         self, view: Any, item_ids: list[int], features: list[str], model_version: str | None = None
     ) -> list[dict[str, Any] | None]:
-        from fashionrec.retrieval.online_rows import entity_keys, item_key, vector_key
 
         if self._sqlite is not None:
             return self._sqlite.read(view, entity_keys(self.store, item_ids, model_version), features)

@@ -77,7 +77,7 @@ class EncoderService:
     def load(cls, model_dir: Path) -> EncoderService:
         """The encoder rebuilt from code (the card names its backbone) with weights from safetensors: loading a model
         artifact never unpickles anything, so a crafted .mar cannot run code here."""
-        from fashionrec.training.model import build_encoder
+        from fashionrec.training.model import build_encoder  # torchvision: its backbones load only with a model
 
         card = json.loads((model_dir / MODEL_CARD_FILE).read_text(encoding="utf-8"))
         weights = model_dir / SERVED_WEIGHTS_FILE

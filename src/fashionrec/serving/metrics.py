@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, Info
+
+if TYPE_CHECKING:  # an annotation only: the encoder runtimes import these metrics too, not the drift tests
+    from fashionrec.drift.live import Health
 
 # Sub-millisecond resolution: the hop budget is 2 ms, the FAISS search and Feast read are fractions of it.
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -82,7 +86,7 @@ def transformer_metrics() -> TransformerMetrics:
             "has no vector of that index's model version for an added item)",
             ["model_version", "action", "outcome"],
         ),
-        # Monitoring (fashionrec.monitoring.live): the recent query window against the model's reference profile.
+        # Monitoring (fashionrec.drift.live): the recent query window against the model's reference profile.
         drift_score=Gauge("fashionrec_drift_score", "Drift statistic of the recent window (MMD^2 or KS D)", ["signal"]),
         drift_p_value=Gauge("fashionrec_drift_p_value", "p-value of the drift test of the recent window", ["signal"]),
         drift_detected=Gauge(
@@ -95,3 +99,16 @@ def transformer_metrics() -> TransformerMetrics:
             "fashionrec_low_score_share", "Share of window queries whose top-1 score is below the reference's 5th percentile"
         ),
     )
+
+
+def publish_health(health: Health) -> None:
+    """Set the transformer's drift and recommendation-health gauges from one evaluation of its live window."""
+    metrics = transformer_metrics()
+    for result in health.decision.results:
+        metrics.drift_score.labels(signal=result.signal).set(result.statistic)
+        metrics.drift_p_value.labels(signal=result.signal).set(result.p_value)
+        metrics.drift_detected.labels(signal=result.signal).set(1.0 if result.drifted else 0.0)
+    metrics.drift_window.set(health.window)
+    metrics.coverage.set(health.coverage)
+    metrics.gini.set(health.gini)
+    metrics.low_score_share.set(health.low_score_share)

@@ -11,7 +11,7 @@ version is refused with a 503 and counted in ``fashionrec_stale_embeddings``; st
 (item_id, the snapshot's model_version), so a shared online store holding two versions during a rollout serves
 each transformer its own. A request in flight keeps the snapshot it started with across a reload.
 
-Live catalogue: with ``--catalog_changes`` (fashionrec.catalog.changes), a background thread polls the change log
+Live catalogue: with ``--catalog_changes`` (fashionrec.data.changes), a background thread polls the change log
 and applies additions (vectors read from Feast for the snapshot's own version) and removals to every loaded index
 without a restart; a reloaded snapshot replays the log before it serves. A hit whose attributes are gone from the
 online store (a product removed a moment ago) is never returned.
@@ -44,7 +44,6 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.model_repository import ModelRepository
 
-from fashionrec.catalog.changes import Change, ChangeLog
 from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
     CATALOG_POLL_SECONDS,
@@ -62,13 +61,15 @@ from fashionrec.config import (
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
 )
+from fashionrec.data.changes import Change, ChangeLog
+from fashionrec.data.imagefacts import image_stats
+from fashionrec.drift.live import WINDOW, LiveMonitor
+from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.imaging import ImageDecodeError, header_pixels, validate_images
-from fashionrec.monitoring.live import WINDOW, LiveMonitor, publish
-from fashionrec.monitoring.profile import ReferenceProfile
 from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.retrieval.rerank import ItemLabels, LabelVote
-from fashionrec.serving.metrics import transformer_metrics
+from fashionrec.serving.metrics import publish_health, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
@@ -326,7 +327,7 @@ class FashionrecTransformer(Model):
                     logger.exception("evaluating the monitoring window of %s failed", snapshot.model_version)
                     continue
                 if health is not None and snapshot is routing.stable:  # type: ignore[union-attr]
-                    publish(health)
+                    publish_health(health)
 
     def _poll_changes(self) -> None:
         """Apply new catalogue changes to every loaded snapshot until stopped; a failed poll is retried."""
@@ -565,7 +566,6 @@ class FashionrecTransformer(Model):
 
 def validate_and_measure(images: list[bytes], measure: bool) -> list[dict[str, float]] | None:
     """Refuse undecodable or oversized images (ImageDecodeError); with ``measure``, the monitored statistics of each."""
-    from fashionrec.data.imagefacts import image_stats
 
     decoded = validate_images(images)
     return [image_stats(image) for image in decoded] if measure else None

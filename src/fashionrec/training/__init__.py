@@ -1,1 +1,1 @@
-"""The training path: the encoder, training, embedding, evaluation, the gate, the model registry and packaging for TorchServe."""
+"""The training path: the encoder, training, embedding, evaluation, the gate and the model registry."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fashionrec.config import MODEL_NAME
+from fashionrec.workdir import DEFAULT_WORKDIR, WorkDir
 
 PRODUCTION = "production"
 HISTORY_TAG = "production_history"  # JSON list of registry versions that held the production alias, oldest first
@@ -52,9 +53,9 @@ class ModelRegistry(Protocol):
 def default_registry_uri(work_dir: Path | None = None) -> str:
     if os.environ.get(ENV_REGISTRY_URI):
         return os.environ[ENV_REGISTRY_URI]
-    root = (work_dir or Path("work")).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+    database = WorkDir(work_dir or DEFAULT_WORKDIR).registry_db
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database}"
 
 
 def git_commit() -> str:

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fashionrec.config import DEFAULT_TOP_K, GALLERY_PORT, MAX_IMAGE_BYTES, MAX_TOP_K
+from fashionrec.config import DEFAULT_TOP_K, GALLERY_PORT, LOOPBACK, MAX_IMAGE_BYTES, MAX_TOP_K
 from fashionrec.data.catalog import STYLES_FILE
-from fashionrec.local.processes import LOOPBACK
 from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits
 from fashionrec.web.catalogue import FILTER_COLUMNS, BadRequest, Catalogue, Query
 

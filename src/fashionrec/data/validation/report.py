@@ -21,7 +21,8 @@ from fashionrec.config import (
 from fashionrec.console import console
 from fashionrec.data.catalog import STYLES_FILE
 from fashionrec.data.provenance import build_manifest, write_manifest
-from fashionrec.data.validation.quarantine import ValidationResult
+from fashionrec.data.validation.checks import ValidationSettings
+from fashionrec.data.validation.quarantine import ValidationResult, validate_catalog
 
 
 class ValidationFailed(RuntimeError):
@@ -152,8 +153,6 @@ def run_validation_step(catalog_dir: Path, overrides: dict[str, Any], outputs: d
     """The validate components' body: validate ``catalog_dir``, write every output artifact and its metadata.
     ``outputs`` are the KFP output artifacts by name (valid_catalog, quarantine, report, data_docs,
     dataset_manifest, metrics): anything with ``.path`` and ``.metadata`` (and ``log_metric`` for metrics)."""
-    from fashionrec.data.validation.checks import ValidationSettings
-    from fashionrec.data.validation.quarantine import validate_catalog
 
     result = validate_catalog(catalog_dir, ValidationSettings.from_overrides(overrides))
     for name, value in result.metrics.items():
