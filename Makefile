@@ -25,14 +25,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install everything (idempotent)
 
-test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), promtool (checks the alert rules), chromium + chromedriver (the gallery's browser tests)
+test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), prometheus (promtool checks the alert rules; the canary tests run the server), chromium + chromedriver (the gallery's browser tests)
 	@command -v kubectl >/dev/null || { echo "installing kubectl (the manifest tests run kustomize)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "installing redis-server (the Redis online store tests start one)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
-	@command -v promtool >/dev/null || { echo "installing prometheus for promtool (the monitoring tests check and unit-test the alert rules)"; \
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus (promtool checks and unit-tests the alert rules; the canary tests scrape the local servers with the server)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium and chromium-driver (the gallery's browser tests drive them)"; \

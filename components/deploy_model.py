@@ -20,13 +20,17 @@ def deploy_model(
     registered_version: int = 0,
     canary_percent: int = 10,
     prometheus_url: str = "",
+    scrape_interval_s: float = 30.0,
+    allow_unregistered_deploy: bool = False,
     holdout_fraction: float = 0.2,
     catalog_changes_uri: str = "",
 ) -> NamedTuple("DeployOutputs", [("promoted", bool)]):  # type: ignore[valid-type]
     """When the gate passed (else: nothing is published or changed, and the report says so), publish the model as a release (model store, index and Feast repo under <releases_uri>/<model_version>/,
     never overwritten), roll it out on ``deploy_target`` (kserve://[NAMESPACE/]NAME, local:///WORKDIR or none) as a
     canary answering ``canary_percent``% of the traffic while probe queries from the held-out catalogue run, compare
-    its error rate and latency with production's, then promote it or roll it back. The registry's production alias
+    its error rate (4xx and 5xx) and latency with production's, on a Prometheus scrape (every ``scrape_interval_s``)
+    taken after the probes, then promote it or roll it back. A kserve:// target without ``registry_uri`` is refused
+    unless ``allow_unregistered_deploy``. The registry's production alias
     moves to ``registered_version`` only on promote. The decision and the observed numbers are the Markdown report.
     Products added through the catalogue change log ``catalog_changes_uri`` since the training run are encoded by
     the new model before its transformer loads; the replaced version's vectors leave a shared online store."""
@@ -51,6 +55,8 @@ def deploy_model(
         registered_version=registered_version,
         settings=RolloutSettings(canary_share=canary_percent / 100),
         prometheus_url=prometheus_url,
+        scrape_interval_s=scrape_interval_s,
+        allow_unregistered_deploy=allow_unregistered_deploy,
         catalog_changes_uri=catalog_changes_uri,
     )
     promoted = result is None or result.promoted

@@ -15,12 +15,14 @@ def gate_model(
     registry_uri: str = "",
     holdout_fraction: float = 0.2,
     min_improvement: float = 0.0,
+    min_precision_at_5: float = 0.5,
     gate_guards: dict = {},  # noqa: B006 (KFP parameters need literal defaults)
 ) -> NamedTuple("GateOutputs", [("promote", bool)]):  # type: ignore[valid-type]
     """Compare the candidate with the production model on the same held-out split and decide: promote only if
-    precision@5 improves by at least ``min_improvement`` and no guard metric (coverage@10, nDCG@10) regresses
+    precision@5 reaches the absolute floor ``min_precision_at_5`` (the first model too), improves by at least
+    ``min_improvement`` and no guard metric (coverage@10, nDCG@10) regresses
     beyond its tolerance (``gate_guards`` overrides tolerances). Production is ``production_model_dir`` when given, else the registry's "production" alias
-    at ``registry_uri``; none at all means promote. The decision and its reasons are a Markdown artifact."""
+    at ``registry_uri``; none at all means the floor alone decides. The decision and its reasons are a Markdown artifact."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -45,7 +47,9 @@ def gate_model(
         }
     policy = GatePolicy(min_improvement=min_improvement)
     policy = GatePolicy(
-        min_improvement=min_improvement, guards={**policy.guards, **{k: float(v) for k, v in gate_guards.items()}}
+        min_improvement=min_improvement,
+        floor=min_precision_at_5,
+        guards={**policy.guards, **{k: float(v) for k, v in gate_guards.items()}},
     )
     result = decide(candidate, production, policy)
     Path(decision.path).write_text(result.markdown)

@@ -114,6 +114,7 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             registry_uri=registry_uri,
             holdout_fraction=holdout_fraction,
             min_improvement=parameters["min_improvement"],
+            min_precision_at_5=parameters["min_precision_at_5"],
             gate_guards=parameters["gate_guards"],
         )
         gated.set_display_name("gate against production")
@@ -169,6 +170,8 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             registered_version=registered.output,
             canary_percent=parameters["canary_percent"],
             prometheus_url=parameters["prometheus_url"],
+            scrape_interval_s=parameters["scrape_interval_s"],
+            allow_unregistered_deploy=parameters["allow_unregistered_deploy"],
             holdout_fraction=holdout_fraction,
             catalog_changes_uri=parameters["catalog_changes_uri"],
         )

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fashionrec.config import MODEL_NAME, TORCHSERVE_METRICS_PORT, TRANSFORMER_HTTP_PORT
+from fashionrec.config import MODEL_NAME, SCRAPE_INTERVAL_S, TORCHSERVE_METRICS_PORT, TRANSFORMER_HTTP_PORT
+from fashionrec.params import PipelineSettings
 from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.torchserve import TorchServeSettings
 
@@ -525,3 +526,10 @@ def test_dashboard_panels_are_complete_and_read_the_datasource_variable() -> Non
     for variable in variables.values():  # other variables query the same datasource
         if variable["type"] == "query":
             assert variable["datasource"] == reference
+
+
+def test_the_podmonitor_scrapes_the_transformers_as_often_as_the_canary_check_expects(rendered: list[dict[str, Any]]) -> None:
+    """The canary check waits for a scrape taken after its probes, sized by SCRAPE_INTERVAL_S: one setting."""
+    transformer, _ = one(rendered, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert transformer["interval"] == f"{SCRAPE_INTERVAL_S:g}s"
+    assert PipelineSettings().scrape_interval_s == SCRAPE_INTERVAL_S

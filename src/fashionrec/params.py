@@ -16,7 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Annotated, Any, TypeVar, get_type_hints
 
-from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM, INDEX_RECALL_TARGET
+from fashionrec.config import DEFAULT_IMAGE_SIZE, EMBEDDING_DIM, INDEX_RECALL_TARGET, MIN_PRECISION_AT_5, SCRAPE_INTERVAL_S
 
 
 class Backbone(StrEnum):
@@ -122,6 +122,11 @@ class PipelineSettings:
     min_improvement: float = parameter(
         0.0, "the gate promotes only if precision@5 beats production by at least this (negative: accepts a drop of up to it)"
     )
+    min_precision_at_5: float = parameter(
+        MIN_PRECISION_AT_5,
+        "absolute floor: the gate rejects a model whose precision@5 on held-out product groups is below it, whether or "
+        "not a production model exists",
+    )
     gate_guards: dict[str, Any] = parameter(
         {}, 'overrides of the drops the gate tolerates in its guard metrics, e.g. {"ndcg_at_10": 0.02}'
     )
@@ -146,6 +151,12 @@ class PipelineSettings:
         "MinIO by default); the InferenceService's storage credentials must read it",
         cli=False,
     )
+    allow_unregistered_deploy: bool = parameter(
+        False,
+        "roll out to kserve:// without a model registry (registry_uri empty: no production to compare with, nothing "
+        "recorded); refused unless true",
+        cli=False,
+    )
     canary_percent: int = parameter(10, "share of the traffic (%) the new model answers during the canary check")
     catalog_changes_uri: str = parameter(
         "minio://mlpipeline/fashionrec/catalog-changes",
@@ -165,6 +176,12 @@ class PipelineSettings:
     prometheus_url: str = parameter(
         "http://prometheus-operated.monitoring.svc:9090",
         "Prometheus that scrapes the transformers (the canary check compares per-version errors and latency)",
+        cli=False,
+    )
+    scrape_interval_s: float = parameter(
+        SCRAPE_INTERVAL_S,
+        "how often that Prometheus scrapes the transformers (the PodMonitor's interval): the canary check waits for a "
+        "scrape taken after its probes, up to 3 intervals",
         cli=False,
     )
 

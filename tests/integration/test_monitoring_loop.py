@@ -12,7 +12,7 @@ from fashionrec.deploy.local_target import LocalServing
 from fashionrec.local.deployment import production_deployment
 from fashionrec.local.monitoring_loop import run_loop
 from fashionrec.local.pipeline_runner import run_local
-from fashionrec.params import Augmentation, TrainConfig
+from fashionrec.params import Augmentation, PipelineSettings, TrainConfig
 from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, serve_locally
 from fashionrec.workdir import WorkDir
 
@@ -26,7 +26,10 @@ def test_drift_on_a_shifted_stream_starts_a_training_run_that_ends_served_or_gat
     # Light augmentation (the default): strong augmentation's greyscale and brightness jitter teach the encoder to
     # shrug off exactly the shift this stream makes (darkened grey photos), and the embedding test is asserted below.
     light = Augmentation.LIGHT
-    first = run_local(tiny_catalog, work, TrainConfig(epochs=1, batch_size=16, augmentation=light))
+    # one epoch scores near chance, below the gate's floor: lowered for the first run, kept for the retraining
+    first = run_local(
+        tiny_catalog, work, TrainConfig(epochs=1, batch_size=16, augmentation=light), PipelineSettings(min_precision_at_5=0.0)
+    )
     assert first.promoted
     requests = WorkDir(work).request_log
     with serve_locally(

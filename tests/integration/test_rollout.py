@@ -4,20 +4,22 @@ back; no request fails and every answer comes from exactly one model. `serve --w
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from client_load import under_load
 
-from fashionrec.config import INDEX_META_FILE
-from fashionrec.deploy.canary import CanaryPolicy
+from fashionrec.config import INDEX_META_FILE, LOOPBACK
+from fashionrec.deploy.canary import CanaryPolicy, parse_observations, window
 from fashionrec.deploy.local_target import LocalServing, LocalTarget, served_versions, watch_tick
-from fashionrec.deploy.rollout import RolloutSettings, probe_bodies, rollout, switch
+from fashionrec.deploy.rollout import RolloutSettings, probe, probe_bodies, rollout, switch
 from fashionrec.local.deployment import production_deployment
+from fashionrec.local.prometheus import LocalPrometheus, running_prometheus
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.client import image_request
-from fashionrec.serving.processes import LIVE_CANARY, LIVE_DIR, LocalTorchServe, serve_locally
+from fashionrec.serving.processes import LIVE_CANARY, LIVE_DIR, LocalTorchServe, free_port, serve_locally
 from fashionrec.serving.release import Deployment, publish
 from fashionrec.training.registry import MlflowRegistry
 from fashionrec.workdir import WorkDir
@@ -127,3 +129,60 @@ def test_watch_follows_the_production_alias(
     registry.rollback()  # `fashionrec model rollback`
     assert watch_tick(target, production).endswith(f"{new} -> {old} with no request dropped")
     assert target.stable_version() == old
+
+
+SCRAPE_S = 4.0  # long beside the probes (well under a second here), as 30 s is beside a cluster's probes
+
+
+def judged_on(prometheus: LocalPrometheus, target: LocalTarget) -> LocalTarget:
+    """The same servers, with the canary check reading a Prometheus that scrapes them (as on a cluster)."""
+    return LocalTarget(target.serving, drain_s=0.2, prometheus_url=prometheus.url, scrape_interval_s=prometheus.scrape_interval_s)
+
+
+def next_scrape(target: LocalTarget, after: float) -> float:
+    """Wait for Prometheus' next scrape of the transformer; returns its time."""
+    deadline = time.monotonic() + 4 * SCRAPE_S
+    while time.monotonic() < deadline:
+        scraped = [seen.scraped_at or 0.0 for seen in parse_observations(target.metrics_text()).values()]
+        if scraped and min(scraped) > after:
+            return min(scraped)
+        time.sleep(0.1)
+    raise AssertionError("prometheus did not scrape the transformer")
+
+
+def test_the_canary_is_judged_on_a_scrape_taken_after_its_probes(
+    target: LocalTarget, stages: StageOutputs, second_version: StageOutputs, tmp_path: Path, probes: list[dict[str, object]]
+) -> None:
+    old, new = stages.deployment.model_version, second_version.deployment.model_version
+    assert target.stable_version() == old
+    host = target.serving.transformer_url.removeprefix("http://")
+    with running_prometheus(tmp_path / "prometheus", [host], scrape_interval_s=SCRAPE_S) as prometheus:
+        scraped = judged_on(prometheus, target)
+        # The stale-scrape case: read, probe, read again right away (as the check did) and both reads are one scrape,
+        # so the probes the servers answered are not in the window at all.
+        probe(scraped.endpoint(), probes, old, RolloutSettings(max_probes=1))  # a series to be scraped
+        last = next_scrape(scraped, 0.0)
+        next_scrape(scraped, last)  # the probes below start right after a scrape: the next is SCRAPE_S away
+        before = parse_observations(scraped.metrics_text())
+        sent, _ = probe(scraped.endpoint(), probes, old, RolloutSettings(max_probes=10))
+        stale = window(before, parse_observations(scraped.metrics_text()))
+        assert sent == 10 and stale[old].requests == 0
+        # The check waits for a scrape after its probes: the canary is judged on what it answered, and promoted.
+        result = rollout(scraped, second_version.deployment, probes, FAST)
+        assert result.promoted, result.markdown
+        assert result.verdict is not None and result.verdict.canary.requests >= FAST.policy.min_requests
+        assert target.stable_version() == new
+        switch(target, stages.deployment)  # production back as the other tests expect it
+    assert target.stable_version() == old
+
+
+def test_no_fresh_scrape_rolls_the_canary_back_with_that_reason(
+    target: LocalTarget, stages: StageOutputs, second_version: StageOutputs, tmp_path: Path, probes: list[dict[str, object]]
+) -> None:
+    old = stages.deployment.model_version
+    # a Prometheus that never reaches the transformer: its scrape target is a port nothing listens on
+    with running_prometheus(tmp_path / "prometheus", [f"{LOOPBACK}:{free_port()}"], scrape_interval_s=1.0) as prometheus:
+        result = rollout(judged_on(prometheus, target), second_version.deployment, probes, FAST)
+    assert not result.promoted and "StaleMetrics: no scrape of" in result.markdown, result.markdown
+    assert "rollback incomplete" not in result.markdown
+    assert target.stable_version() == old and served_versions(target.serving) == {old}

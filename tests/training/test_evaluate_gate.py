@@ -115,3 +115,20 @@ def test_gate_promotes_the_first_model_and_then_only_improvements() -> None:
     assert verdict.markdown.startswith("# Model gate: REJECT")
     with pytest.raises(KeyError, match="ndcg_at_10"):
         decide({"precision_at_5": 1.0, "catalogue_coverage_at_10": 1.0}, None)
+
+
+def test_no_model_below_the_floor_is_promoted_the_first_one_included() -> None:
+    """Fail closed: with no production model (a registry that is empty or not configured) the gate used to promote
+    any model at all."""
+    weak = {"model_version": "w", "precision_at_5": 0.20, "catalogue_coverage_at_10": 0.50, "ndcg_at_10": 0.30}
+    first = decide(weak, None, GatePolicy(floor=0.5))
+    assert not first.promote and "Decided by the floor." in first.markdown
+    assert "precision_at_5 0.2000 is below the floor 0.5000" in first.markdown
+    production = {**weak, "model_version": "p", "precision_at_5": 0.10}
+    better_but_weak = decide(weak, production, GatePolicy(floor=0.5))
+    assert not better_but_weak.promote and "Decided by the floor." in better_but_weak.markdown
+    strong = {**weak, "model_version": "s", "precision_at_5": 0.80}
+    assert "Decided by every rule passing" in decide(strong, production, GatePolicy(floor=0.5)).markdown
+    narrower = {**strong, "catalogue_coverage_at_10": 0.10}
+    assert "Decided by the guard on catalogue_coverage_at_10." in decide(narrower, production, GatePolicy(floor=0.5)).markdown
+    assert decide(weak, None, GatePolicy(floor=0.0)).promote  # a run may lower it explicitly

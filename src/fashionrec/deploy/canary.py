@@ -21,6 +21,8 @@ class Observation:
     server_errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # cumulative count per upper bound (le)
     seconds_sum: float = 0.0
+    # When the oldest of its request counters was scraped (Unix seconds); None: read from the servers themselves.
+    scraped_at: float | None = None
 
     @property
     def requests(self) -> float:
@@ -28,9 +30,9 @@ class Observation:
 
     @property
     def error_rate(self) -> float:
-        """Share of server errors (a client's bad request is not the model's fault)."""
-        answered = self.ok + self.server_errors
-        return self.server_errors / answered if answered else 0.0
+        """Share of requests that failed, client errors included: the probes are valid requests, and stable answers
+        the same mix of real clients' requests, so a canary refusing them with 4xx is no better than one failing."""
+        return (self.client_errors + self.server_errors) / self.requests if self.requests else 0.0
 
     def latency_quantile(self, q: float) -> float:
         """Prometheus' histogram_quantile: linear interpolation inside the bucket holding the q-th request."""
@@ -55,6 +57,7 @@ class Observation:
             self.server_errors - before.server_errors,
             {le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()},
             self.seconds_sum - before.seconds_sum,
+            self.scraped_at,
         )
 
 
@@ -71,6 +74,8 @@ def parse_observations(metrics_text: str) -> dict[str, Observation]:
                 continue
             seen = found[version]
             if sample.name == f"{REQUESTS_METRIC}_total":
+                if sample.timestamp is not None:  # a federation's samples carry the time of their scrape
+                    seen.scraped_at = min(float(sample.timestamp), seen.scraped_at or math.inf)
                 outcome = sample.labels.get("outcome", "")
                 if outcome == "ok":
                     seen.ok += sample.value
@@ -97,7 +102,10 @@ class CanaryPolicy:
     window, with an absolute slack so that sub-millisecond noise on a quiet service cannot fail it."""
 
     min_requests: int = 5  # canary answers needed before judging
-    max_error_rate: float = 0.01  # canary server-error share allowed above the stable version's
+    max_error_rate: float = 0.01  # canary error share (4xx and 5xx) allowed above the stable version's ...
+    # ... plus this many standard errors of stable's share on the canary's sample: a canary failing exactly as often
+    # as stable (real clients' bad requests reach both) exceeds the limit by chance about 1% of the time (one-sided).
+    error_rate_z: float = 2.33
     max_latency_ratio: float = 2.0  # canary p95 at most this times the stable p95 ...
     latency_slack_s: float = 0.05  # ... plus this
 
@@ -110,11 +118,15 @@ class Verdict:
     stable: Observation
 
     def table(self, canary_version: str, stable_version: str) -> str:
-        rows = ["| | version | requests | server errors | error rate | p50 ms | p95 ms |", "|---|---|---|---|---|---|---|"]
+        rows = [
+            "| | version | requests | client errors | server errors | error rate | p50 ms | p95 ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, version, seen in (("canary", canary_version, self.canary), ("stable", stable_version, self.stable)):
             p50, p95 = (seen.latency_quantile(q) * 1000 for q in (0.5, 0.95))
             rows.append(
-                f"| {name} | `{version}` | {seen.requests:.0f} | {seen.server_errors:.0f} | {seen.error_rate:.3f} "
+                f"| {name} | `{version}` | {seen.requests:.0f} | {seen.client_errors:.0f} | {seen.server_errors:.0f} "
+                f"| {seen.error_rate:.3f} "
                 f"| {p50:.1f} | {p95:.1f} |"
             )
         return "\n".join(rows)
@@ -125,7 +137,8 @@ def judge(canary: Observation, stable: Observation, policy: CanaryPolicy) -> Ver
     reasons: list[str] = []
     if canary.requests < policy.min_requests:
         reasons.append(f"the canary answered {canary.requests:.0f} requests, fewer than the {policy.min_requests} needed")
-    allowed_errors = stable.error_rate + policy.max_error_rate
+    spread = math.sqrt(stable.error_rate * (1 - stable.error_rate) / canary.requests) if canary.requests else 0.0
+    allowed_errors = stable.error_rate + policy.max_error_rate + policy.error_rate_z * spread
     if canary.error_rate > allowed_errors:
         reasons.append(f"canary error rate {canary.error_rate:.3f} above {allowed_errors:.3f} (stable {stable.error_rate:.3f})")
     canary_p95, stable_p95 = canary.latency_quantile(0.95), stable.latency_quantile(0.95)

@@ -1,4 +1,4 @@
-"""The ``kserve`` rollout target: the InferenceService on a cluster, driven through the kserve SDK (``KServeClient``).
+"""The ``kserve`` rollout target: the InferenceService on a cluster, driven through the Kubernetes API.
 
 Never mixing models (see fashionrec.serving.release): a release's model store serves the new encoder *and*
 production's, each under its own name, and each transformer calls the encoder of its own index. So the predictor
@@ -8,20 +8,30 @@ the canary takes 100%. Roll back: KServe pins the traffic to the previous rolled
 spec is put back to production's release.
 
 The status checks are pure functions of the InferenceService object, unit-tested on recorded statuses.
+
+No lost updates: the objects go to the Kubernetes API as they are (plain dicts, through CustomObjectsApi), each write
+carries the resourceVersion just read, so one landing in between is refused (409) rather than overwritten, and a
+write is refused outright when the spec changed since this rollout's own last write (``metadata.generation`` moves
+with the spec only, not with the controller's status updates). A rollout holds a lock on the InferenceService
+itself, an annotation, so two deploys (a scheduled run and a drift-triggered one) never interleave and the
+deployer Role needs nothing beyond the InferenceService it names.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import secrets
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import yaml
 
-from fashionrec.config import MODEL_NAME
-from fashionrec.deploy.rollout import Servable, wait_for
+from fashionrec.config import MODEL_NAME, SCRAPE_INTERVAL_S
+from fashionrec.deploy.rollout import Servable, federated_metrics, wait_for
 from fashionrec.serving.release import SERVING, Release, kserve_uri, read_release
 
 STORAGE_ENV = "STORAGE_URI"  # the transformer container's: KServe's storage initializer fetches it into /mnt/models
@@ -29,20 +39,52 @@ STORAGE_ENV = "STORAGE_URI"  # the transformer container's: KServe's storage ini
 PLACEHOLDER_VERSION = "FIRST_MODEL_VERSION"
 # Where the pipeline image holds the InferenceService the first rollout creates (the Dockerfile copies manifests/).
 IMAGE_ISVC_TEMPLATE = "/opt/fashionrec/manifests/base/inferenceservice.yaml"
-# The transformers' per-version series, as Prometheus federates them (fashionrec.deploy.canary).
-FEDERATE_MATCH = '{__name__=~"fashionrec_model_request.*"}'
+
+
+# The lock: "<owner> <unix expiry>" while a rollout runs; an expired one (a deploy that died) may be taken over.
+LOCK_ANNOTATION = "fashionrec.io/rollout-lock"
+KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
 class KServeRolloutError(RuntimeError):
     """The InferenceService did not get where the rollout needs it."""
 
 
-class InferenceServiceClient(Protocol):
-    """What the target uses of kserve.KServeClient."""
+class RolloutConflict(KServeRolloutError):
+    """Someone else changed the InferenceService during this rollout, or holds its lock: nothing was overwritten."""
 
-    def get(self, name: str | None = None, namespace: str | None = None) -> Any: ...
-    def create(self, inferenceservice: Any, namespace: str | None = None) -> Any: ...
-    def replace(self, name: str, inferenceservice: Any, namespace: str | None = None) -> Any: ...
+
+class InferenceServiceClient(Protocol):
+    """InferenceServices as plain dicts: get, create and replace by name (InferenceServices below)."""
+
+    def get(self, name: str, namespace: str) -> Any: ...
+    def create(self, inferenceservice: dict[str, Any], namespace: str) -> Any: ...
+    def replace(self, name: str, inferenceservice: dict[str, Any], namespace: str) -> Any: ...
+
+
+class InferenceServices:
+    """The Kubernetes API's InferenceService endpoints (CustomObjectsApi) for plain dicts. Not KServeClient's create
+    and replace: they read attributes of KServe's generated model classes (``inferenceservice.api_version``), which
+    the manifests' dicts do not have, and fetch a fresh resourceVersion when the object carries none."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api  # kubernetes.client.CustomObjectsApi
+
+    def get(self, name: str, namespace: str) -> Any:
+        return self.api.get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL, name)
+
+    def create(self, inferenceservice: dict[str, Any], namespace: str) -> Any:
+        return self.api.create_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL, inferenceservice)
+
+    def replace(self, name: str, inferenceservice: dict[str, Any], namespace: str) -> Any:
+        return self.api.replace_namespaced_custom_object(
+            KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL, name, inferenceservice
+        )
+
+
+def is_conflict(exc: Exception) -> bool:
+    """The API server refused a write on a stale resourceVersion (409)."""
+    return getattr(exc, "status", None) == 409 or "(409)" in str(exc)
 
 
 # ---- reading an InferenceService ------------------------------------------------------------------------------
@@ -140,6 +182,37 @@ def with_canary_percent(isvc: dict[str, Any], component: str, percent: int | Non
     return updated
 
 
+def with_spec(isvc: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy, without its status, with ``spec`` in place of its own (its metadata, resourceVersion included, kept)."""
+    updated = copy.deepcopy(isvc)
+    updated.pop("status", None)
+    updated["spec"] = copy.deepcopy(spec)
+    return updated
+
+
+def lock_holder(isvc: dict[str, Any]) -> tuple[str, float] | None:
+    """Who holds the rollout lock and until when (Unix seconds); None when nobody does."""
+    value = str((isvc["metadata"].get("annotations") or {}).get(LOCK_ANNOTATION) or "")
+    owner, _, until = value.partition(" ")
+    try:
+        return (owner, float(until)) if owner else None
+    except ValueError:  # not ours to read: treat it as held, for a day
+        return owner, time.time() + 86400
+
+
+def with_lock(isvc: dict[str, Any], value: str | None) -> dict[str, Any]:
+    """A copy, without its status, holding the lock ``value`` (or none)."""
+    updated = copy.deepcopy(isvc)
+    updated.pop("status", None)
+    annotations = dict(updated["metadata"].get("annotations") or {})
+    if value is None:
+        annotations.pop(LOCK_ANNOTATION, None)
+    else:
+        annotations[LOCK_ANNOTATION] = value
+    updated["metadata"]["annotations"] = annotations
+    return updated
+
+
 def template(path: Path, namespace: str, name: str) -> dict[str, Any]:
     isvc = yaml.safe_load(path.read_text(encoding="utf-8"))
     isvc["metadata"]["namespace"] = namespace
@@ -165,6 +238,7 @@ class KServeTarget:
         releases_root: str,
         isvc_name: str = MODEL_NAME,
         prometheus_url: str = "",
+        scrape_interval_s: float = SCRAPE_INTERVAL_S,
         template_path: Path = Path(IMAGE_ISVC_TEMPLATE),
         timeout_s: float = 900.0,
         poll_s: float = 5.0,
@@ -178,18 +252,21 @@ class KServeTarget:
         self.releases_root = releases_root
         self.isvc_name = isvc_name
         self.prometheus_url = prometheus_url
+        self.scrape_interval_s = scrape_interval_s  # the PodMonitor's interval: the canary check waits for a fresh scrape
         self.template_path = template_path
         self.timeout_s = timeout_s
         self.poll_s = poll_s
-        self._before: dict[str, Any] | None = None  # the spec production had, for a rollback
+        # Past it, a lock is a dead deploy's: every wait of a rollout fits in it (predictor, canary, check, promote).
+        self.lock_ttl_s = 4 * timeout_s + 600
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._before: dict[str, Any] | None = None  # the object production had, for a rollback
+        self._generation: int | None = None  # the spec's generation after this rollout's last write
 
     def _get(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             return dict(self.client.get(self.isvc_name, namespace=self.namespace))
-        except (ApiException, RuntimeError) as exc:  # KServeClient wraps ApiException in RuntimeError
-            if "404" in str(exc) or "Not Found" in str(exc):
+        except Exception as exc:  # kubernetes' ApiException: 404 is an answer, anything else is not
+            if getattr(exc, "status", None) == 404 or "(404)" in str(exc):
                 return None
             raise
 
@@ -199,8 +276,45 @@ class KServeTarget:
             raise KServeRolloutError(f"InferenceService {self.namespace}/{self.isvc_name} not found")
         return isvc
 
-    def _replace(self, isvc: dict[str, Any]) -> None:
-        self.client.replace(self.isvc_name, isvc, namespace=self.namespace)
+    def _write(self, change: Callable[[dict[str, Any]], dict[str, Any]], what: str) -> dict[str, Any]:
+        """Read, change, replace. Refused (RolloutConflict) when the spec moved since this rollout's last write, or
+        when another write lands between the read and the replace (the read's resourceVersion goes with it: 409).
+        Returns the object as read."""
+        current = self._require()
+        generation = int(current["metadata"].get("generation") or 0)
+        if self._generation is not None and generation != self._generation:
+            raise RolloutConflict(
+                f"{self.isvc_name}: its spec changed since this rollout's last write (generation {generation}, not "
+                f"{self._generation}): {what} not written"
+            )
+        try:
+            written = self.client.replace(self.isvc_name, change(current), namespace=self.namespace)
+        except Exception as exc:
+            if is_conflict(exc):
+                raise RolloutConflict(f"{self.isvc_name} changed while {what} was written: nothing overwritten") from exc
+            raise
+        stored = written if isinstance(written, dict) else self._require()
+        self._generation = int(stored["metadata"].get("generation") or 0)
+        return current
+
+    def _lock(self) -> dict[str, Any]:
+        """Take the InferenceService's rollout lock; returns the object as it was before."""
+
+        def locked(isvc: dict[str, Any]) -> dict[str, Any]:
+            holder = lock_holder(isvc)
+            if holder is not None and holder[0] != self.owner and holder[1] > time.time():
+                raise RolloutConflict(
+                    f"{self.isvc_name} is being rolled out by {holder[0]} (its lock lasts {holder[1] - time.time():.0f} s "
+                    "more): try again once it is done"
+                )
+            return with_lock(isvc, f"{self.owner} {time.time() + self.lock_ttl_s:.0f}")
+
+        self._generation = None
+        return self._write(locked, "the rollout lock")
+
+    def _unlock(self) -> None:
+        self._write(lambda isvc: with_lock(isvc, None), "the lock's release")
+        self._generation = None
 
     def _wait(self, check: Any, what: str) -> None:
         wait_for(lambda: check(self._require()), self.timeout_s, f"{self.isvc_name}: {what}", self.poll_s)
@@ -221,42 +335,42 @@ class KServeTarget:
     def metrics_text(self) -> str:
         if not self.prometheus_url:
             raise KServeRolloutError("a canary check on a cluster reads Prometheus: set prometheus_url")
-        response = httpx.get(f"{self.prometheus_url.rstrip('/')}/federate", params={"match[]": FEDERATE_MATCH}, timeout=30)
-        response.raise_for_status()
-        return response.text
+        return federated_metrics(self.prometheus_url)
 
     def start_canary(self, release: Servable, share: float) -> None:
         target = self._release(release)
-        current = self._require()
-        self._before = copy.deepcopy(current)
+        before = self._lock()  # raises, with nothing written, when another rollout holds it
+        self._before = copy.deepcopy(before)
         # 1. predictor to the release's model store (new + production encoders), all traffic, until rolled out
-        self._replace(with_release(current, target, "predictor", None))
+        self._write(lambda isvc: with_release(isvc, target, "predictor", None), "the predictor's release")
         self._wait(lambda isvc: rolled_out(isvc, "predictor"), "predictor rolled out")
         if self.before_canary is not None:
             self.before_canary(target.model_version, predictor_url(self._require(), self.isvc_name, self.namespace))
         # 2. transformer canary
         percent = round(share * 100)
-        self._replace(with_release(self._require(), target, "transformer", percent))
+        self._write(lambda isvc: with_release(isvc, target, "transformer", percent), "the transformer's canary")
         self._wait(lambda isvc: canary_serving(isvc, "transformer", percent), f"transformer canary at {percent}%")
 
     def promote(self, release: Servable) -> None:
-        self._replace(with_canary_percent(self._require(), "transformer", None))
+        self._write(lambda isvc: with_canary_percent(isvc, "transformer", None), "the promotion")
         self._wait(lambda isvc: rolled_out(isvc, "transformer"), "transformer promoted")
+        self._unlock()
+        self._before = None
 
     def rollback(self, release: Servable) -> None:
-        if self._before is None:
+        if self._before is None:  # this rollout wrote nothing (another one holds the lock, or the first read failed)
             return
-        isvc = self._require()
-        if "canaryTrafficPercent" in isvc["spec"]["transformer"]:
-            self._replace(with_canary_percent(isvc, "transformer", 0))  # traffic back on the previous revision now
+        before = self._before
+        if "canaryTrafficPercent" in self._require()["spec"]["transformer"]:
+            # traffic back on the previous revision now
+            self._write(lambda isvc: with_canary_percent(isvc, "transformer", 0), "the traffic pin")
             self._wait(lambda found: pinned_to_previous(found, "transformer"), "traffic pinned to production")
-        restored = copy.deepcopy(self._before)
-        restored.pop("status", None)
-        restored["metadata"].pop("resourceVersion", None)  # replace the object as it is now, not as it was
-        if version := self._require()["metadata"].get("resourceVersion"):
-            restored["metadata"]["resourceVersion"] = version
-        self._replace(restored)
+        # production's spec on the object as it is now: its resourceVersion, and the generation check, refuse to
+        # undo a change someone else made meanwhile
+        self._write(lambda isvc: with_spec(isvc, before["spec"]), "production's spec")
         self._wait(lambda found: rolled_out(found, "transformer") and rolled_out(found, "predictor"), "production restored")
+        self._unlock()
+        self._before = None
 
     def first_deploy(self, release: Servable) -> None:
         target = self._release(release)
@@ -266,7 +380,11 @@ class KServeTarget:
             created = with_release(with_release(created, target, "predictor", None), target, "transformer", None)
             self.client.create(created, namespace=self.namespace)
         else:
-            self._replace(with_release(with_release(isvc, target, "predictor", None), target, "transformer", None))
+            self._generation = None
+            self._write(
+                lambda found: with_release(with_release(found, target, "predictor", None), target, "transformer", None),
+                "the first release",
+            )
         self._wait(lambda found: rolled_out(found, "predictor") and rolled_out(found, "transformer"), "first release ready")
 
     def release_of(self, model_version: str) -> Release:
@@ -276,11 +394,11 @@ class KServeTarget:
         return found
 
 
-def kserve_client() -> Any:
-    """KServeClient with the pod's service account in a cluster, else the kubeconfig."""
+def kserve_client() -> InferenceServices:
+    """The Kubernetes API with the pod's service account in a cluster, else the kubeconfig (KServeClient loads it)."""
     from kserve import KServeClient
 
-    return KServeClient()
+    return InferenceServices(KServeClient().api_instance)
 
 
 def pod_namespace(default: str = "kubeflow") -> str:

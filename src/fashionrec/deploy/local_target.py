@@ -34,7 +34,7 @@ from fashionrec.config import (
     predictor_model_name,
 )
 from fashionrec.data.changes import ChangeLog
-from fashionrec.deploy.rollout import Servable, switch
+from fashionrec.deploy.rollout import Servable, federated_metrics, switch
 from fashionrec.retrieval.feast_store import ensure_materialized, retire_model_version
 from fashionrec.retrieval.index import IndexMeta
 from fashionrec.serving.guard import ADMIN_HEADER
@@ -181,9 +181,14 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, serving: LocalServing, drain_s: float = 2.0) -> None:
+    def __init__(
+        self, serving: LocalServing, drain_s: float = 2.0, prometheus_url: str = "", scrape_interval_s: float = 0.0
+    ) -> None:
         self.serving = serving
         self.drain_s = drain_s
+        # The canary check reads the transformer's /metrics, or a Prometheus that scrapes it (as on a cluster).
+        self.prometheus_url = prometheus_url
+        self.scrape_interval_s = scrape_interval_s if prometheus_url else 0.0
         self._registered: set[str] = set()  # encoders this rollout registered (a rollback unregisters them)
 
     def stable_version(self) -> str | None:
@@ -193,6 +198,8 @@ class LocalTarget:
         return self.serving.transformer_url
 
     def metrics_text(self) -> str:
+        if self.prometheus_url:
+            return federated_metrics(self.prometheus_url)
         response = httpx.get(f"{self.serving.transformer_url}/metrics", timeout=10)
         _check(response, "reading the transformer's metrics")
         return response.text

@@ -4,7 +4,9 @@ InferenceService on a cluster):
 1. ``start_canary``: the predictor serves the new encoder beside production's, then the new index answers a share of
    the traffic (on KServe: a transformer revision with ``canaryTrafficPercent``), and the target waits until ready.
 2. Probe traffic (held-out catalogue photos and item ids) goes through the public endpoint while the per-version
-   metrics are read before and after (fashionrec.deploy.canary).
+   metrics are read before and after (fashionrec.deploy.canary). Where Prometheus scrapes them (a cluster), "after"
+   is a scrape taken after the last probe: the check waits up to FRESH_SCRAPE_INTERVALS scrape intervals for one,
+   and rolls back with that reason when none comes (a scrape read right after the probes would predate them).
 3. ``promote`` (the new version takes all traffic, production's encoder is dropped) or ``rollback`` (everything as
    before). Any failure during 1-2 rolls back. The decision and the observed numbers are a Markdown report.
 
@@ -29,12 +31,18 @@ from fashionrec.serving.release import Deployment, Release
 
 # What a target rolls out: a release, or a deployment's local artifacts (its model_version names the release).
 Servable = Deployment | Release
+# The transformers' per-version series, as Prometheus federates them (fashionrec.deploy.canary).
+FEDERATE_MATCH = '{__name__=~"fashionrec_model_request.*"}'
+# How many scrape intervals the check waits for a scrape taken after its probes (Prometheus staggers its targets
+# across an interval, so every pod's next scrape falls within one; the rest is slack for a slow scrape).
+FRESH_SCRAPE_INTERVALS = 3.0
 
 
 class Target(Protocol):
     """Where a release is rolled out. Every method raises on failure; ``rollback`` does every step it can."""
 
     name: str
+    scrape_interval_s: float  # how often Prometheus scrapes the metrics it reads (0: it reads the servers directly)
 
     def stable_version(self) -> str | None:
         """The model version answering requests now (None: nothing is served yet)."""
@@ -104,10 +112,43 @@ def probe(endpoint: str, bodies: list[dict[str, Any]], canary_version: str, sett
     return sent, by_canary
 
 
+class StaleMetrics(RuntimeError):
+    """No scrape taken after the probes came in time: the canary cannot be judged."""
+
+
+def federated_metrics(prometheus_url: str, timeout_s: float = 30.0) -> str:
+    """The transformers' per-version series as Prometheus last scraped them, each sample with its scrape's time."""
+    if not prometheus_url:
+        raise ValueError("a canary check that reads Prometheus needs its URL (prometheus_url)")
+    response = httpx.get(f"{prometheus_url.rstrip('/')}/federate", params={"match[]": FEDERATE_MATCH}, timeout=timeout_s)
+    response.raise_for_status()
+    return response.text
+
+
+def fresh_observations(target: Target, versions: list[str], since: float) -> dict[str, Observation]:
+    """The per-version metrics once a scrape taken after ``since`` (Unix seconds) holds every series of
+    ``versions``; at once where the target reads its servers directly. StaleMetrics after FRESH_SCRAPE_INTERVALS."""
+    timeout = FRESH_SCRAPE_INTERVALS * target.scrape_interval_s
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = parse_observations(target.metrics_text())
+        if target.scrape_interval_s <= 0:
+            return seen
+        late = [v for v in versions if v not in seen or (seen[v].scraped_at or 0.0) <= since]
+        if not late:
+            return seen
+        if time.monotonic() >= deadline:
+            raise StaleMetrics(
+                f"no scrape of {', '.join(late)} taken after the probes within {timeout:.0f} s (Prometheus scrapes every "
+                f"{target.scrape_interval_s:g} s): the canary cannot be judged"
+            )
+        time.sleep(min(1.0, target.scrape_interval_s / 5))
+
+
 def observe(target: Target, bodies: list[dict[str, Any]], version: str, stable: str, settings: RolloutSettings) -> Verdict:
     before = parse_observations(target.metrics_text())
     sent, by_canary = probe(target.endpoint(), bodies, version, settings)
-    seen = window(before, parse_observations(target.metrics_text()))
+    seen = window(before, fresh_observations(target, [version, stable], time.time()))
     verdict = judge(seen.get(version, Observation()), seen.get(stable, Observation()), settings.policy)
     verdict.reasons.insert(0, f"{sent} probe requests sent, {by_canary} answered by the canary")
     return verdict

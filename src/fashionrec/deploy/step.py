@@ -6,6 +6,9 @@ production alias only if it was promoted. Targets are named by a URI:
 - ``local:///ABS/WORKDIR``: the servers of `fashionrec serve --workdir WORKDIR` (or production's, started for the
   rollout); releases go to WORKDIR/releases.
 - ``none``: publish only.
+
+Fail closed: a kserve:// rollout with no model registry (nothing to compare the model with, no record of what is in
+production) is refused before anything is published, unless the run allows it explicitly.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from fashionrec.config import SCRAPE_INTERVAL_S
 from fashionrec.data.changes import ChangeLog
 from fashionrec.data.split import holdout_mask
 from fashionrec.data.table import read_table
-from fashionrec.deploy.kserve_target import KServeTarget, kserve_client, pod_namespace
+from fashionrec.deploy.kserve_target import InferenceServiceClient, KServeTarget, kserve_client, pod_namespace
 from fashionrec.deploy.rollout import RolloutResult, RolloutSettings, probe_bodies, rollout
 from fashionrec.retrieval.feast_store import is_shared, open_store, retire_model_version
 from fashionrec.serving.release import Deployment, Release, publish, read_release
@@ -33,6 +37,10 @@ PROBE_PHOTOS = 20  # held-out photos sent as image queries during the canary
 PROBE_ITEMS = 20  # and catalogue items as item_id queries
 # Knative drains a replaced revision's pods after the traffic moved: their requests still read the old vectors.
 RETIRE_GRACE_S = 60.0
+
+
+class DeployRefused(ValueError):
+    """The run's settings do not allow this deploy; nothing was published or changed."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,24 @@ def deploy(
     settings: RolloutSettings | None = None,
     prometheus_url: str = "",
     catalog_changes_uri: str = "",
+    scrape_interval_s: float = SCRAPE_INTERVAL_S,
+    allow_unregistered_deploy: bool = False,
+    isvc_client: InferenceServiceClient | None = None,
+    retire_grace_s: float = RETIRE_GRACE_S,
 ) -> tuple[Release, RolloutResult | None]:
     """Publish, roll out, and on promote move the production alias to ``registered_version``. On a cluster, the
     products added through the catalogue change log ``catalog_changes_uri`` since this model's training run are
-    encoded by its encoder before its transformer loads."""
+    encoded by its encoder before its transformer loads. The release's model store also serves the encoder of the
+    version the InferenceService serves (not the registry's alias: the two differ after a `model rollback` that
+    moved only the alias, or a promote that timed out), so the stable transformer keeps its encoder throughout.
+    ``isvc_client``: the Kubernetes API's InferenceServices (default: the pod's or the kubeconfig's);
+    ``retire_grace_s``: how long the replaced revision's pods drain on a cluster before its vectors go."""
     target = parse_target(target_uri)
+    if target.kind == "kserve" and not registry_uri and not allow_unregistered_deploy:
+        raise DeployRefused(
+            f"not deployed to {target_uri}: the run has no model registry (registry_uri), so nothing compared this "
+            "model with production nor records what is served; set registry_uri, or allow_unregistered_deploy=true"
+        )
     registry = None
     production_version = None
     if registry_uri:
@@ -93,13 +114,29 @@ def deploy(
     if target.kind == "local":
         assert target.work_dir is not None
         releases_uri = WorkDir(target.work_dir).releases
-    # None also when production predates releases here: nothing to serve beside the new one
-    previous = read_release(releases_uri, production_version) if production_version else None
+    kserve = None
+    if target.kind == "kserve":
+        kserve = KServeTarget(
+            isvc_client or kserve_client(),
+            target.namespace or pod_namespace(),
+            releases_uri,
+            target.name,
+            prometheus_url=prometheus_url,
+            scrape_interval_s=scrape_interval_s,
+            before_canary=catch_up_additions(artifacts.feature_repo, catalog_changes_uri) if catalog_changes_uri else None,
+        )
+    # The version served beside the new one: what the InferenceService serves; locally (a `fashionrec serve` runs
+    # its own snapshots, or production's servers are started for the check) and for `none`, the alias's.
+    beside = kserve.stable_version() if kserve is not None else production_version
+    # None also when it predates releases here: nothing to serve beside the new one
+    previous = read_release(releases_uri, beside) if beside else None
     release = publish(artifacts, releases_uri, previous)
     if target.kind == "none":
         return release, None
-    if target.kind == "local":
-        # kserve (the local servers' predictor client): the pipeline image, which deploys to KServe, has none
+    if kserve is not None:
+        result = rollout(kserve, release, probes, settings)
+    else:
+        # kserve (the local servers' predictor client, an optional extra): loaded for a local rollout only
         from fashionrec.deploy.local_target import local_target
 
         assert target.work_dir is not None
@@ -108,19 +145,9 @@ def deploy(
                 result = RolloutResult(True, release.model_version, None, "local", ["nothing was in production: released"])
             else:
                 result = rollout(local, release.deployment(), probes, settings)
-    else:
-        kserve = KServeTarget(
-            kserve_client(),
-            target.namespace or pod_namespace(),
-            releases_uri,
-            target.name,
-            prometheus_url=prometheus_url,
-            before_canary=catch_up_additions(artifacts.feature_repo, catalog_changes_uri) if catalog_changes_uri else None,
-        )
-        result = rollout(kserve, release, probes, settings)
     if result.promoted and registry is not None and registered_version:
         registry.promote(registered_version)
-    retire_vectors(artifacts.feature_repo, result, grace_s=RETIRE_GRACE_S if target.kind == "kserve" else 0.0)
+    retire_vectors(artifacts.feature_repo, result, grace_s=retire_grace_s if target.kind == "kserve" else 0.0)
     return release, result
 
 
@@ -129,7 +156,7 @@ def catch_up_additions(feature_repo: Path, catalog_changes_uri: str) -> Callable
     training run (a shared online store only: the embedded sqlite store of a release never sees additions)."""
 
     def catch_up(model_version: str, predictor_url: str) -> None:
-        # kserve (the predictor client): only a shared online store needs it, and the pipeline image may lack it
+        # kserve (the predictor client, an optional extra): loaded only when a catch-up runs
         from fashionrec.catalog.update import ServedVersion, reencode_additions
         from fashionrec.serving.predictor_client import make_predictor
 

@@ -1,9 +1,12 @@
-"""The model gate: promote a candidate only if it beats production on the same evaluation split.
+"""The model gate: promote a candidate only if it is good enough on its own and beats production on the same
+evaluation split.
 
-Rule: the primary metric (precision@5 by default) must strictly improve, by at least ``min_improvement``
-(absolute; a negative value accepts a drop of up to its size), and no guard metric (catalogue coverage@10, nDCG@10)
-may drop by more than its tolerance. No production model yet: promote. Both models are scored on the same held-out
-product groups (``fashionrec.data.split``), ranked as the transformer ranks them.
+Rules, in order: the primary metric (precision@5 by default) must reach an absolute ``floor``, whether or not a
+production model exists (fail closed: the first model too); it must strictly improve on production's, by at least
+``min_improvement`` (absolute; a negative value accepts a drop of up to its size); and no guard metric (catalogue
+coverage@10, nDCG@10) may drop by more than its tolerance. No production model yet: the floor alone decides. Both
+models are scored on the same held-out product groups (``fashionrec.data.split``), ranked as the transformer ranks
+them. The Markdown decision names the rule that decided.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fashionrec.config import MIN_PRECISION_AT_5
+
 
 @dataclass(frozen=True)
 class GatePolicy:
     primary: str = "precision_at_5"
     min_improvement: float = 0.0
+    floor: float = MIN_PRECISION_AT_5  # the primary metric's absolute minimum
     guards: dict[str, float] = field(default_factory=lambda: {"catalogue_coverage_at_10": 0.02, "ndcg_at_10": 0.01})
 
 
@@ -37,30 +43,46 @@ def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy:
         for name in [policy.primary, *policy.guards]
     ]
     reasons: list[str] = []
+    value = candidate[policy.primary]
+    above_floor = value >= policy.floor
+    reasons.append(
+        f"{policy.primary} {value:.4f} {'reaches' if above_floor else 'is below'} the floor {policy.floor:.4f}"
+        + ("" if above_floor else ": rejected whatever production is")
+    )
+    decided_by = "the floor"
     if production is None:
-        promote = True
-        reasons.append("no production model yet: the first candidate is promoted")
+        promote = above_floor
+        reasons.append("no production model yet" + (": the floor alone decides" if above_floor else ""))
     else:
         gain = candidate[policy.primary] - production[policy.primary]
         # A tie is no reason to deploy; a negative min_improvement explicitly accepts a drop up to its size.
-        promote = gain >= policy.min_improvement and (gain > 0 or policy.min_improvement < 0)
+        improves = gain >= policy.min_improvement and (gain > 0 or policy.min_improvement < 0)
+        promote = above_floor and improves
+        if above_floor:
+            decided_by = "the improvement over production"
         reasons.append(
             f"{policy.primary} {'improves' if gain > 0 else 'changes'} by {gain:+.4f} (required: >= {policy.min_improvement:+.4f})"
-            + ("" if promote else ": not enough")
+            + ("" if improves else ": not enough")
         )
         for name, tolerance in policy.guards.items():
             drop = production[name] - candidate[name]
             if drop > tolerance:
+                if promote:
+                    decided_by = f"the guard on {name}"
                 promote = False
                 reasons.append(f"guard {name} drops by {drop:.4f}, beyond its tolerance {tolerance:.4f}")
             else:
                 reasons.append(f"guard {name} holds (change {-drop:+.4f}, tolerance {tolerance:.4f})")
+        if promote:
+            decided_by = "every rule passing: the floor, the improvement over production, the guards"
     verdict = "PROMOTE" if promote else "REJECT"
     markdown = "\n".join(
         [
             f"# Model gate: {verdict}",
             "",
             f"candidate {candidate.get('model_version', '?')} vs production {'none' if production is None else production.get('model_version', '?')}",
+            "",
+            f"Decided by {decided_by}.",
             "",
             "| metric | candidate | production |",
             "|---|---|---|",
