@@ -63,7 +63,12 @@ EXPECTED_ALERTS = {
     "FashionrecLowCoverage",
     "FashionrecUnrecognisedQueries",
     "FashionrecCatalogChangesWithoutVector",
+    "FashionrecScrapeFailing",
+    "FashionrecScrapeTargetMissing",
+    "FashionrecNoTraffic",
 }
+# Series Prometheus makes itself for every target (1: the last scrape worked), which the silence alerts read.
+PROMETHEUS_OWN = {"up"}
 
 
 def tool(name: str) -> str:
@@ -465,6 +470,8 @@ def dashboard_metric_names() -> set[str]:
 def check_names(where: str, names: set[str]) -> list[str]:
     problems = []
     for name in sorted(names):
+        if name in PROMETHEUS_OWN:
+            continue
         if not name.startswith(("fashionrec_", "ts_")):
             problems.append(f"{where}: {name} is neither fashionrec_* nor TorchServe's ts_*")
         elif name.startswith("fashionrec_") and known_metric(name) is None:
@@ -533,3 +540,90 @@ def test_the_podmonitor_scrapes_the_transformers_as_often_as_the_canary_check_ex
     transformer, _ = one(rendered, "PodMonitor")["spec"]["podMetricsEndpoints"]
     assert transformer["interval"] == f"{SCRAPE_INTERVAL_S:g}s"
     assert PipelineSettings().scrape_interval_s == SCRAPE_INTERVAL_S
+
+
+def test_silence_is_noticed_a_dead_target_a_missing_one_and_no_traffic(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The alerts a quiet dashboard cannot raise: each fires when, and only when, it should (promtool test rules)."""
+    rules = alerting_rules(rendered)
+    rules_file(rendered, tmp_path)
+
+    def up(namespace: str, component: str, pod: str, values: str) -> dict[str, str]:
+        return {"series": f'up{{namespace="{namespace}",component="{component}",pod="{pod}"}}', "values": values}
+
+    def requests(namespace: str, values: str) -> dict[str, str]:
+        return {"series": f'fashionrec_requests_total{{namespace="{namespace}",pod="t",status="200"}}', "values": values}
+
+    def predictors(*namespaces: str) -> list[dict[str, str]]:
+        return [up(namespace, "predictor", "p", "1x120") for namespace in namespaces]
+
+    silent = {"$labels.namespace": "quiet", "$value": "2"}
+    failing = {"$labels.namespace": "broken", "$labels.component": "transformer", "$value": "0"}
+    missing = {"$labels.component": "predictor", "$value": "1"}
+    unit_tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # quiet: two transformer pods up, never a request (the counter's series never appears)
+                    up("quiet", "transformer", "t-1", "1x120"),
+                    up("quiet", "transformer", "t-2", "1x120"),
+                    # busy: up and answering
+                    up("busy", "transformer", "t-1", "1x120"),
+                    requests("busy", "0+10x120"),
+                    # broken: its one transformer pod stops answering its scrapes at minute 20
+                    up("broken", "transformer", "t-1", "1x20 0x100"),
+                    requests("broken", "0+10x120"),
+                    *predictors("quiet", "busy", "broken"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": "FashionrecNoTraffic", "exp_alerts": []},  # `for` not yet over
+                    {
+                        "eval_time": "45m",
+                        "alertname": "FashionrecNoTraffic",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "namespace": "quiet"},
+                                "exp_annotations": expected(rules["FashionrecNoTraffic"], silent),
+                            }
+                        ],
+                    },
+                    {"eval_time": "22m", "alertname": "FashionrecScrapeFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "30m",
+                        "alertname": "FashionrecScrapeFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "namespace": "broken", "component": "transformer"},
+                                "exp_annotations": expected(rules["FashionrecScrapeFailing"], failing),
+                            }
+                        ],
+                    },
+                    {"eval_time": "60m", "alertname": "FashionrecScrapeTargetMissing", "exp_alerts": []},
+                ],
+            },
+            {
+                # the predictor's targets vanish (the PodMonitor no longer selects them); the transformer's stay
+                "interval": "1m",
+                "input_series": [up("shop", "transformer", "t-1", "1x60"), requests("shop", "0+10x60")],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "FashionrecScrapeTargetMissing", "exp_alerts": []},
+                    {
+                        "eval_time": "15m",
+                        "alertname": "FashionrecScrapeTargetMissing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "component": "predictor"},
+                                "exp_annotations": expected(rules["FashionrecScrapeTargetMissing"], missing),
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(yaml.safe_dump(unit_tests, sort_keys=False))
+    result = promtool("test", "rules", tests)
+    assert result.returncode == 0, result.stdout + result.stderr
