@@ -1,6 +1,7 @@
 """The Kubernetes manifests agree with the code that runs locally: names, image, arguments."""
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from fashionrec.config import (
     CATALOG_POLL_SECONDS,
     DYNAMIC_BATCH_SIZE,
     IMAGE_KSERVE_DIR,
+    MAX_REQUEST_BYTES,
+    MAX_REQUEST_PIXELS,
     MODEL_NAME,
     MONITOR_SECONDS,
     PREDICTOR_CPUS,
@@ -28,6 +31,7 @@ from fashionrec.serving.entrypoints import kserve_file
 from fashionrec.serving.manifest_schema import validate_custom_resource
 from fashionrec.serving.processes import LocalKServeEncoder, LocalTransformer
 from fashionrec.serving.torchserve import TorchServeSettings, torchserve_properties
+from fashionrec.serving.transformer import CPU_WORKERS
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 BASE = MANIFESTS / "base"
@@ -244,10 +248,14 @@ def test_both_components_autoscale_on_concurrency_within_their_bounds() -> None:
 def test_the_deployers_role_grants_only_inference_service_verbs() -> None:
     documents = by_identity(load_all("rbac-deployer.yaml"))
     assert set(documents) == {("Role", "fashionrec-deployer"), ("RoleBinding", "fashionrec-deployer")}
-    (rule,) = documents["Role", "fashionrec-deployer"]["rules"]
-    assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames/nonResourceURLs widening it
-    assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
-    assert sorted(rule["verbs"]) == sorted(["get", "list", "watch", "create", "patch", "update"])
+    by_name, create = documents["Role", "fashionrec-deployer"]["rules"]
+    for rule in (by_name, create):
+        assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
+        assert "nonResourceURLs" not in rule
+    # what the kserve target does (get, replace, its lock annotation), on its InferenceService alone
+    assert by_name["resourceNames"] == [MODEL_NAME] and sorted(by_name["verbs"]) == ["get", "patch", "update"]
+    # a create cannot name its object in RBAC: the one verb left unnamed, and nothing else with it
+    assert create["verbs"] == ["create"] and "resourceNames" not in create
     binding = documents["RoleBinding", "fashionrec-deployer"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fashionrec-deployer"}
     assert {s["kind"] for s in binding["subjects"]} == {"ServiceAccount"}
@@ -373,3 +381,96 @@ def test_the_gpu_overlay_gives_the_predictor_one_gpu_and_keeps_the_rest(tmp_path
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in predictor["tolerations"]
     base = load("inferenceservice.yaml")
     assert isvc["spec"]["transformer"] == base["spec"]["transformer"]  # the transformer stays on CPU
+
+
+def test_each_pod_takes_no_more_requests_than_its_memory_holds() -> None:
+    """containerConcurrency (the hard limit per pod) above the autoscaling target, and for the transformer sized from
+    its memory limit: two 1M-item snapshots (the last measurement), two requests decoding at once on its CPU pool,
+    and every request in flight holding its body and a parsed copy."""
+    spec = load("inferenceservice.yaml")["spec"]
+    for component in ("predictor", "transformer"):
+        assert spec[component]["scaleTarget"] < spec[component]["containerConcurrency"]
+    measured = json.loads((MANIFESTS.parent / "benchmarks" / "results" / "million.json").read_text())["transformer_memory"]
+    limit_mib = mebibytes(spec["transformer"]["containers"][0]["resources"]["limits"]["memory"])
+    decoding_mib = CPU_WORKERS * MAX_REQUEST_PIXELS * 3 / 2**20
+    per_request_mib = 2 * MAX_REQUEST_BYTES / 2**20
+    fits = int((limit_mib - measured["process_mib_two_snapshots"] - decoding_mib) // per_request_mib)
+    assert spec["transformer"]["containerConcurrency"] == fits
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_empty_dir_has_a_size_limit(overlay: str, tmp_path: Path) -> None:
+    def empty_dirs(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, dict):
+            found = [node["emptyDir"]] if "emptyDir" in node else []
+            return found + [d for value in node.values() for d in empty_dirs(value)]
+        return [d for value in node for d in empty_dirs(value)] if isinstance(node, list) else []
+
+    found = empty_dirs(kustomize(overlay, tmp_path, OVERLAYS[overlay]))
+    assert found and all("sizeLimit" in d for d in found), found
+
+
+def kserve_pod_labels(component: str, service: str = MODEL_NAME) -> dict[str, str]:
+    """The labels KServe puts on a component's pods (what the PodMonitor and these objects select on)."""
+    return {"serving.kserve.io/inferenceservice": service, "component": component}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and In/NotIn/Exists matchExpressions) against a set of labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        value, operator = labels.get(expression["key"]), expression["operator"]
+        if (operator == "In" and value not in expression["values"]) or (operator == "NotIn" and value in expression["values"]):
+            return False
+        if (operator == "Exists") != (value is not None) and operator in ("Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def test_two_pods_of_each_component_and_a_drain_keeps_one() -> None:
+    spec = load("inferenceservice.yaml")["spec"]
+    budgets = {d["metadata"]["name"]: d["spec"] for d in load_all("pdb.yaml")}
+    for component in ("predictor", "transformer"):
+        assert spec[component]["minReplicas"] >= 2
+        (budget,) = [b for b in budgets.values() if selects(b["selector"], kserve_pod_labels(component))]
+        assert 1 <= budget["minAvailable"] < spec[component]["minReplicas"]  # a drain can always evict one
+        assert not selects(budget["selector"], kserve_pod_labels(component, "another-model"))
+
+
+def allowed(policies: list[dict[str, Any]], pod: dict[str, str], source_namespace: str, source: dict[str, str]) -> bool:
+    """Whether a connection from a pod with labels ``source`` in ``source_namespace`` into ``pod`` (in the policies'
+    namespace, "shop") is allowed: pods no policy selects take anything; selected ones only what a rule lets in."""
+    applying = [p["spec"] for p in policies if selects(p["spec"]["podSelector"], pod)]
+    if not applying:
+        return True
+    namespace_labels = {"kubernetes.io/metadata.name": source_namespace}
+    for policy in applying:
+        for rule in policy.get("ingress", []):
+            for peer in rule.get("from", []):
+                in_namespace = (
+                    selects(peer["namespaceSelector"], namespace_labels)
+                    if "namespaceSelector" in peer
+                    else source_namespace == "shop"
+                )
+                if in_namespace and ("podSelector" not in peer or selects(peer["podSelector"], source)):
+                    return True
+    return False
+
+
+def test_only_the_transformer_is_reachable_from_outside_and_the_encoder_only_through_it() -> None:
+    policies = load_all("networkpolicy.yaml")
+    transformer, predictor = kserve_pod_labels("transformer"), kserve_pod_labels("predictor")
+    activator, gateway, prometheus = (
+        ("knative-serving", {"app": "activator"}),
+        ("kourier-system", {"app": "3scale-kourier-gateway"}),
+        ("monitoring", {"app": "prometheus"}),
+    )
+    notebook, outsider = ("shop", {"app": "notebook"}), ("team-b", {"app": "curl"})
+    for source in (activator, gateway, prometheus, notebook):  # the notebook stands for in-namespace clients and the deploy step
+        assert allowed(policies, transformer, *source), source
+    for source in (activator, gateway, prometheus, ("shop", transformer)):
+        assert allowed(policies, predictor, *source), source
+    assert not allowed(policies, predictor, *notebook)  # nothing else in the namespace calls the encoder
+    assert not allowed(policies, transformer, *outsider) and not allowed(policies, predictor, *outsider)
+    assert allowed(policies, {"app": "unrelated"}, *outsider)  # the policies select only fashionrec's pods
