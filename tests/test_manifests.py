@@ -38,7 +38,13 @@ BASE = MANIFESTS / "base"
 # Every deployable variant, with the operator's uncommitted credential files it needs to render.
 OVERLAYS: dict[str, dict[str, str]] = {
     ".": {},
-    "overlays/s3": {"s3.env": "AWS_ACCESS_KEY_ID=id-from-test\nAWS_SECRET_ACCESS_KEY=key-from-test\n"},
+    "overlays/s3": {
+        "s3.env": "AWS_ACCESS_KEY_ID=id-from-test\nAWS_SECRET_ACCESS_KEY=key-from-test\n",
+        "s3-endpoint.env": (
+            "S3_ENDPOINT=objects.test.internal:9443\nAWS_ENDPOINT_URL=https://objects.test.internal:9443\n"
+            "S3_USE_HTTPS=1\nS3_REGION=eu-test-1\n"
+        ),
+    },
     "overlays/gcs": {"gcs-key.json": '{"type": "service_account"}'},
     "overlays/kserve-encoder": {},
     "overlays/canary": {},
@@ -174,15 +180,27 @@ def test_storage_scheme_and_credentials_agree_and_no_secret_is_committed(
         (secret,) = secrets
         assert set(secret["data"]) == secret_keys  # from the operator's file, not from the repository
         assert service_account["secrets"] == [{"name": secret["metadata"]["name"]}]
-        if scheme == "s3":
-            assert "serving.kserve.io/s3-endpoint" in secret["metadata"]["annotations"]
+        if scheme == "s3":  # the endpoint is the operator's (s3-endpoint.env), none is hard-coded
+            assert secret["metadata"]["annotations"] == {
+                "serving.kserve.io/s3-endpoint": "objects.test.internal:9443",
+                "serving.kserve.io/s3-usehttps": "1",
+                "serving.kserve.io/s3-region": "eu-test-1",
+            }
+            isvc = next(d for d in documents if d["kind"] == "InferenceService")
+            env = {e["name"]: e.get("value") for e in isvc["spec"]["transformer"]["containers"][0]["env"]}
+            assert env["AWS_ENDPOINT_URL"] == "https://objects.test.internal:9443"
+            assert not [d for d in documents if d["kind"] == "ConfigMap"]  # read by kustomize only, never applied
+            assert "minio-service" not in (MANIFESTS / overlay / "kustomization.yaml").read_text().split("apiVersion:")[1]
     for document in documents:  # what kubectl apply would send, checked like the committed files
         if document["apiVersion"].startswith("serving.kserve.io/"):
             assert validate_custom_resource(document) == []
     for name in files:  # the credential files are kept out of git
         assert subprocess.run(["git", "check-ignore", "-q", str(MANIFESTS / overlay / name)], cwd=MANIFESTS).returncode == 0
     committed = "".join(p.read_text() for p in MANIFESTS.rglob("*.yaml"))
-    assert "REPLACE_ME" not in committed and "kind: Secret" not in committed
+    assert "REPLACE_ME" not in committed
+    committed_objects = [d for p in MANIFESTS.rglob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict)]
+    committed_kinds = {d.get("kind") for d in committed_objects}
+    assert "Secret" not in committed_kinds  # generated from the operator's files, never committed
 
 
 def assert_valid(document: dict[str, Any]) -> None:
