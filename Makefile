@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Servers only the tests run, in an environment of their own (their dependencies are not the project's): a full
+# MLflow tracking server, the same minor version as the project's client, and moto's S3 server.
+TOOLS := .tools
+TOOLS_STAMP := $(TOOLS)/.installed
+TOOL_PINS := "mlflow==3.17.*" "moto[server]==5.*"
 # torch comes from local disk here (pip's constraint file caps it); never newer than this.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
@@ -25,7 +30,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install everything (idempotent)
 
-test-tools: ## what only the tests need, from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), prometheus (promtool checks the alert rules; the canary tests run the server), chromium + chromedriver (the gallery's browser tests)
+$(TOOLS_STAMP): Makefile
+	@echo "installing the test servers into $(TOOLS)/: an MLflow tracking server and an S3-compatible one (moto)"
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q $(TOOL_PINS)
+	touch $(TOOLS_STAMP)
+
+test-tools: $(TOOLS_STAMP) ## what only the tests need: an MLflow server and an S3 server (PyPI, in .tools/), and from Debian: kubectl (renders the kustomize overlays), redis-server (Feast's production online store), prometheus (promtool checks the alert rules; the canary tests run the server), chromium + chromedriver (the gallery's browser tests)
 	@command -v kubectl >/dev/null || { echo "installing kubectl (the manifest tests run kustomize)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }

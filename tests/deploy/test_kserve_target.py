@@ -3,9 +3,7 @@ KServe's schema. No cluster runs here: a simulated controller answers each write
 revision, canary traffic split, rollout), which makes this a unit test of the target alone."""
 
 import copy
-import json
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from fashionrec.deploy.kserve_target import (
 from fashionrec.deploy.rollout import rollout, switch
 from fashionrec.deploy.step import deploy
 from fashionrec.serving.manifest_schema import validate_custom_resource
-from fashionrec.serving.release import Deployment, Release, publish
+from fashionrec.serving.release import Release, publish
+from tests.deploy.release_fakes import fake_deployment
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "inferenceservice.yaml"
 ROOT = "gs://bucket/fashionrec/releases"
@@ -317,19 +316,6 @@ def test_two_rollouts_never_interleave_and_a_dead_ones_lock_expires() -> None:
     second.promote(release("ccc333"))
     assert second.stable_version() == "ccc333" and lock_holder(client.get()) is None
     assert_valid(client.written)
-
-
-def fake_deployment(root: Path, version: str) -> Deployment:
-    """A model's serving artifacts as the package, index and features steps leave them (the .mar only names its
-    version: nothing here runs it)."""
-    store = root / version / "model_store"
-    (store / "model-store").mkdir(parents=True)
-    with zipfile.ZipFile(store / "model-store" / f"{MODEL_NAME}.mar", "w") as mar:
-        mar.writestr("MAR-INF/MANIFEST.json", json.dumps({"model": {"modelVersion": version}}))
-    for part in ("index", "feature_repo"):
-        (root / version / part).mkdir()
-        (root / version / part / "placeholder").write_text(version)
-    return Deployment(store, root / version / "index", root / version / "feature_repo")
 
 
 def test_the_release_serves_the_encoder_of_what_the_inference_service_serves(tmp_path: Path) -> None:

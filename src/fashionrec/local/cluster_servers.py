@@ -1,0 +1,91 @@
+"""Servers a cluster has and one machine does not, on free loopback ports: a real MLflow tracking server (the model
+registry as a team runs it) and an S3-compatible object store (moto's server: releases, the change log and the
+request log through the same s3:// and minio:// code as on a cluster). `make test-tools` installs both into .tools/."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from fashionrec.checkout import tools_program
+from fashionrec.config import LOOPBACK
+from fashionrec.serving.processes import ManagedProcess, free_port, wait_until
+
+
+@dataclass
+class LocalMlflowServer:
+    work_dir: Path
+    port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        """The tracking and registry URI a team sets (``registry_uri``)."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(tools_program("mlflow")),
+            "server",
+            f"--backend-store-uri=sqlite:///{self.work_dir.resolve() / 'mlflow.db'}",
+            f"--artifacts-destination={self.work_dir.resolve() / 'artifacts'}",  # clients upload through the server
+            f"--host={LOOPBACK}",
+            f"--port={self.port}",
+            "--workers=1",
+        ]
+        self.process = ManagedProcess("mlflow", args, self.work_dir / "mlflow.log")
+        self.process.start()
+        ready = f"{self.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+        wait_until(lambda: httpx.get(ready, timeout=5).status_code == 200, self.process, timeout, "mlflow server")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class LocalS3Server:
+    work_dir: Path
+    port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """What AWS_ENDPOINT_URL names (the S3 API's address)."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(tools_program("moto_server")), "-H", LOOPBACK, "-p", str(self.port)]
+        self.process = ManagedProcess("s3", args, self.work_dir / "s3.log")
+        self.process.start()
+        wait_until(lambda: httpx.get(f"{self.endpoint}/", timeout=5).status_code == 200, self.process, timeout, "S3 server")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@contextlib.contextmanager
+def running_mlflow(work_dir: Path) -> Iterator[LocalMlflowServer]:
+    server = LocalMlflowServer(work_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_s3(work_dir: Path) -> Iterator[LocalS3Server]:
+    server = LocalS3Server(work_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
