@@ -292,6 +292,30 @@ def expected(rule: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
     return {key: re.sub(r"\{\{\s*(.*?)\s*\}\}", lambda m: values[m.group(1)], text) for key, text in rule["annotations"].items()}
 
 
+def fires(
+    rules: dict[str, dict[str, Any]], at: str, alert: str, labels: dict[str, str], values: dict[str, str]
+) -> dict[str, Any]:
+    """A promtool alert_rule_test: ``alert`` fires at ``at`` with these labels and its annotations rendered from ``values``."""
+    return {
+        "eval_time": at,
+        "alertname": alert,
+        "exp_alerts": [{"exp_labels": labels, "exp_annotations": expected(rules[alert], values)}],
+    }
+
+
+def quiet(at: str, alert: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": alert, "exp_alerts": []}
+
+
+def assert_promtool_passes(groups: list[dict[str, Any]], tmp_path: Path) -> None:
+    """`promtool test rules` of the rules file written into tmp_path, one test group per item, evaluated every minute."""
+    unit_tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": groups}
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(yaml.safe_dump(unit_tests, sort_keys=False))
+    result = promtool("test", "rules", tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_alerts_fire_with_their_labels_and_values_and_stay_quiet_otherwise(
     rendered: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -306,93 +330,71 @@ def test_alerts_fire_with_their_labels_and_values_and_stay_quiet_otherwise(
         selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": "shop", **labels}.items())
         return {"series": f"{name}{{{selector}}}", "values": values}
 
-    unit_tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # shop: 5 of every 100 answers are 503s; staging: 1 in 200, under the 1% threshold
-                    series("fashionrec_requests_total", "0+95x40", pod="t-1", status="200"),
-                    series("fashionrec_requests_total", "0+5x40", pod="t-1", status="503"),
-                    series("fashionrec_requests_total", "0+199x40", namespace="staging", pod="s-1", status="200"),
-                    series("fashionrec_requests_total", "0+1x40", namespace="staging", pod="s-1", status="503"),
-                    # embedding drift detected by one replica of two; the image statistics are fine
-                    series("fashionrec_drift_detected", "1x40", pod="t-1", signal="embedding"),
-                    series("fashionrec_drift_p_value", "0.002x40", pod="t-1", signal="embedding"),
-                    series("fashionrec_drift_detected", "0x40", pod="t-2", signal="embedding"),
-                    series("fashionrec_drift_p_value", "0.3x40", pod="t-2", signal="embedding"),
-                    series("fashionrec_drift_detected", "0x40", pod="t-1", signal="brightness"),
-                    series("fashionrec_drift_p_value", "0.4x40", pod="t-1", signal="brightness"),
-                    # one replica's coverage is low, the other's is not: the service still covers 50%
-                    series("fashionrec_recommendation_coverage", "0.01x40", pod="t-1"),
-                    series("fashionrec_recommendation_coverage", "0.5x40", pod="t-2"),
-                    # 3 added items found no vector at minute 5
-                    series(
-                        "fashionrec_catalog_changes_total",
-                        "0x4 3x36",
-                        pod="t-1",
-                        model_version="v2",
-                        action="add",
-                        outcome="no_vector",
-                    ),
-                    series(
-                        "fashionrec_catalog_changes_total",
-                        "0+2x40",
-                        pod="t-1",
-                        model_version="v2",
-                        action="add",
-                        outcome="applied",
-                    ),
-                ],
-                "alert_rule_test": [
-                    # pending, not firing, before its `for: 5m` has passed
-                    {"eval_time": "4m", "alertname": "FashionrecHigh5xxRatio", "exp_alerts": []},
-                    {
-                        "eval_time": "10m",
-                        "alertname": "FashionrecHigh5xxRatio",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "critical", "namespace": "shop"},
-                                "exp_annotations": expected(rules["FashionrecHigh5xxRatio"], ratio),
-                            }
-                        ],
-                    },
-                    {"eval_time": "10m", "alertname": "FashionrecEmbeddingDrift", "exp_alerts": []},
-                    {
-                        "eval_time": "20m",
-                        "alertname": "FashionrecEmbeddingDrift",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "warning", "namespace": "shop", "signal": "embedding"},
-                                "exp_annotations": expected(rules["FashionrecEmbeddingDrift"], drift),
-                            }
-                        ],
-                    },
-                    # the embedding's drift is not an image statistic's
-                    {"eval_time": "39m", "alertname": "FashionrecImageStatDrift", "exp_alerts": []},
-                    {"eval_time": "39m", "alertname": "FashionrecLowCoverage", "exp_alerts": []},
-                    {
-                        "eval_time": "10m",
-                        "alertname": "FashionrecCatalogChangesWithoutVector",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "warning", "namespace": "shop", "model_version": "v2"},
-                                "exp_annotations": expected(rules["FashionrecCatalogChangesWithoutVector"], changes),
-                            }
-                        ],
-                    },
-                    # 30 minutes after the last change without a vector, the alert resolves
-                    {"eval_time": "39m", "alertname": "FashionrecCatalogChangesWithoutVector", "exp_alerts": []},
-                ],
-            }
-        ],
-    }
-    tests = tmp_path / "tests.yaml"
-    tests.write_text(yaml.safe_dump(unit_tests, sort_keys=False))
-    result = promtool("test", "rules", tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    groups = [
+        {
+            "interval": "1m",
+            "input_series": [
+                # shop: 5 of every 100 answers are 503s; staging: 1 in 200, under the 1% threshold
+                series("fashionrec_requests_total", "0+95x40", pod="t-1", status="200"),
+                series("fashionrec_requests_total", "0+5x40", pod="t-1", status="503"),
+                series("fashionrec_requests_total", "0+199x40", namespace="staging", pod="s-1", status="200"),
+                series("fashionrec_requests_total", "0+1x40", namespace="staging", pod="s-1", status="503"),
+                # embedding drift detected by one replica of two; the image statistics are fine
+                series("fashionrec_drift_detected", "1x40", pod="t-1", signal="embedding"),
+                series("fashionrec_drift_p_value", "0.002x40", pod="t-1", signal="embedding"),
+                series("fashionrec_drift_detected", "0x40", pod="t-2", signal="embedding"),
+                series("fashionrec_drift_p_value", "0.3x40", pod="t-2", signal="embedding"),
+                series("fashionrec_drift_detected", "0x40", pod="t-1", signal="brightness"),
+                series("fashionrec_drift_p_value", "0.4x40", pod="t-1", signal="brightness"),
+                # one replica's coverage is low, the other's is not: the service still covers 50%
+                series("fashionrec_recommendation_coverage", "0.01x40", pod="t-1"),
+                series("fashionrec_recommendation_coverage", "0.5x40", pod="t-2"),
+                # 3 added items found no vector at minute 5
+                series(
+                    "fashionrec_catalog_changes_total",
+                    "0x4 3x36",
+                    pod="t-1",
+                    model_version="v2",
+                    action="add",
+                    outcome="no_vector",
+                ),
+                series(
+                    "fashionrec_catalog_changes_total",
+                    "0+2x40",
+                    pod="t-1",
+                    model_version="v2",
+                    action="add",
+                    outcome="applied",
+                ),
+            ],
+            "alert_rule_test": [
+                # pending, not firing, before its `for: 5m` has passed
+                quiet("4m", "FashionrecHigh5xxRatio"),
+                fires(rules, "10m", "FashionrecHigh5xxRatio", {"severity": "critical", "namespace": "shop"}, ratio),
+                quiet("10m", "FashionrecEmbeddingDrift"),
+                fires(
+                    rules,
+                    "20m",
+                    "FashionrecEmbeddingDrift",
+                    {"severity": "warning", "namespace": "shop", "signal": "embedding"},
+                    drift,
+                ),
+                # the embedding's drift is not an image statistic's
+                quiet("39m", "FashionrecImageStatDrift"),
+                quiet("39m", "FashionrecLowCoverage"),
+                fires(
+                    rules,
+                    "10m",
+                    "FashionrecCatalogChangesWithoutVector",
+                    {"severity": "warning", "namespace": "shop", "model_version": "v2"},
+                    changes,
+                ),
+                # 30 minutes after the last change without a vector, the alert resolves
+                quiet("39m", "FashionrecCatalogChangesWithoutVector"),
+            ],
+        }
+    ]
+    assert_promtool_passes(groups, tmp_path)
 
 
 # --- the series the rules and the dashboard read --------------------------------------------------------------------
@@ -559,71 +561,43 @@ def test_silence_is_noticed_a_dead_target_a_missing_one_and_no_traffic(rendered:
     silent = {"$labels.namespace": "quiet", "$value": "2"}
     failing = {"$labels.namespace": "broken", "$labels.component": "transformer", "$value": "0"}
     missing = {"$labels.component": "predictor", "$value": "1"}
-    unit_tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # quiet: two transformer pods up, never a request (the counter's series never appears)
-                    up("quiet", "transformer", "t-1", "1x120"),
-                    up("quiet", "transformer", "t-2", "1x120"),
-                    # busy: up and answering
-                    up("busy", "transformer", "t-1", "1x120"),
-                    requests("busy", "0+10x120"),
-                    # broken: its one transformer pod stops answering its scrapes at minute 20
-                    up("broken", "transformer", "t-1", "1x20 0x100"),
-                    requests("broken", "0+10x120"),
-                    *predictors("quiet", "busy", "broken"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "20m", "alertname": "FashionrecNoTraffic", "exp_alerts": []},  # `for` not yet over
-                    {
-                        "eval_time": "45m",
-                        "alertname": "FashionrecNoTraffic",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "warning", "namespace": "quiet"},
-                                "exp_annotations": expected(rules["FashionrecNoTraffic"], silent),
-                            }
-                        ],
-                    },
-                    {"eval_time": "22m", "alertname": "FashionrecScrapeFailing", "exp_alerts": []},
-                    {
-                        "eval_time": "30m",
-                        "alertname": "FashionrecScrapeFailing",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "critical", "namespace": "broken", "component": "transformer"},
-                                "exp_annotations": expected(rules["FashionrecScrapeFailing"], failing),
-                            }
-                        ],
-                    },
-                    {"eval_time": "60m", "alertname": "FashionrecScrapeTargetMissing", "exp_alerts": []},
-                ],
-            },
-            {
-                # the predictor's targets vanish (the PodMonitor no longer selects them); the transformer's stay
-                "interval": "1m",
-                "input_series": [up("shop", "transformer", "t-1", "1x60"), requests("shop", "0+10x60")],
-                "alert_rule_test": [
-                    {"eval_time": "5m", "alertname": "FashionrecScrapeTargetMissing", "exp_alerts": []},
-                    {
-                        "eval_time": "15m",
-                        "alertname": "FashionrecScrapeTargetMissing",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"severity": "critical", "component": "predictor"},
-                                "exp_annotations": expected(rules["FashionrecScrapeTargetMissing"], missing),
-                            }
-                        ],
-                    },
-                ],
-            },
-        ],
-    }
-    tests = tmp_path / "tests.yaml"
-    tests.write_text(yaml.safe_dump(unit_tests, sort_keys=False))
-    result = promtool("test", "rules", tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    groups = [
+        {
+            "interval": "1m",
+            "input_series": [
+                # quiet: two transformer pods up, never a request (the counter's series never appears)
+                up("quiet", "transformer", "t-1", "1x120"),
+                up("quiet", "transformer", "t-2", "1x120"),
+                # busy: up and answering
+                up("busy", "transformer", "t-1", "1x120"),
+                requests("busy", "0+10x120"),
+                # broken: its one transformer pod stops answering its scrapes at minute 20
+                up("broken", "transformer", "t-1", "1x20 0x100"),
+                requests("broken", "0+10x120"),
+                *predictors("quiet", "busy", "broken"),
+            ],
+            "alert_rule_test": [
+                quiet("20m", "FashionrecNoTraffic"),  # `for` not yet over
+                fires(rules, "45m", "FashionrecNoTraffic", {"severity": "warning", "namespace": "quiet"}, silent),
+                quiet("22m", "FashionrecScrapeFailing"),
+                fires(
+                    rules,
+                    "30m",
+                    "FashionrecScrapeFailing",
+                    {"severity": "critical", "namespace": "broken", "component": "transformer"},
+                    failing,
+                ),
+                quiet("60m", "FashionrecScrapeTargetMissing"),
+            ],
+        },
+        {
+            # the predictor's targets vanish (the PodMonitor no longer selects them); the transformer's stay
+            "interval": "1m",
+            "input_series": [up("shop", "transformer", "t-1", "1x60"), requests("shop", "0+10x60")],
+            "alert_rule_test": [
+                quiet("5m", "FashionrecScrapeTargetMissing"),
+                fires(rules, "15m", "FashionrecScrapeTargetMissing", {"severity": "critical", "component": "predictor"}, missing),
+            ],
+        },
+    ]
+    assert_promtool_passes(groups, tmp_path)

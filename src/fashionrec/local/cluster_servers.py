@@ -5,23 +5,19 @@ request log through the same s3:// and minio:// code as on a cluster). `make tes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from fashionrec.checkout import tools_program
 from fashionrec.config import LOOPBACK
-from fashionrec.serving.processes import ManagedProcess, free_port, wait_until
+from fashionrec.local.loopback import LoopbackServer, running
+from fashionrec.serving.processes import ManagedProcess, wait_until
 
 
 @dataclass
-class LocalMlflowServer:
-    work_dir: Path
-    port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
-
+class LocalMlflowServer(LoopbackServer):
     @property
     def url(self) -> str:
         """The tracking and registry URI a team sets (``registry_uri``)."""
@@ -43,17 +39,9 @@ class LocalMlflowServer:
         ready = f"{self.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
         wait_until(lambda: httpx.get(ready, timeout=5).status_code == 200, self.process, timeout, "mlflow server")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
 
 @dataclass
-class LocalS3Server:
-    work_dir: Path
-    port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
-
+class LocalS3Server(LoopbackServer):
     @property
     def endpoint(self) -> str:
         """What AWS_ENDPOINT_URL names (the S3 API's address)."""
@@ -66,26 +54,10 @@ class LocalS3Server:
         self.process.start()
         wait_until(lambda: httpx.get(f"{self.endpoint}/", timeout=5).status_code == 200, self.process, timeout, "S3 server")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+
+def running_mlflow(work_dir: Path) -> contextlib.AbstractContextManager[LocalMlflowServer]:
+    return running(LocalMlflowServer(work_dir))
 
 
-@contextlib.contextmanager
-def running_mlflow(work_dir: Path) -> Iterator[LocalMlflowServer]:
-    server = LocalMlflowServer(work_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
-def running_s3(work_dir: Path) -> Iterator[LocalS3Server]:
-    server = LocalS3Server(work_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def running_s3(work_dir: Path) -> contextlib.AbstractContextManager[LocalS3Server]:
+    return running(LocalS3Server(work_dir))

@@ -6,26 +6,23 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from fashionrec.config import LOOPBACK, SCRAPE_INTERVAL_S
-from fashionrec.serving.processes import ManagedProcess, ServerStartError, free_port, wait_until
+from fashionrec.local.loopback import LoopbackServer, running
+from fashionrec.serving.processes import ManagedProcess, ServerStartError, wait_until
 
 PROMETHEUS = "prometheus"
 JOB = "fashionrec"
 
 
 @dataclass
-class LocalPrometheus:
-    work_dir: Path
-    targets: list[str]  # host:port of each server whose /metrics it scrapes
+class LocalPrometheus(LoopbackServer):
+    targets: list[str] = field(default_factory=list)  # host:port of each server whose /metrics it scrapes
     scrape_interval_s: float = SCRAPE_INTERVAL_S
-    port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -55,18 +52,8 @@ class LocalPrometheus:
         self.process.start()
         wait_until(lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, self.process, timeout, "prometheus")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
-
-@contextlib.contextmanager
 def running_prometheus(
     work_dir: Path, targets: list[str], scrape_interval_s: float = SCRAPE_INTERVAL_S
-) -> Iterator[LocalPrometheus]:
-    server = LocalPrometheus(work_dir, targets, scrape_interval_s)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+) -> contextlib.AbstractContextManager[LocalPrometheus]:
+    return running(LocalPrometheus(work_dir, targets, scrape_interval_s))

@@ -6,22 +6,18 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fashionrec.config import LOOPBACK
-from fashionrec.serving.processes import ManagedProcess, ServerStartError, free_port
+from fashionrec.local.loopback import LoopbackServer, running
+from fashionrec.serving.processes import ManagedProcess, ServerStartError
 
 REDIS_SERVER = "redis-server"
 
 
 @dataclass
-class LocalRedis:
-    work_dir: Path
-    port: int = field(default_factory=free_port)
-    process: ManagedProcess | None = None
-
+class LocalRedis(LoopbackServer):
     @property
     def url(self) -> str:
         """The online store setting (fashionrec.retrieval.feast_store.StoreSettings) that points at this server."""
@@ -53,16 +49,6 @@ class LocalRedis:
         except redis.ConnectionError:
             return False
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
-
-@contextlib.contextmanager
-def running_redis(work_dir: Path) -> Iterator[LocalRedis]:
-    server = LocalRedis(work_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def running_redis(work_dir: Path) -> contextlib.AbstractContextManager[LocalRedis]:
+    return running(LocalRedis(work_dir))
