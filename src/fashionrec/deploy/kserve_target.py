@@ -171,10 +171,16 @@ def with_release(isvc: dict[str, Any], release: Release, component: str, canary_
     return updated
 
 
-def with_canary_percent(isvc: dict[str, Any], component: str, percent: int | None) -> dict[str, Any]:
-    """A copy, without its status, with the component's canary share set (or the field removed when None)."""
+def writable_copy(isvc: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy without its status (the controller's to write), its metadata (resourceVersion included) kept."""
     updated = copy.deepcopy(isvc)
     updated.pop("status", None)
+    return updated
+
+
+def with_canary_percent(isvc: dict[str, Any], component: str, percent: int | None) -> dict[str, Any]:
+    """A copy, without its status, with the component's canary share set (or the field removed when None)."""
+    updated = writable_copy(isvc)
     if percent is None:
         updated["spec"][component].pop("canaryTrafficPercent", None)
     else:
@@ -184,8 +190,7 @@ def with_canary_percent(isvc: dict[str, Any], component: str, percent: int | Non
 
 def with_spec(isvc: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """A copy, without its status, with ``spec`` in place of its own (its metadata, resourceVersion included, kept)."""
-    updated = copy.deepcopy(isvc)
-    updated.pop("status", None)
+    updated = writable_copy(isvc)
     updated["spec"] = copy.deepcopy(spec)
     return updated
 
@@ -202,8 +207,7 @@ def lock_holder(isvc: dict[str, Any]) -> tuple[str, float] | None:
 
 def with_lock(isvc: dict[str, Any], value: str | None) -> dict[str, Any]:
     """A copy, without its status, holding the lock ``value`` (or none)."""
-    updated = copy.deepcopy(isvc)
-    updated.pop("status", None)
+    updated = writable_copy(isvc)
     annotations = dict(updated["metadata"].get("annotations") or {})
     if value is None:
         annotations.pop(LOCK_ANNOTATION, None)

@@ -13,7 +13,7 @@ import httpx
 from fashionrec.checkout import tools_program
 from fashionrec.config import LOOPBACK
 from fashionrec.local.loopback import LoopbackServer, running
-from fashionrec.serving.processes import ManagedProcess, wait_until
+from fashionrec.serving.processes import wait_until
 
 
 @dataclass
@@ -24,7 +24,6 @@ class LocalMlflowServer(LoopbackServer):
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 120.0) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(tools_program("mlflow")),
             "server",
@@ -34,10 +33,9 @@ class LocalMlflowServer(LoopbackServer):
             f"--port={self.port}",
             "--workers=1",
         ]
-        self.process = ManagedProcess("mlflow", args, self.work_dir / "mlflow.log")
-        self.process.start()
+        process = self.launch("mlflow", args)
         ready = f"{self.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
-        wait_until(lambda: httpx.get(ready, timeout=5).status_code == 200, self.process, timeout, "mlflow server")
+        wait_until(lambda: httpx.get(ready, timeout=5).status_code == 200, process, timeout, "mlflow server")
 
 
 @dataclass
@@ -48,11 +46,9 @@ class LocalS3Server(LoopbackServer):
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         args = [str(tools_program("moto_server")), "-H", LOOPBACK, "-p", str(self.port)]
-        self.process = ManagedProcess("s3", args, self.work_dir / "s3.log")
-        self.process.start()
-        wait_until(lambda: httpx.get(f"{self.endpoint}/", timeout=5).status_code == 200, self.process, timeout, "S3 server")
+        process = self.launch("s3", args)
+        wait_until(lambda: httpx.get(f"{self.endpoint}/", timeout=5).status_code == 200, process, timeout, "S3 server")
 
 
 def running_mlflow(work_dir: Path) -> contextlib.AbstractContextManager[LocalMlflowServer]:

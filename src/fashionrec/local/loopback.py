@@ -22,6 +22,13 @@ class LoopbackServer:
     def start(self) -> None:
         raise NotImplementedError
 
+    def launch(self, name: str, args: list[str]) -> ManagedProcess:
+        """Start ``args`` as this server's process, its output in ``<work_dir>/<name>.log``."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(name, args, self.work_dir / f"{name}.log")
+        self.process.start()
+        return self.process
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()

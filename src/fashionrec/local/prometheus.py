@@ -13,7 +13,7 @@ import httpx
 
 from fashionrec.config import LOOPBACK, SCRAPE_INTERVAL_S
 from fashionrec.local.loopback import LoopbackServer, running
-from fashionrec.serving.processes import ManagedProcess, ServerStartError, wait_until
+from fashionrec.serving.processes import ServerStartError, wait_until
 
 PROMETHEUS = "prometheus"
 JOB = "fashionrec"
@@ -48,9 +48,8 @@ class LocalPrometheus(LoopbackServer):
             f"--storage.tsdb.path={self.work_dir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{self.port}",
         ]
-        self.process = ManagedProcess("prometheus", args, self.work_dir / "prometheus.log")
-        self.process.start()
-        wait_until(lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, self.process, timeout, "prometheus")
+        process = self.launch("prometheus", args)
+        wait_until(lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, process, timeout, "prometheus")
 
 
 def running_prometheus(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fashionrec.config import LOOPBACK
 from fashionrec.local.loopback import LoopbackServer, running
-from fashionrec.serving.processes import ManagedProcess, ServerStartError
+from fashionrec.serving.processes import ServerStartError
 
 REDIS_SERVER = "redis-server"
 
@@ -27,19 +27,17 @@ class LocalRedis(LoopbackServer):
         binary = shutil.which(REDIS_SERVER)
         if binary is None:
             raise ServerStartError(f"{REDIS_SERVER} not found: run `make test-tools` (installs Debian's redis-server)")
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         # In memory only, loopback only, no background saves: a store the tests throw away.
         args = [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
-        self.process = ManagedProcess("redis", [*args, "--dir", str(self.work_dir)], self.work_dir / "redis.log")
-        self.process.start()
+        process = self.launch("redis", [*args, "--dir", str(self.work_dir)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.process.check_alive()
+            process.check_alive()
             with contextlib.suppress(OSError):
                 if self.ping():
                     return
             time.sleep(0.1)
-        raise ServerStartError(f"redis-server not ready after {timeout:.0f}s:\n{self.process.log_tail()}")
+        raise ServerStartError(f"redis-server not ready after {timeout:.0f}s:\n{process.log_tail()}")
 
     def ping(self) -> bool:
         import redis
