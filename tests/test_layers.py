@@ -20,7 +20,7 @@ README = PACKAGE.parents[1] / "README.md"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
     ("console", "imaging", "params", "storage", "workdir", "checkout"),
-    ("data", "retrieval"),
+    ("data", "retrieval", "engagement"),
     ("training", "drift"),
     ("serving",),
     ("catalog",),

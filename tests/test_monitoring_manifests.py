@@ -51,6 +51,12 @@ KNOWN: dict[str, str] = {
     "fashionrec_recommendation_coverage": "gauge",
     "fashionrec_recommendation_gini": "gauge",
     "fashionrec_low_score_share": "gauge",
+    "fashionrec_feedback_events": "counter",
+    "fashionrec_feedback_rejected": "counter",
+    "fashionrec_feedback_buffered": "gauge",
+    "fashionrec_engagement_answers": "counter",
+    "fashionrec_engagement_clicked_answers": "counter",
+    "fashionrec_engagement_reciprocal_ranks": "counter",
 }
 # The series each type exposes on /metrics: a query for fashionrec_requests (no _total) would match nothing.
 SERIES_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",), "info": ("_info",)}
@@ -66,6 +72,8 @@ EXPECTED_ALERTS = {
     "FashionrecScrapeFailing",
     "FashionrecScrapeTargetMissing",
     "FashionrecNoTraffic",
+    "FashionrecEngagementDrop",
+    "FashionrecNoFeedbackEvents",
 }
 # Series Prometheus makes itself for every target (1: the last scrape worked), which the silence alerts read.
 PROMETHEUS_OWN = {"up"}
@@ -599,5 +607,70 @@ def test_silence_is_noticed_a_dead_target_a_missing_one_and_no_traffic(rendered:
                 fires(rules, "15m", "FashionrecScrapeTargetMissing", {"severity": "critical", "component": "predictor"}, missing),
             ],
         },
+    ]
+    assert_promtool_passes(groups, tmp_path)
+
+
+def test_engagement_alerts_fire_on_a_drop_and_on_a_silent_client_and_only_then(
+    rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Over 30 hours at 5-minute steps: a shop whose CTR@5 falls from 30% to 15%, one that stays at 30%, one whose
+    client stops reporting events while queries go on, and one whose drop comes with too few answers to count."""
+    rules = alerting_rules(rendered)
+    rules_file(rendered, tmp_path)
+    steps = 30 * 12  # 5-minute samples over 30 hours; the drop starts at hour 26
+
+    def counter(name: str, namespace: str, per_step: list[tuple[int, float]], **labels: str) -> dict[str, str]:
+        """A counter growing by each (steps, increment) in turn."""
+        values, total = [], 0.0
+        for count, increment in per_step:
+            for _ in range(count):
+                values.append(f"{total:g}")
+                total += increment
+        selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": namespace, "pod": "t", **labels}.items())
+        return {"series": f"{name}{{{selector}}}", "values": " ".join(values)}
+
+    def shop(
+        namespace: str, answers: float, ctr_before: float, ctr_after: float, events_until: int = steps
+    ) -> list[dict[str, str]]:
+        before, after = 26 * 12, steps - 26 * 12
+        return [
+            counter("fashionrec_model_requests_total", namespace, [(steps + 1, answers)], model_version="v1", outcome="ok"),
+            counter(
+                "fashionrec_engagement_answers_total", namespace, [(before, answers), (after + 1, answers)], model_version="v1"
+            ),
+            counter(
+                "fashionrec_engagement_clicked_answers_total",
+                namespace,
+                [(before, answers * ctr_before), (after + 1, answers * ctr_after)],
+                model_version="v1",
+            ),
+            counter(
+                "fashionrec_feedback_events_total",
+                namespace,
+                [(events_until, answers * 10), (steps + 1 - events_until, 0)],
+                model_version="v1",
+                type="impression",
+            ),
+        ]
+
+    dropped = {"$labels.namespace": "dropped", "$value | humanizePercentage": "15%"}
+    silent = {"$labels.namespace": "silent", "$value | humanize": "1"}
+    groups = [
+        {
+            "interval": "5m",
+            "input_series": [
+                *shop("dropped", 300, 0.30, 0.15),
+                *shop("steady", 300, 0.30, 0.30),
+                *shop("thin", 5, 0.30, 0.10),  # 60 answers an hour: below the alert's minimum
+                *shop("silent", 300, 0.30, 0.30, events_until=20 * 12),
+            ],
+            "alert_rule_test": [
+                quiet("26h50m", "FashionrecEngagementDrop"),  # the drop is there, its `for` is not over
+                fires(rules, "28h", "FashionrecEngagementDrop", {"severity": "warning", "namespace": "dropped"}, dropped),
+                quiet("20h50m", "FashionrecNoFeedbackEvents"),
+                fires(rules, "22h", "FashionrecNoFeedbackEvents", {"severity": "warning", "namespace": "silent"}, silent),
+            ],
+        }
     ]
     assert_promtool_passes(groups, tmp_path)

@@ -1,6 +1,8 @@
 """The canary check: per-model-version request counts and latencies from the transformers' Prometheus metrics
 (``fashionrec_model_requests``, ``fashionrec_model_request_seconds``), compared between the canary and the stable
-version over the canary window. Pure functions: the targets only fetch the metrics text."""
+version over the canary window, and shoppers' engagement (``fashionrec_engagement_*``) where enough answers were
+shown: a canary that shoppers click significantly less is not promoted (fashionrec.engagement.sequential; too few
+answers is "not enough evidence", which blocks nothing). Pure functions: the targets only fetch the metrics text."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from fashionrec.engagement.sequential import CANDIDATE_WORSE, Arm, Comparison, SequentialPolicy, compare
+
 REQUESTS_METRIC = "fashionrec_model_requests"
 SECONDS_METRIC = "fashionrec_model_request_seconds"
+ANSWERS_METRIC = "fashionrec_engagement_answers"
+CLICKED_METRIC = "fashionrec_engagement_clicked_answers"
 
 
 @dataclass
@@ -23,6 +29,12 @@ class Observation:
     seconds_sum: float = 0.0
     # When the oldest of its request counters was scraped (Unix seconds); None: read from the servers themselves.
     scraped_at: float | None = None
+    answers: float = 0.0  # answers shown to shoppers (fashionrec.engagement.tally)
+    clicked: float = 0.0  # of which clicked within the top 5
+
+    @property
+    def engagement(self) -> Arm:
+        return Arm(self.answers, self.clicked)
 
     @property
     def requests(self) -> float:
@@ -58,6 +70,8 @@ class Observation:
             {le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()},
             self.seconds_sum - before.seconds_sum,
             self.scraped_at,
+            self.answers - before.answers,
+            self.clicked - before.clicked,
         )
 
 
@@ -88,6 +102,10 @@ def parse_observations(metrics_text: str) -> dict[str, Observation]:
                 seen.buckets[le] = seen.buckets.get(le, 0.0) + sample.value
             elif sample.name == f"{SECONDS_METRIC}_sum":
                 seen.seconds_sum += sample.value
+            elif sample.name == f"{ANSWERS_METRIC}_total":
+                seen.answers += sample.value
+            elif sample.name == f"{CLICKED_METRIC}_total":
+                seen.clicked += sample.value
     return dict(found)
 
 
@@ -108,6 +126,7 @@ class CanaryPolicy:
     error_rate_z: float = 2.33
     max_latency_ratio: float = 2.0  # canary p95 at most this times the stable p95 ...
     latency_slack_s: float = 0.05  # ... plus this
+    engagement: SequentialPolicy = field(default_factory=SequentialPolicy)  # when shoppers' clicks decide
 
 
 @dataclass(frozen=True)
@@ -116,18 +135,19 @@ class Verdict:
     reasons: list[str]
     canary: Observation
     stable: Observation
+    engagement: Comparison | None = None
 
     def table(self, canary_version: str, stable_version: str) -> str:
         rows = [
-            "| | version | requests | client errors | server errors | error rate | p50 ms | p95 ms |",
-            "|---|---|---|---|---|---|---|---|",
+            "| | version | requests | client errors | server errors | error rate | p50 ms | p95 ms | answers shown | CTR@5 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, version, seen in (("canary", canary_version, self.canary), ("stable", stable_version, self.stable)):
             p50, p95 = (seen.latency_quantile(q) * 1000 for q in (0.5, 0.95))
             rows.append(
                 f"| {name} | `{version}` | {seen.requests:.0f} | {seen.client_errors:.0f} | {seen.server_errors:.0f} "
                 f"| {seen.error_rate:.3f} "
-                f"| {p50:.1f} | {p95:.1f} |"
+                f"| {p50:.1f} | {p95:.1f} | {seen.answers:.0f} | {seen.engagement.rate:.3f} |"
             )
         return "\n".join(rows)
 
@@ -150,10 +170,14 @@ def judge(canary: Observation, stable: Observation, policy: CanaryPolicy) -> Ver
             )
     elif math.isnan(canary_p95) and canary.requests >= policy.min_requests:
         reasons.append("the canary answered no request successfully")
+    engagement = compare(stable.engagement, canary.engagement, policy.engagement)
+    if engagement.decision == CANDIDATE_WORSE:
+        reasons.append(f"shoppers engage less with the canary: {engagement.summary}")
     promote = not reasons
     if promote:
         reasons.append(
             f"canary: {canary.requests:.0f} requests, error rate {canary.error_rate:.3f}, p95 "
             f"{canary_p95 * 1000:.1f} ms; stable: error rate {stable.error_rate:.3f}, p95 {stable_p95 * 1000:.1f} ms"
         )
-    return Verdict(promote, reasons, canary, stable)
+        reasons.append(f"engagement: {engagement.summary}")
+    return Verdict(promote, reasons, canary, stable, engagement)

@@ -32,7 +32,7 @@ from fashionrec.serving.release import Deployment, Release
 # What a target rolls out: a release, or a deployment's local artifacts (its model_version names the release).
 Servable = Deployment | Release
 # The transformers' per-version series, as Prometheus federates them (fashionrec.deploy.canary).
-FEDERATE_MATCH = '{__name__=~"fashionrec_model_request.*"}'
+FEDERATE_MATCH = '{__name__=~"fashionrec_model_request.*|fashionrec_engagement_.*"}'
 # How many scrape intervals the check waits for a scrape taken after its probes (Prometheus staggers its targets
 # across an interval, so every pod's next scrape falls within one; the rest is slack for a slow scrape).
 FRESH_SCRAPE_INTERVALS = 3.0

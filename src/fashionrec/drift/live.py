@@ -12,8 +12,6 @@ time and process, as object storage cannot append and every replica writes its o
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import threading
 import time
 from collections import deque
@@ -25,8 +23,11 @@ import numpy as np
 
 from fashionrec.drift.detectors import MIN_WINDOW, DriftDecision, decide, image_stat_drift, mmd_permutation_test
 from fashionrec.drift.profile import ReferenceProfile
-from fashionrec.storage import storage
+from fashionrec.storage import LogBuffer
 
+# One logged image query: (time, embedding, image statistics, recommended ids, top-1 score).
+LoggedQuery = tuple[float, np.ndarray, dict[str, float], np.ndarray, float]
+REQUEST_LOG_BUFFER = 10_000  # queries between two flushes at most (~2 KB each: ~20 MB; a flush every MONITOR_SECONDS)
 WINDOW = 200  # image queries per test: ~0.8 power on a small embedding shift (tests/monitoring/test_drift.py)
 ALPHA = 0.01  # false-alarm rate of each evaluation (image statistics: Bonferroni-corrected across them)
 PERMUTATIONS = 200
@@ -65,7 +66,9 @@ class LiveMonitor:
         self._hits: deque[np.ndarray] = deque(maxlen=window)
         self._top1: deque[float] = deque(maxlen=window)
         # queries not in the request log yet: (time, embedding, statistics, hits, top-1 score)
-        self._pending: list[tuple[float, np.ndarray, dict[str, float], np.ndarray, float]] = []
+        self._pending: LogBuffer[LoggedQuery] | None = None
+        if request_log is not None:
+            self._pending = LogBuffer(str(request_log), self._log_line, capacity=REQUEST_LOG_BUFFER)
         self._recorded = 0
         self._evaluated_at = 0
 
@@ -73,6 +76,7 @@ class LiveMonitor:
         """One request's image queries (row i: its embedding, statistics, recommended ids and top-1 score). Only
         appends: the request-log lines are written by ``flush``, on the monitor's thread."""
         now = time.time()
+        logged: list[LoggedQuery] = []
         with self._lock:
             for vector, row_stats, row_hits, score in zip(embeddings, stats, hits, top1, strict=True):
                 query = (np.asarray(vector, dtype=np.float32), row_stats, np.asarray(row_hits), float(score))
@@ -80,18 +84,23 @@ class LiveMonitor:
                 self._stats.append(row_stats)
                 self._hits.append(query[2])
                 self._top1.append(query[3])
-                if self.request_log is not None:
-                    self._pending.append((now, *query))
+                logged.append((now, *query))
             self._recorded += len(embeddings)
+        if self._pending is not None:
+            self._pending.add(logged)  # bounded: past it, the log loses queries (counted), the server nothing
 
     def flush(self) -> None:
         """Write the request-log lines recorded since the last flush (on every evaluation, and at shutdown)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        if pending and self.request_log is not None:
-            write_log_lines(str(self.request_log), [self._log_line(*query) for query in pending])
+        if self._pending is not None:
+            self._pending.flush()
 
-    def _log_line(self, when: float, vector: np.ndarray, stats: dict[str, float], hits: np.ndarray, top1: float) -> str:
+    @property
+    def dropped(self) -> int:
+        """Queries the request log lost because its buffer was full."""
+        return self._pending.dropped if self._pending is not None else 0
+
+    def _log_line(self, query: LoggedQuery) -> str:
+        when, vector, stats, hits, top1 = query
         return json.dumps(
             {
                 "time": when,
@@ -117,23 +126,6 @@ class LiveMonitor:
         if not fresh or len(embeddings) < MIN_WINDOW:
             return None
         return health_of(self.profile, embeddings, stats, hits, top1)
-
-
-LOG_SUFFIX = ".jsonl"
-
-
-def write_log_lines(location: str, lines: list[str]) -> None:
-    """Append to a local .jsonl file, or add a part file under any other location (see the module docstring)."""
-    body = "\n".join(lines) + "\n"
-    if location.endswith(LOG_SUFFIX) and "://" not in location:
-        path = Path(location)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as log:
-            log.write(body)
-        return
-    fs, root = storage(location)
-    fs.makedirs(root, exist_ok=True)
-    fs.pipe_file(f"{root}/{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}{LOG_SUFFIX}", body.encode("utf-8"))
 
 
 def health_of(

@@ -17,9 +17,10 @@ import numpy as np
 
 from fashionrec.config import SNAPSHOT_INDEX_DIR
 from fashionrec.drift.detectors import MIN_WINDOW
-from fashionrec.drift.live import ALPHA, LOG_SUFFIX, WINDOW, Health, as_dict, health_of
+from fashionrec.drift.live import ALPHA, WINDOW, Health, as_dict, health_of
 from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
 from fashionrec.serving.release import fetch_serving
+from fashionrec.storage import read_log_lines
 from fashionrec.training.registry import MlflowRegistry
 
 REPORT_FILE = "drift_report.html"
@@ -43,9 +44,7 @@ class RequestLog:
     def read(cls, path: Path, model_version: str | None = None) -> RequestLog:
         """The log's queries (those answered by ``model_version`` only, when given), in order: a .jsonl file, or a
         folder of part files."""
-        files = sorted(path.glob(f"*{LOG_SUFFIX}")) if path.is_dir() else [path]  # part files sort by time
-        lines = [line for file in files for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [json.loads(line) for line in lines]
+        rows = [json.loads(line) for line in read_log_lines(str(path))]
         rows = [row for row in rows if model_version is None or row["model_version"] == model_version]
         return cls(
             embeddings=np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(len(rows), -1),

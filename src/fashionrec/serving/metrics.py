@@ -42,6 +42,12 @@ class TransformerMetrics:
     coverage: Gauge
     gini: Gauge
     low_score_share: Gauge
+    feedback_events: Counter
+    feedback_rejected: Counter
+    feedback_buffered: Gauge
+    engagement_answers: Counter
+    engagement_clicked: Counter
+    engagement_reciprocal_ranks: Counter
 
 
 @functools.cache
@@ -97,6 +103,22 @@ def transformer_metrics() -> TransformerMetrics:
         gini=Gauge("fashionrec_recommendation_gini", "Gini of how often each catalogue item was recommended (window)"),
         low_score_share=Gauge(
             "fashionrec_low_score_share", "Share of window queries whose top-1 score is below the reference's 5th percentile"
+        ),
+        # Engagement (fashionrec.serving.feedback): what shoppers were shown and chose, per model version. CTR@5 is
+        # clicked_answers / answers, MRR reciprocal_ranks / answers (fashionrec.engagement.tally).
+        feedback_events=Counter(
+            "fashionrec_feedback_events", "Feedback events taken, by model version and type", ["model_version", "type"]
+        ),
+        feedback_rejected=Counter("fashionrec_feedback_rejected", "Feedback posts refused (4xx), by reason", ["reason"]),
+        feedback_buffered=Gauge("fashionrec_feedback_buffered", "Feedback events waiting for the event log"),
+        engagement_answers=Counter(
+            "fashionrec_engagement_answers", "Answers shown to shoppers (rank-1 impressions)", ["model_version"]
+        ),
+        engagement_clicked=Counter(
+            "fashionrec_engagement_clicked_answers", "Answers shown with a click within the top 5", ["model_version"]
+        ),
+        engagement_reciprocal_ranks=Counter(
+            "fashionrec_engagement_reciprocal_ranks", "Sum over answers of 1 / the best rank clicked", ["model_version"]
         ),
     )
 

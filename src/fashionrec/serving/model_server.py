@@ -108,8 +108,11 @@ class _BoundGrpc:
         return server
 
 
-def run_model_server(models: list[Any], args: argparse.Namespace, registered_models: Any = None) -> None:
-    """Load ``models`` (kserve.Model), put the request guard in front of KServe's app and serve until stopped."""
+def run_model_server(
+    models: list[Any], args: argparse.Namespace, registered_models: Any = None, add_routes: Callable[[Any], None] | None = None
+) -> None:
+    """Load ``models`` (kserve.Model), add our own ``add_routes`` to KServe's FastAPI app, put the request guard in front
+    of it and serve until stopped."""
     import grpc
     from kserve import ModelServer, model_server
     from kserve.logging import KSERVE_TRACE_LOGGER_NAME
@@ -125,6 +128,8 @@ def run_model_server(models: list[Any], args: argparse.Namespace, registered_mod
     token = read_admin_token(args.admin_token_file)
     for model in models:
         model.load()
+    if add_routes is not None:
+        add_routes(model_server.app)
     guard_app(model_server.app, args.max_request_bytes, admin_token=token)
     grpc_server.aio = _BoundGrpc(grpc.aio, args.bind_address, guard_interceptor(token))
     server = BoundModelServer(

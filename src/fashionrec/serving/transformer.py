@@ -33,6 +33,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ from fashionrec.imaging import ImageDecodeError, header_pixels, validate_images
 from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.retrieval.rerank import ItemLabels, LabelVote
+from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
 from fashionrec.serving.metrics import publish_health, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
@@ -115,7 +117,7 @@ class Query(InferRequest):
         super().__init__(
             model_name=source.model_name,
             infer_inputs=[InferInput(name, [size], "INT64" if ids is not None else "BYTES")],
-            request_id=source.id,
+            request_id=source.id or uuid.uuid4().hex,  # every answer names its request: feedback events refer to it
         )
         self.top_k = top_k
         self.ids = ids
@@ -262,8 +264,11 @@ class FashionrecTransformer(Model):
         monitor_seconds: float = MONITOR_SECONDS,
         request_log: str | None = None,
         rerank: LabelVote | None = None,
+        event_log: str | None = None,
     ) -> None:
         super().__init__(name)
+        self.feedback = FeedbackCollector(event_log)  # shoppers' events; counted always, logged with an event_log
+        self._feedback_thread: threading.Thread | None = None
         self.rerank = rerank  # None: answers in plain similarity order
         self.index_dir = index_dir
         self.feature_repo = feature_repo
@@ -289,6 +294,11 @@ class FashionrecTransformer(Model):
         if self.change_log is not None and self._poller is None:
             self._poller = threading.Thread(target=self._poll_changes, name="fashionrec-catalog", daemon=True)
             self._poller.start()
+        if self.feedback.buffer is not None and self._feedback_thread is None:
+            self._feedback_thread = threading.Thread(
+                target=self.feedback.run, args=(self._stopping,), name="fashionrec-feedback", daemon=True
+            )
+            self._feedback_thread.start()
         if self.monitor_window and self._monitor_thread is None:
             self._monitor_thread = threading.Thread(target=self._monitor, name="fashionrec-monitor", daemon=True)
             self._monitor_thread.start()
@@ -366,6 +376,7 @@ class FashionrecTransformer(Model):
         for snapshot in self.routing.snapshots if self.routing is not None else []:
             if snapshot.monitor is not None:
                 snapshot.monitor.flush()  # the request log keeps the last queries too
+        self.feedback.flush()  # and the event log the last events
         self.cpu_pool.shutdown(wait=False)
         predictor, self.predictor = self.predictor, None
         if predictor is None:
@@ -617,6 +628,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rerank_weight", type=float, default=RERANK_WEIGHT, help="a candidate's bonus per share of the vote its type has"
     )
+    parser.add_argument(
+        "--event_log",
+        default=None,
+        help="where shoppers' feedback events are logged (no photos, no personal data): a .jsonl file, or a folder, "
+        "gs:// or s3:// for part files; none: counted in the metrics only",
+    )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
         args.model_name,
@@ -629,8 +646,14 @@ def main(argv: list[str] | None = None) -> None:
         monitor_seconds=args.monitor_seconds,
         request_log=args.request_log,
         rerank=LabelVote(args.rerank_voters, args.rerank_depth, args.rerank_weight) if args.rerank_voters > 0 else None,
+        event_log=args.event_log,
     )
-    run_model_server([model], args, registered_models=TransformerRepository())
+    run_model_server(
+        [model],
+        args,
+        registered_models=TransformerRepository(),
+        add_routes=lambda app: add_feedback_route(app, model.name, model.feedback, model.off_loop),
+    )
 
 
 if __name__ == "__main__":
