@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fashionrec.local.stages import StageOutputs, run_stages
 
@@ -58,3 +59,8 @@ def evaluation_dir(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactor
     out = tmp_path_factory.mktemp("evaluation")
     write_evaluation(evaluate_embeddings(stages.valid, stages.embeddings, card.model_version), card, out)
     return out
+
+
+# Hypothesis keeps its example database in .hypothesis/ of the working directory: tests never write into the repo.
+settings.register_profile("fashionrec", database=None)
+settings.load_profile("fashionrec")

@@ -14,6 +14,11 @@ def predictor_model_name(model_version: str) -> str:
     return f"{MODEL_NAME}-{model_version}"
 
 
+def feedback_path(model_name: str = MODEL_NAME) -> str:
+    """Where clients post shoppers' feedback events (fashionrec.serving.feedback), beside /v2/models/<name>/infer."""
+    return f"/v2/models/{model_name}/feedback"
+
+
 # Container images (the Dockerfile's two targets); the tag is bumped on release. The KFP components train, so their
 # image carries torch; the transformer's does not (it imports no torch).
 PROJECT_IMAGE = "ghcr.io/fashionrec/fashionrec:0.1.0"

@@ -67,6 +67,11 @@ class WorkDir:
         return self.root.resolve() / "requests.jsonl"
 
     @property
+    def event_log(self) -> Path:
+        """Shoppers' feedback events on what `fashionrec serve` answered (impressions, clicks, purchases)."""
+        return self.root.resolve() / "events.jsonl"
+
+    @property
     def serving_state(self) -> Path:
         """Where the servers of a running `fashionrec serve` listen; a pipeline run's deploy step rolls out onto them."""
         return self.root / "serving.json"

@@ -19,6 +19,7 @@ from fashionrec.config import (
     MODEL_NAME,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
+    feedback_path,
 )
 
 
@@ -92,12 +93,23 @@ def parse_hits(response: dict[str, Any]) -> list[list[Hit]]:
 
 
 def infer(base_url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    url = f"{base_url.rstrip('/')}/v2/models/{MODEL_NAME}/infer"
+    return _post(f"{base_url.rstrip('/')}/v2/models/{MODEL_NAME}/infer", body, 200, timeout)
+
+
+def post_feedback(base_url: str, events: list[dict[str, Any]], timeout: float = 30.0) -> int:
+    """Post CloudEvents (fashionrec.engagement.events) as one batch; returns how many the transformer took."""
+    url = f"{base_url.rstrip('/')}{feedback_path()}"
+    return int(_post(url, events, 202, timeout, {"content-type": "application/cloudevents-batch+json"})["accepted"])
+
+
+def _post(url: str, body: Any, expected: int, timeout: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        response = httpx.post(url, json=body, timeout=timeout)
+        response = httpx.post(
+            url, content=json.dumps(body).encode(), timeout=timeout, headers=headers or {"content-type": "application/json"}
+        )
     except httpx.TransportError as exc:
         raise QueryError(0, f"cannot reach {url} ({exc}); is `fashionrec serve` running?") from exc
-    if response.status_code != 200:
+    if response.status_code != expected:
         try:
             message = str(response.json().get("error", response.text))
         except ValueError:

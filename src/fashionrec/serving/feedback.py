@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
 
+from fashionrec.config import feedback_path
 from fashionrec.engagement.events import FeedbackEvent, InvalidEvent, parse_feedback
 from fashionrec.engagement.tally import AnswerTracker, Engagement
 from fashionrec.serving.metrics import transformer_metrics
@@ -94,10 +95,6 @@ class FeedbackCollector:
         while not stopping.wait(every_s):
             self.flush()
         self.flush()
-
-
-def feedback_path(model_name: str) -> str:
-    return f"/v2/models/{model_name}/feedback"
 
 
 def add_feedback_route(

@@ -284,6 +284,7 @@ class LocalTransformer(LocalModelServer):
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
     catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.data.changes)
     request_log: Path | None = None  # JSONL of what image queries saw, for `fashionrec monitor` (no photos)
+    event_log: Path | None = None  # JSONL of shoppers' feedback events (fashionrec.serving.feedback)
     monitor_seconds: float | None = None  # how often the live drift window is tested (None: the transformer's default)
     name: ClassVar[str] = "transformer"
     entrypoint: ClassVar[str] = TRANSFORMER_ENTRYPOINT  # as the InferenceService runs it
@@ -307,6 +308,7 @@ class LocalTransformer(LocalModelServer):
                 else []
             ),
             *([f"--request_log={self.request_log.absolute()}"] if self.request_log is not None else []),
+            *([f"--event_log={self.event_log.absolute()}"] if self.event_log is not None else []),
             *([f"--monitor_seconds={self.monitor_seconds:g}"] if self.monitor_seconds is not None else []),
             *self.server_args(),
         ]
@@ -356,10 +358,12 @@ def serve_locally(
     catalog_changes: Path | None = None,
     request_log: Path | None = None,
     monitor_seconds: float | None = None,
+    event_log: Path | None = None,
 ) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
     """Start the predictor (TorchServe, or the KServe-hosted encoder) and the transformer on free loopback ports;
     stop both on exit, whatever happens. grpc-v2 between them needs the KServe runtime. With ``catalog_changes``
-    the transformer applies that catalogue change log live; with ``request_log`` it logs what image queries saw."""
+    the transformer applies that catalogue change log live; with ``request_log`` it logs what image queries saw, with
+    ``event_log`` the shoppers' feedback events."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if protocol == "grpc-v2" and runtime != "kserve":
@@ -387,6 +391,7 @@ def serve_locally(
             catalog_changes=catalog_changes,
             request_log=request_log,
             monitor_seconds=monitor_seconds,
+            event_log=event_log,
         )
         stack.callback(transformer.stop)
         transformer.start()
