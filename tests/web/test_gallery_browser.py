@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -29,6 +31,7 @@ class Gallery:
     url: str
     versions: dict[str, str]  # the model_version each column should show: primary, compare
     upload_limit: int
+    transformers: dict[str, str]  # each column's transformer URL
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def gallery(
             settings = GallerySettings(tiny_catalog, transformer.url, compare_url=other.url, port=0, top_k=TOP_K)
             with serving_gallery(settings) as server:
                 versions = {"primary": stages.deployment.model_version, "compare": second_version.deployment.model_version}
-                yield Gallery(server.url, versions, settings.max_upload_bytes)
+                yield Gallery(server.url, versions, settings.max_upload_bytes, settings.targets())
         finally:
             other.stop()
 
@@ -155,6 +158,34 @@ def test_clicking_a_product_shows_its_neighbours_from_both_model_versions_side_b
     first_hit.click()  # a neighbour is a product too: more like it
     until(page, lambda d: d.find_element(By.CSS_SELECTOR, "#query .query-item").get_attribute("data-item-id") == str(next_id))
     assert next_id not in [h[0] for h in hits_of(answered(page, "primary"))]
+
+
+def feedback_events(transformer_url: str, version: str) -> dict[str, float]:
+    """The transformer's count of feedback events of ``version``, by type."""
+    text = httpx.get(f"{transformer_url}/metrics", timeout=10).text
+    return {
+        sample.labels["type"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "fashionrec_feedback_events_total" and sample.labels["model_version"] == version
+    }
+
+
+def test_the_page_reports_what_it_showed_and_what_was_clicked_to_the_transformer_that_answered(
+    page: Any, gallery: Gallery
+) -> None:
+    before = {target: feedback_events(url, gallery.versions[target]) for target, url in gallery.transformers.items()}
+    cards(page)[5].click()
+    until(page, lambda d: all(column(d, target).get_attribute("data-reported") == "true" for target in gallery.versions))
+    after = {target: feedback_events(url, gallery.versions[target]) for target, url in gallery.transformers.items()}
+    for target in gallery.versions:  # one impression per hit shown, counted under the version that answered
+        assert after[target].get("impression", 0) - before[target].get("impression", 0) == TOP_K
+    column(page, "compare").find_elements(By.CSS_SELECTOR, ".hit")[2].click()  # the third of the compared version's
+    url, version = gallery.transformers["compare"], gallery.versions["compare"]
+    until(page, lambda d: feedback_events(url, version).get("click", 0) == before["compare"].get("click", 0) + 1)
+    assert feedback_events(gallery.transformers["primary"], gallery.versions["primary"]).get("click", 0) == before["primary"].get(
+        "click", 0
+    )
 
 
 def test_a_catalogue_photo_finds_its_own_product_first(page: Any, gallery: Gallery, tiny_catalog: Path) -> None:

@@ -189,3 +189,19 @@ def test_the_gallery_imports_no_index_faiss_torch_or_kserve() -> None:
     code = "import sys, fashionrec.web.gallery; print(sorted(m for m in ('faiss', 'torch', 'kserve', 'feast', 'fashionrec.retrieval.index') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_only_the_galleries_own_host_and_origin_are_answered(gallery: httpx.Client) -> None:
+    """A DNS-rebinding page (another Host) reads nothing; another site's page posts nothing through the gallery."""
+    port = str(gallery.base_url).rsplit(":", 1)[1].rstrip("/")
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert gallery.get("/api/facets", headers={"Host": host}).status_code == 200
+    rebound = gallery.get("/api/facets", headers={"Host": f"attacker.example:{port}"})
+    assert rebound.status_code == 403 and "loopback" in rebound.json()["error"]
+    before = len(StubTransformer.queries)
+    for path in ("/api/similar/image", "/api/feedback"):
+        forged = gallery.post(path, content=b"\xff\xd8\xff", headers={"Origin": "http://attacker.example"})
+        assert forged.status_code == 403 and "own page" in forged.json()["error"]
+    assert len(StubTransformer.queries) == before  # nothing was forwarded
+    own = gallery.post("/api/feedback", content=b"{}", headers={"Origin": f"http://127.0.0.1:{port}"})
+    assert own.status_code == 400 and "a report is" in own.json()["error"]

@@ -23,7 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fashionrec.config import DEFAULT_TOP_K, GALLERY_PORT, LOOPBACK, MAX_IMAGE_BYTES, MAX_TOP_K
 from fashionrec.data.catalog import STYLES_FILE
-from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits
+from fashionrec.engagement.events import cloud_event
+from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits, post_feedback
 from fashionrec.web.catalogue import FILTER_COLUMNS, BadRequest, Catalogue, Query
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 
 # sends before it reads gets the 413 and its message instead of a reset connection; beyond that the gallery hangs up.
 DRAIN_FACTOR = 4
 DRAIN_CHUNK = 1 << 16
+MAX_REPORT_BYTES = 64 * 1024  # one page's impressions or one click, many times over
+FEEDBACK_SOURCE = "fashionrec/gallery"
 
 
 class GalleryStartError(RuntimeError):
@@ -143,7 +146,37 @@ class Gallery:
             }
             for hit in parse_hits(response)[0]
         ]
-        return {"target": target, "transformer": url, "model_version": response.get("model_version", ""), "hits": hits}
+        return {
+            "target": target,
+            "transformer": url,
+            "model_version": response.get("model_version", ""),
+            "request_id": response.get("id", ""),  # what the page's feedback events refer to
+            "hits": hits,
+        }
+
+    def report(self, target: str, body: bytes) -> dict[str, Any]:
+        """Forward what the page showed or the person clicked to the named transformer's feedback API, as CloudEvents
+        (fashionrec.engagement.events); the transformer's 4xx reaches the page, its failure is a 502."""
+        url = self.target_url(target)
+        try:
+            report = json.loads(body)
+            kind, request_id, version, session = (report[k] for k in ("kind", "request_id", "model_version", "session_id"))
+            shown = [(int(item), int(rank)) for item, rank in report["items"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadRequest(
+                f"a report is {{kind, request_id, model_version, session_id, items: [[item_id, rank]]}}: {exc}"
+            ) from None
+        events = [
+            cloud_event(kind, f"{request_id}-{kind}-{rank}", request_id, version, item, rank, session, source=FEEDBACK_SOURCE)
+            for item, rank in shown
+        ]
+        try:
+            return {"accepted": post_feedback(url, events)}
+        except QueryError as exc:
+            message = str(exc).removeprefix(f"HTTP {exc.status}: ")
+            if 400 <= exc.status < 500:
+                raise BadRequest(message, exc.status) from None
+            raise BadRequest(f"the transformer at {url} did not take the events: {message}", HTTPStatus.BAD_GATEWAY) from None
 
     def similar_to_item(self, target: str, item_id: int) -> dict[str, Any]:
         return self.neighbours(target, item_request([item_id], top_k=self.settings.top_k))
@@ -173,6 +206,7 @@ class GalleryHandler(BaseHTTPRequestHandler):
 
     def _answer(self, route: Any) -> None:
         try:
+            self._check_origin()
             route(urlsplit(self.path))
         except BadRequest as exc:
             self._send_json({"error": str(exc)}, exc.status)
@@ -204,7 +238,28 @@ class GalleryHandler(BaseHTTPRequestHandler):
         else:
             raise BadRequest(f"nothing at {path}", HTTPStatus.NOT_FOUND)
 
+    def _check_origin(self) -> None:
+        """Only pages of the gallery itself: a Host that is not one of its loopback names (a DNS-rebinding page) or
+        a cross-site Origin on a post is refused before anything is read or forwarded."""
+        allowed = self.server.host_names()
+        if self.headers.get("Host", "") not in allowed:
+            self.close_connection = True
+            raise BadRequest("the gallery answers only to its own loopback address", HTTPStatus.FORBIDDEN)
+        origin = self.headers.get("Origin")
+        if self.command == "POST" and origin is not None and origin not in {f"http://{host}" for host in allowed}:
+            self.close_connection = True
+            raise BadRequest("posts come only from the gallery's own page", HTTPStatus.FORBIDDEN)
+
     def _post(self, url: Any) -> None:
+        if url.path == "/api/feedback":
+            params = dict(parse_qsl(url.query))
+            try:
+                size = check_upload_size(self.headers.get("Content-Length"), MAX_REPORT_BYTES)
+            except BadRequest:
+                self._drain(self.headers.get("Content-Length"))
+                raise
+            self._send_json(self.gallery.report(params.get("target", PRIMARY), self.rfile.read(size)), HTTPStatus.ACCEPTED)
+            return
         if url.path != "/api/similar/image":
             self._drain(self.headers.get("Content-Length"))
             raise BadRequest(f"nothing to post at {url.path}", HTTPStatus.NOT_FOUND)
@@ -274,6 +329,11 @@ class GalleryHTTPServer(ThreadingHTTPServer):
                 "choose another port"
             ) from exc
         self.gallery = gallery
+
+    def host_names(self) -> set[str]:
+        """The Host values the gallery answers to: its loopback names with its port."""
+        port = self.server_address[1]
+        return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")} | {self.url.removeprefix("http://")}
 
     @property
     def url(self) -> str:

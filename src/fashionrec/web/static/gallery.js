@@ -3,7 +3,32 @@
 // set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { config: null, page: 1, query: null };
+const state = { config: null, page: 1, query: null, session: anonymousSession() };
+
+// A random token per page load: the feedback events of one visit belong together, and to nobody.
+function anonymousSession() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// What the person was shown (an impression per hit) or chose (a click), reported through the gallery to the
+// transformer that answered: shop engagement per model version. A failed report never disturbs the page.
+function report(target, kind, answer, items) {
+  const body = JSON.stringify({
+    kind,
+    request_id: answer.request_id,
+    model_version: answer.model_version,
+    session_id: state.session,
+    items,
+  });
+  return fetch(`/api/feedback?target=${target}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body,
+    keepalive: true,
+  }).catch(() => undefined);
+}
 const SHOWN_ATTRIBUTES = ["gender", "articleType", "baseColour", "usage"];
 
 function element(tag, className, text) {
@@ -45,7 +70,7 @@ function photo(itemId, name, hasPhoto = true) {
   return img;
 }
 
-function card(className, itemId, attributes, extra, hasPhoto = true) {
+function card(className, itemId, attributes, extra, hasPhoto = true, onOpen = undefined) {
   const node = element("article", className);
   node.dataset.itemId = String(itemId);
   node.tabIndex = 0;
@@ -56,7 +81,10 @@ function card(className, itemId, attributes, extra, hasPhoto = true) {
   const facts = element("p", "attributes");
   facts.textContent = SHOWN_ATTRIBUTES.map((a) => attributes[a]).filter(Boolean).join(" · ");
   node.append(facts, element("p", "item-id muted", `id ${itemId}`));
-  const open = () => showSimilarToItem(itemId, attributes);
+  const open = () => {
+    if (onOpen) onOpen();
+    showSimilarToItem(itemId, attributes);
+  };
   node.addEventListener("click", open);
   node.addEventListener("keydown", (event) => {
     if (event.key === "Enter") open();
@@ -160,6 +188,7 @@ function openResults(queryNode) {
 }
 
 function showHits(column, answer) {
+  const target = column.dataset.target;
   const version = column.querySelector(".model-version");
   version.textContent = `model_version ${answer.model_version}`;
   version.dataset.modelVersion = answer.model_version;
@@ -167,10 +196,17 @@ function showHits(column, answer) {
   answer.hits.forEach((hit, rank) => {
     const score = element("p", "score", `#${rank + 1} · score ${hit.score.toFixed(3)}`);
     score.dataset.score = String(hit.score);
-    hits.append(card("hit", hit.item_id, hit.attributes, score, hit.has_photo));
+    const clicked = () => report(target, "click", answer, [[hit.item_id, rank + 1]]);
+    hits.append(card("hit", hit.item_id, hit.attributes, score, hit.has_photo, clicked));
   });
   if (!answer.hits.length) hits.append(element("p", "muted", "no neighbours"));
   column.querySelector(".status").replaceWith(hits);
+  if (answer.hits.length && answer.request_id) {
+    column.dataset.requestId = answer.request_id;
+    report(target, "impression", answer, answer.hits.map((hit, rank) => [hit.item_id, rank + 1])).then((response) => {
+      if (response && response.ok) column.dataset.reported = "true";
+    });
+  }
 }
 
 function showError(column, message) {
