@@ -108,6 +108,7 @@ def test_transformer_arguments_match_the_local_run() -> None:
             predictor_host="h:1",
             catalog_changes=Path("c"),
             request_log=Path("r"),
+            event_log=Path("e"),
             monitor_seconds=MONITOR_SECONDS,
         ).args()
     )
@@ -300,6 +301,7 @@ def test_storage_uris_name_one_release_under_one_root(overlay: str, tmp_path: Pa
     root = STORAGE_ROOTS.get(overlay, BASE_STORAGE_ROOT)
     assert [a for a in args if a.startswith("--catalog_changes=")] == [f"--catalog_changes={root}/catalog-changes"]
     assert [a for a in args if a.startswith("--request_log=")] == [f"--request_log={root}/request-log"]
+    assert [a for a in args if a.startswith("--event_log=")] == [f"--event_log={root}/events"]
 
 
 def test_the_schema_check_catches_typos_and_wrong_types() -> None:
