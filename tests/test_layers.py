@@ -19,7 +19,7 @@ README = PACKAGE.parents[1] / "README.md"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
-    ("console", "imaging", "params", "storage", "workdir", "checkout"),
+    ("charts", "console", "imaging", "params", "storage", "workdir", "checkout"),
     ("data", "retrieval", "engagement"),
     ("training", "drift"),
     ("serving",),

@@ -613,6 +613,53 @@ def query(
 
 
 @app.command()
+def experiment(
+    version: Annotated[int, typer.Argument(help="The registry version (`fashionrec model list`) to try against production.")],
+    workdir: Workdir = DEFAULT_WORKDIR,
+    registry: RegistryOption = None,
+    share: Annotated[float, typer.Option(help="Share of the traffic the candidate answers.")] = 0.5,
+    max_answers: Annotated[int, typer.Option(help="Stop undecided after this many answers shown per version.")] = 5000,
+    max_minutes: Annotated[float, typer.Option(help="Stop undecided after this long.")] = 60.0,
+    poll_seconds: Annotated[float, typer.Option(help="How often the engagement counters are read and judged.")] = 10.0,
+    alpha: Annotated[float, typer.Option(help="False-win rate of the sequential test, however often it looks.")] = 0.05,
+    min_answers: Annotated[int, typer.Option(help="Answers per version before any decision.")] = 300,
+    shoppers: Annotated[
+        int, typer.Option(help="Simulated shoppers' answers between looks (0: the traffic of real shoppers only).")
+    ] = 0,
+    catalog: Annotated[Path | None, typer.Option(help="The catalogue the simulated shoppers shop from.")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote the candidate if it wins (the registry alias too).")] = False,
+) -> None:
+    """A/B test VERSION against the production model on the running `fashionrec serve`: the candidate answers a fixed
+    share, shoppers' clicks decide (a sequential test that may stop early), an HTML report says by how much."""
+    from fashionrec.deploy.experiment import ExperimentSettings
+    from fashionrec.deploy.local_target import LocalTarget
+    from fashionrec.engagement.sequential import SequentialPolicy
+    from fashionrec.local.deployment import deployment_of
+    from fashionrec.local.shopping import experiment_with_shoppers
+
+    registered = open_registry(registry, workdir)
+    model_version = registered.get(version).model_version
+    settings = ExperimentSettings(
+        share, max_answers, max_minutes * 60, poll_seconds, SequentialPolicy(alpha=alpha, min_answers=min_answers)
+    )
+    target = LocalTarget(running_serving(workdir))
+    console.print(f"experiment: {model_version} answers {share:.0%} of the traffic beside {target.stable_version()}")
+    result = experiment_with_shoppers(
+        target, deployment_of(workdir, model_version), catalog or WorkDir(workdir).catalog, settings, shoppers, promote
+    )
+    if result.promoted:
+        registered.promote(version)
+    report = WorkDir(workdir).experiments / f"{model_version}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(result.html(), encoding="utf-8")
+    final = result.final
+    console.print(final.summary if final is not None else "no look was taken")
+    for reason in result.reasons:
+        console.print(f"- {reason}")
+    console.print(f"report: {report}")
+
+
+@app.command()
 def demo(
     workdir: Workdir = Path("work/demo"),
     items_per_type: Annotated[int, typer.Option(help="Size of the generated catalogue per article type.")] = 40,

@@ -72,6 +72,11 @@ class WorkDir:
         return self.root.resolve() / "events.jsonl"
 
     @property
+    def experiments(self) -> Path:
+        """`fashionrec experiment`'s HTML reports, one per candidate model version."""
+        return self.root / "experiments"
+
+    @property
     def serving_state(self) -> Path:
         """Where the servers of a running `fashionrec serve` listen; a pipeline run's deploy step rolls out onto them."""
         return self.root / "serving.json"

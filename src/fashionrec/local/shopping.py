@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fashionrec.data.catalog import STYLES_FILE, read_styles
+from fashionrec.deploy.experiment import ExperimentResult, ExperimentSettings, run_experiment
+from fashionrec.deploy.rollout import Servable, Target
 from fashionrec.engagement.shoppers import TASTE_COLUMNS, Shoppers
 from fashionrec.serving.client import infer, item_request, parse_hits, post_feedback
 
@@ -44,3 +46,20 @@ def go_shopping(transformer_url: str, shoppers: Shoppers, answers: int, shopping
         shopping.events += post_feedback(transformer_url, shoppers.react(shopper, query, shown, str(response["id"]), version))
         shopping.answers[version] += 1
     return shopping
+
+
+def experiment_with_shoppers(
+    target: Target, candidate: Servable, catalog: Path, settings: ExperimentSettings, answers_per_look: int,
+    promote: bool = False, seed: int = 0,
+) -> ExperimentResult:  # fmt: skip
+    """An experiment on ``target`` with simulated shoppers as its traffic (``answers_per_look`` between looks; 0:
+    real shoppers only)."""
+    if answers_per_look <= 0:
+        return run_experiment(target, candidate, settings, promote=promote)
+    shoppers = Shoppers(catalogue_attributes(catalog), seed=seed)
+    shopping = Shopping()
+
+    def traffic() -> None:
+        go_shopping(target.endpoint(), shoppers, answers_per_look, shopping)
+
+    return run_experiment(target, candidate, settings, traffic=traffic, promote=promote)

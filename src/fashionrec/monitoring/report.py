@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionrec.charts import line_chart
 from fashionrec.config import SNAPSHOT_INDEX_DIR
 from fashionrec.drift.detectors import MIN_WINDOW
 from fashionrec.drift.live import ALPHA, WINDOW, Health, as_dict, health_of
@@ -111,9 +112,9 @@ h1 span{{color:{"#b00" if decision.retrain else "#070"}}}</style></head><body>
 <p>{len(log.top1)} logged image queries in {len(healths)} windows of up to {WINDOW}; reference: {len(profile.embeddings)}
 catalogue embeddings, {profile.catalogue_size} products; each test at α = {ALPHA} (image statistics Bonferroni-corrected).</p>
 <h2>Embedding drift per window (MMD permutation test)</h2>
-<div class="plots">{_line({"p-value": p_values}, threshold=ALPHA, log_scale=True)}</div>
+<div class="plots">{line_chart({"p-value": p_values}, threshold=ALPHA, log_scale=True)}</div>
 <h2>Recommendations per window</h2>
-<div class="plots">{_line({"coverage": [h.coverage for h in healths], "low-score share": [h.low_score_share for h in healths]})}</div>
+<div class="plots">{line_chart({"coverage": [h.coverage for h in healths], "low-score share": [h.low_score_share for h in healths]})}</div>
 <h2>Image statistics: reference (grey) and the latest window (red)</h2>
 <div class="plots">{stats}</div>
 </body></html>
@@ -140,40 +141,6 @@ def _histogram(name: str, reference: np.ndarray, window: np.ndarray, width: int 
         f'<figure><svg width="{width}" height="{height}" role="img" aria-label="{html.escape(name)}">{"".join(bars)}</svg>'
         f"<figcaption>{html.escape(name)}: {low:.3g} to {high:.3g}</figcaption></figure>"
     )
-
-
-def _line(series: dict[str, list[float]], threshold: float | None = None, log_scale: bool = False, width: int = 480,
-          height: int = 180) -> str:  # fmt: skip
-    """Lines over window number as SVG (log scale for p-values); a dashed threshold."""
-    values = [v for points in series.values() for v in points]
-    if not values:
-        return "<p>not enough logged queries for one window</p>"
-
-    def scale(value: float) -> float:
-        return float(np.log10(max(value, 1e-4))) if log_scale else value
-
-    low, high = (scale(1e-4), 0.0) if log_scale else (0.0, max(1.0, max(values)))
-    count = max(len(points) for points in series.values())
-
-    def point(i: int, value: float) -> str:
-        x = width * (i / max(count - 1, 1))
-        return f"{x:.1f},{height - height * (scale(value) - low) / (high - low):.1f}"
-
-    colours = ("#1f6fb4", "#d33", "#2a2")
-    lines = [
-        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(point(i, v) for i, v in enumerate(points))}"/>'
-        for (_, points), colour in zip(series.items(), colours, strict=False)
-    ]
-    if threshold is not None:
-        y = point(0, threshold).split(",")[1]
-        lines.append(f'<line x1="0" x2="{width}" y1="{y}" y2="{y}" stroke="#000" stroke-dasharray="4 3"/>')
-    # the y range, written on the plot: without it a line says nothing
-    top, bottom = ("1", "0.0001") if log_scale else (f"{high:.3g}", "0")
-    lines.append(f'<text x="2" y="12" font-size="11">{top}</text><text x="2" y="{height - 2}" font-size="11">{bottom}</text>')
-    legend = ", ".join(f'<span style="color:{c}">{html.escape(name)}</span>' for name, c in zip(series, colours, strict=False))
-    legend += f" by window 1 to {count}" + (" (log scale)" if log_scale else "")
-    legend += f"; dashed: α = {threshold}" if threshold is not None else ""
-    return f'<figure><svg width="{width}" height="{height}" role="img">{"".join(lines)}</svg><figcaption>{legend}</figcaption></figure>'
 
 
 def fetch_profile(releases_uri: str, model_version: str, out_dir: Path) -> ReferenceProfile:
