@@ -16,13 +16,17 @@ def monitor_requests(
     model_version: str = "",
     registry_uri: str = "",
     new_items: int = 0,
+    event_log_uri: str = "",
+    catalog_changes_uri: str = "",
 ) -> NamedTuple("MonitorOutputs", [("retrain", bool)]):  # type: ignore[valid-type]
     """Compare what the production model was asked with what it learned: the transformers' request log (JSONL part
     files, imported from object storage) against the reference profile of its release under ``releases_uri``
     (``model_version``, or the registry's production alias when empty). Writes the HTML drift report (plots per
     window and per image statistic), the decision with its reasons as Markdown, and per-signal metrics of the
-    latest window; ``retrain`` is true when the latest window drifted or ``new_items`` added since training reach
-    a fifth of the catalogue."""
+    latest window; ``retrain`` is true when the latest window drifted, when products added since the release (read
+    from the catalogue change log at ``catalog_changes_uri``, else ``new_items``) reach a fifth of the catalogue, or
+    when shoppers' CTR@5 of the last day (the transformers' feedback events at ``event_log_uri``) fell significantly
+    below the days before. The Markdown names the signals that fired."""
     import shutil
     import tempfile
     from collections import namedtuple
@@ -31,11 +35,17 @@ def monitor_requests(
     from fashionrec.monitoring.report import REPORT_FILE, run_monitoring_step
 
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_monitoring_step(Path(request_log.path), releases_uri, model_version, registry_uri, new_items, Path(tmp))
+        outcome = run_monitoring_step(
+            Path(request_log.path), releases_uri, model_version, registry_uri, new_items, Path(tmp),
+            event_log=event_log_uri, catalog_changes=catalog_changes_uri,
+        )  # fmt: skip
         shutil.copy2(Path(tmp) / REPORT_FILE, report.path)
     lines = "\n".join(f"- {reason}" for reason in outcome.reasons) or "- nothing drifted"
-    Path(decision.path).write_text(f"# {'Retrain' if outcome.retrain else 'No retraining needed'}\n\n{lines}\n")
+    fired = f" (signals: {', '.join(outcome.signals)})" if outcome.signals else ""
+    Path(decision.path).write_text(f"# {'Retrain' if outcome.retrain else 'No retraining needed'}{fired}\n\n{lines}\n")
     metrics.log_metric("retrain", float(outcome.retrain))
+    for signal in ("drift", "catalogue growth", "engagement"):
+        metrics.log_metric(f"signal_{signal.replace(' ', '_')}", float(signal in outcome.signals))
     metrics.log_metric("windows", float(len(outcome.windows)))
     if outcome.windows:
         latest = outcome.windows[-1]

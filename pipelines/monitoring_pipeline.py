@@ -28,6 +28,9 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
         model_version: str = "",
         new_items: int = 0,
         kfp_host: str = "",
+        event_log_uri: str = "",
+        catalog_changes_uri: str = "",
+        cooldown_hours: float = 24.0,
     ) -> None:
         """Monitor the production model and retrain it when its queries drifted.
 
@@ -37,8 +40,12 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
             catalog_uri: the catalogue a retraining run trains on (the training pipeline's catalog_uri).
             registry_uri: MLflow tracking URI: the production alias names the model monitored.
             model_version: the model monitored, when there is no registry.
-            new_items: products added since the production model's training run (retrain at a fifth of its catalogue).
+            new_items: products added since the production model's training run (retrain at a fifth of its catalogue),
+                when there is no change log to count them from.
             kfp_host: the KFP API for the retraining run (empty: the in-cluster ml-pipeline service).
+            event_log_uri: the transformers' --event_log (shoppers' feedback): retrain on a significant CTR@5 drop.
+            catalog_changes_uri: the catalogue change log: products added since the production release are counted.
+            cooldown_hours: no retraining run while one is in flight or within this long of the last one.
         """
         imported = dsl.importer(artifact_uri=request_log_uri, artifact_class=Dataset, reimport=True)
         imported.set_display_name("import the request log")
@@ -48,12 +55,16 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
             model_version=model_version,
             registry_uri=registry_uri,
             new_items=new_items,
+            event_log_uri=event_log_uri,
+            catalog_changes_uri=catalog_changes_uri,
         )
         monitored.set_display_name("drift report and decision")
         monitored.set_caching_options(False)  # the log grows between runs under the same URI
         with_secrets(monitored, STORAGE, REGISTRY)
         # The decision is an input, not a dsl.If (kfp.local cannot evaluate a condition on a task's output).
-        triggered = trigger_training(retrain=monitored.outputs["retrain"], catalog_uri=catalog_uri, kfp_host=kfp_host)
+        triggered = trigger_training(
+            retrain=monitored.outputs["retrain"], catalog_uri=catalog_uri, kfp_host=kfp_host, cooldown_hours=cooldown_hours
+        )
         triggered.set_display_name("start a training run when the decision says so")
         triggered.set_caching_options(False)
 

@@ -416,10 +416,13 @@ def serve(
     requests = WorkDir(workdir).request_log  # what `fashionrec monitor` reads
     with (
         tempfile.TemporaryDirectory(prefix="fashionrec-serve-") as tmp,
-        serve_locally(production_deployment(workdir, registry), Path(tmp), catalog_changes=changes, request_log=requests) as (
-            predictor,
-            transformer,
-        ),
+        serve_locally(
+            production_deployment(workdir, registry),
+            Path(tmp),
+            catalog_changes=changes,
+            request_log=requests,
+            event_log=WorkDir(workdir).event_log,  # shoppers' feedback: `fashionrec monitor` and experiments read it
+        ) as (predictor, transformer),
     ):
         assert isinstance(predictor, LocalTorchServe)
         serving = LocalServing.of(predictor, transformer, Path(tmp) / LIVE_DIR)
@@ -552,14 +555,16 @@ def monitor(
     catalog: Annotated[Path | None, typer.Option(help="The catalogue to retrain on (with --retrain).")] = None,
     registry: RegistryOption = None,
 ) -> None:
-    """Compare what the production model was asked (the request log) with what it learned (its reference profile):
-    an HTML drift report, a decision (retrain or not, with reasons) and, with --retrain, a training run whose gate
-    and canary decide what reaches production."""
+    """Compare what the production model was asked (the request log) with what it learned (its reference profile),
+    and how shoppers engaged with it (the event log): an HTML drift report, a decision (retrain or not, with reasons)
+    and, with --retrain, a training run whose gate and canary decide what reaches production."""
     from fashionrec.catalog.update import latest_changes
     from fashionrec.data.changes import ChangeLog
     from fashionrec.drift.profile import ReferenceProfile
+    from fashionrec.engagement.events import FeedbackEvent
     from fashionrec.local.deployment import production_deployment
-    from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining, write_report
+    from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining, engagement_drop, write_report
+    from fashionrec.storage import read_log_lines
 
     if retrain and catalog is None:
         raise typer.BadParameter("--retrain needs --catalog (the catalogue to train on)")
@@ -573,7 +578,10 @@ def monitor(
     healths = analyse(profile, requests)
     changes = WorkDir(workdir).catalog_changes
     added = sum(c.action == "add" for c in latest_changes(ChangeLog(str(changes))).values()) if changes.exists() else 0
-    decision = decide_retraining(healths, added, profile.catalogue_size)
+    events = WorkDir(workdir).event_log  # what `fashionrec serve`'s shoppers were shown and clicked
+    feedback = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(events))] if events.exists() else []
+    engagement = engagement_drop(feedback, profile.model_version, time.time()) if feedback else None
+    decision = decide_retraining(healths, added, profile.catalogue_size, engagement)
     report = write_report(profile, requests, healths, decision, out or WorkDir(workdir).monitoring)
     verdict = "[bold red]retrain[/bold red]" if decision.retrain else "[green]no retraining needed[/green]"
     console.print(f"{len(requests.top1)} logged queries of model {profile.model_version}, {len(healths)} windows: {verdict}")

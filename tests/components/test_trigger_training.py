@@ -31,3 +31,26 @@ def test_no_decision_sends_nothing_and_a_decision_starts_a_training_run(tmp_path
         assert (
             started.metadata["run_id"] == kfp_api.runs[0]["run_id"] and started.metadata["url"] in Path(started.path).read_text()
         )
+
+
+def test_a_run_in_flight_or_a_recent_one_holds_the_trigger_and_an_old_finished_one_does_not(tmp_path: Path) -> None:
+    """The monitor may decide to retrain at every tick: one retraining run, not one per tick."""
+    with KfpApiRecorder() as kfp_api:
+
+        def trigger(name: str, cooldown_hours: float = 24.0) -> str:
+            run = artifact(Markdown, tmp_path, f"{name}.md")
+            trigger_training.python_func(
+                retrain=True, catalog_uri="gs://b/catalog", run=run, kfp_host=kfp_api.url,
+                package_path=str(default_package_path()), cooldown_hours=cooldown_hours,
+            )  # fmt: skip
+            return Path(run.path).read_text()
+
+        assert "Training run started" in trigger("first")
+        held = trigger("second")  # the first is PENDING
+        assert "held" in held and kfp_api.runs[0]["run_id"] in held and "PENDING" in held
+        assert len(kfp_api.calls_to("POST", f"{API}/runs")) == 1
+        kfp_api.runs[0]["state"] = "SUCCEEDED"
+        assert "within the cooldown of 24 h" in trigger("third")  # finished, but started a moment ago
+        kfp_api.runs[0]["created_at"] = "2020-01-01T00:00:00Z"
+        assert "Training run started" in trigger("fourth")  # long ago: retrain
+        assert len(kfp_api.calls_to("POST", f"{API}/runs")) == 2

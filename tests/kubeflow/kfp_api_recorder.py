@@ -169,6 +169,15 @@ class KfpApiRecorder:
             }
             self.experiments.append(experiment)
             return 200, experiment
+        if (method, path) == ("GET", f"{API}/runs"):
+            experiment_id = request.query_value("experiment_id")
+            assert request.query_value("sort_by") == "created_at desc", request.query
+            found = sorted(
+                (r for r in self.runs if experiment_id in (None, r.get("experiment_id"))),
+                key=lambda r: r["created_at"],
+                reverse=True,
+            )[: int(request.query_value("page_size") or 10)]
+            return 200, {"runs": found, "total_size": len(found)} if found else {}
         if (method, path) == ("POST", f"{API}/runs"):
             run = {**request.json(), "run_id": str(uuid.uuid4()), "state": "PENDING", "created_at": _now()}
             self.runs.append(run)

@@ -56,7 +56,8 @@ def test_a_calm_log_keeps_the_model_and_many_new_products_retrain_it(tmp_path: P
     assert len(healths) == 2 and not any(h.decision.drifted for h in healths)
     assert not decide_retraining(healths, new_items=10, catalogue_size=1000).retrain
     grown = decide_retraining(healths, new_items=250, catalogue_size=1000)
-    assert grown.retrain and grown.reasons == ["250 products added since training (25% of 1000)"]
+    assert grown.retrain and grown.reasons[0] == "250 products added since training (25% of 1000)"
+    assert grown.signals == ["catalogue growth"] and grown.reasons[1].startswith("no engagement test")
     assert (
         "No retraining needed" in write_report(profile, log, healths, decide_retraining(healths, 0, 1000), tmp_path).read_text()
     )

@@ -98,3 +98,24 @@ class ChangeLog:
     def rows_uri(self, change: Change) -> str:
         """Path of an add's rows in ``fs``."""
         return f"{self.root}/{change.name}{ROWS_SUFFIX}"
+
+
+def added_since(log: ChangeLog, since: str) -> set[int]:
+    """Products added to the catalogue after ``since`` (ISO time, e.g. a release's) and not removed again: the
+    catalogue growth a model published then has never seen."""
+    cutoff = _utc(since)
+    added: set[int] = set()
+    for change in log.changes():
+        if _utc(change.created) <= cutoff:
+            continue
+        if change.action == "add":
+            added.update(change.item_ids)
+        else:
+            added.difference_update(change.item_ids)
+    return added
+
+
+def _utc(text: str) -> datetime:
+    """An ISO time; one without a zone (a date, say) is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -82,3 +82,22 @@ def tally(events: Iterable[FeedbackEvent]) -> dict[str, Engagement]:
     for event in events:
         found.setdefault(event.model_version, Engagement()).add(tracker.observe(event))
     return found
+
+
+def by_answer_time(events: Iterable[FeedbackEvent], split_at: float) -> tuple[list[FeedbackEvent], list[FeedbackEvent]]:
+    """The events of answers shown before ``split_at`` (Unix seconds) and of those shown at or after it; an answer's
+    time is its first impression's, so a late click counts with the answer it was on. Events of answers never shown
+    (no impression) belong to neither."""
+    events = list(events)
+    shown: dict[tuple[str, str], float] = {}
+    for event in events:
+        if event.kind == "impression":
+            key = (event.model_version, event.request_id)
+            shown[key] = min(shown.get(key, event.received), event.received)
+    before: list[FeedbackEvent] = []
+    after: list[FeedbackEvent] = []
+    for event in events:
+        when = shown.get((event.model_version, event.request_id))
+        if when is not None:
+            (before if when < split_at else after).append(event)
+    return before, after

@@ -521,6 +521,50 @@ def prepared_run(
         yield PreparedRun(connection, package, version, ensure_experiment(connection, experiment), parameters)
 
 
+# Runs in these states still hold (or wait for) the cluster: a new run of the same pipeline would race them.
+IN_FLIGHT_STATES = ("PENDING", "RUNNING", "PAUSED", "CANCELING", "RUNTIME_STATE_UNSPECIFIED")
+RECENT_RUNS = 50  # runs of the experiment looked at, newest first
+
+
+class RunHeld(RuntimeError):
+    """A guarded submission started nothing: a run of the pipeline is in flight, or the last one is too recent."""
+
+
+def parse_api_time(value: Any) -> datetime:
+    """A KFP API timestamp (a datetime from kfp_server_api, or RFC 3339 text) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def hold_reason(prepared: PreparedRun, cooldown_s: float, now: datetime) -> str | None:
+    """Why a new run of the prepared pipeline must wait: one in flight, or one started within ``cooldown_s``."""
+    listed = prepared.connection.client.list_runs(
+        page_size=RECENT_RUNS,
+        sort_by="created_at desc",
+        experiment_id=prepared.experiment_id,
+        namespace=prepared.connection.namespace,
+    )
+    runs = [
+        run
+        for run in listed.runs or []
+        if run.pipeline_version_reference is not None
+        and run.pipeline_version_reference.pipeline_id == prepared.version.pipeline_id
+    ]
+    for run in runs:
+        if str(run.state or "RUNTIME_STATE_UNSPECIFIED") in IN_FLIGHT_STATES:
+            return f"run {run.run_id} ({run.display_name}) of {prepared.package.name} is still {run.state}"
+    if runs:
+        latest = max(runs, key=lambda run: parse_api_time(run.created_at))
+        age = (now - parse_api_time(latest.created_at)).total_seconds()
+        if age < cooldown_s:
+            return (
+                f"run {latest.run_id} of {prepared.package.name} started {age / 3600:.1f} h ago, within the cooldown of "
+                f"{cooldown_s / 3600:g} h"
+            )
+    return None
+
+
 def submit_run(
     host: str | None,
     package_path: Path | None = None,
@@ -530,11 +574,16 @@ def submit_run(
     namespace: str | None = None,
     token: str | None = None,
     timeout: float = DEFAULT_PREFLIGHT_TIMEOUT_S,
+    cooldown_s: float | None = None,
 ) -> SubmittedRun:
     """Upload the pipeline (unless this YAML already is a version of it), get or create the experiment, start a run.
 
-    ``params`` are ``NAME=VALUE`` texts; ``timeout`` bounds the reachability check before kfp.Client is made."""
+    ``params`` are ``NAME=VALUE`` texts; ``timeout`` bounds the reachability check before kfp.Client is made. With
+    ``cooldown_s`` (a triggered retraining), RunHeld instead of a run while one of this pipeline in the experiment
+    is in flight or started less than ``cooldown_s`` ago."""
     with prepared_run(host, package_path, params, experiment, namespace, token, timeout) as prepared:
+        if cooldown_s is not None and (reason := hold_reason(prepared, cooldown_s, datetime.now(UTC))):
+            raise RunHeld(reason)
         run = prepared.connection.client.run_pipeline(
             experiment_id=prepared.experiment_id,
             job_name=run_name or f"{prepared.package.name} {_timestamp()}",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import json
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,16 +19,21 @@ import numpy as np
 
 from fashionrec.charts import line_chart
 from fashionrec.config import SNAPSHOT_INDEX_DIR
+from fashionrec.data.changes import ChangeLog, added_since
 from fashionrec.drift.detectors import MIN_WINDOW
 from fashionrec.drift.live import ALPHA, WINDOW, Health, as_dict, health_of
 from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
-from fashionrec.serving.release import fetch_serving
+from fashionrec.engagement.events import FeedbackEvent
+from fashionrec.engagement.sequential import CANDIDATE_WORSE, Arm, Comparison, SequentialPolicy, compare
+from fashionrec.engagement.tally import by_answer_time, tally
+from fashionrec.serving.release import fetch_serving, read_release
 from fashionrec.storage import read_log_lines
 from fashionrec.training.registry import MlflowRegistry
 
 REPORT_FILE = "drift_report.html"
 DECISION_FILE = "decision.json"
 NEW_ITEMS_SHARE = 0.2  # retrain once products added since training reach this share of the catalogue it learned
+ENGAGEMENT_RECENT_S = 24 * 3600  # the production model's latest day of answers, against all its days before
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,21 @@ class Decision:
     retrain: bool
     reasons: list[str]
     windows: list[dict[str, object]] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)  # which fired: "drift", "catalogue growth", "engagement"
+    engagement: str = ""  # the engagement comparison, in words ("" without events)
+
+
+def engagement_drop(
+    events: Iterable[FeedbackEvent], version: str, now: float, recent_s: float = ENGAGEMENT_RECENT_S,
+    policy: SequentialPolicy | None = None,
+) -> Comparison | None:  # fmt: skip
+    """CTR@5 of ``version``'s answers shown in the last ``recent_s`` against its answers before (the sequential test:
+    "candidate worse" is a drop); None when either period has no answer."""
+    before, recent = by_answer_time((e for e in events if e.model_version == version), now - recent_s)
+    earlier, latest = tally(before).get(version), tally(recent).get(version)
+    if earlier is None or latest is None:
+        return None
+    return compare(Arm(earlier.answers, earlier.clicked), Arm(latest.answers, latest.clicked), policy)
 
 
 def analyse(profile: ReferenceProfile, log: RequestLog, window: int = WINDOW) -> list[Health]:
@@ -76,15 +98,28 @@ def analyse(profile: ReferenceProfile, log: RequestLog, window: int = WINDOW) ->
     return healths
 
 
-def decide_retraining(healths: list[Health], new_items: int, catalogue_size: int) -> Decision:
-    """Retrain when the latest window drifted, or when enough products were added since the model was trained."""
-    reasons = []
+def decide_retraining(
+    healths: list[Health], new_items: int, catalogue_size: int, engagement: Comparison | None = None
+) -> Decision:
+    """Retrain when the latest window drifted, when enough products were added since the model was trained, or when
+    shoppers engage significantly less with it than they did."""
+    reasons, signals = [], []
     if healths and healths[-1].decision.drifted:
         reasons += [f"the latest window drifted: {reason}" for reason in healths[-1].decision.reasons]
+        signals.append("drift")
     if catalogue_size and new_items / catalogue_size >= NEW_ITEMS_SHARE:
         reasons.append(f"{new_items} products added since training ({new_items / catalogue_size:.0%} of {catalogue_size})")
+        signals.append("catalogue growth")
+    if engagement is not None and engagement.decision == CANDIDATE_WORSE:
+        reasons.append(f"engagement dropped in the last day against the days before: {engagement.summary}")
+        signals.append("engagement")
     notes = [] if healths else [f"no drift test: fewer than {MIN_WINDOW} logged queries"]
-    return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths])
+    if engagement is None:
+        notes.append("no engagement test: no feedback events of this model in both periods")
+    elif engagement.decision != CANDIDATE_WORSE:
+        notes.append(f"engagement held: {engagement.summary}")
+    summary = engagement.summary if engagement is not None else ""
+    return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths], signals, summary)
 
 
 def write_report(profile: ReferenceProfile, log: RequestLog, healths: list[Health], decision: Decision, out_dir: Path) -> Path:
@@ -159,16 +194,25 @@ def production_version(registry_uri: str) -> str:
 
 
 def run_monitoring_step(
-    request_log: Path, releases_uri: str, model_version: str, registry_uri: str, new_items: int, out_dir: Path
-) -> Decision:
-    """The monitor component's body: the production release's profile against the request log; report + decision."""
+    request_log: Path, releases_uri: str, model_version: str, registry_uri: str, new_items: int, out_dir: Path,
+    event_log: str = "", catalog_changes: str = "", now: float | None = None,
+) -> Decision:  # fmt: skip
+    """The monitor component's body: the production release's profile against the request log, its engagement in
+    the feedback events (``event_log``), and the products added since its release (``catalog_changes``, else the
+    ``new_items`` given); report + decision."""
     import tempfile
 
     version = model_version or production_version(registry_uri)
+    if catalog_changes:
+        release = read_release(releases_uri, version)
+        if release is not None:
+            new_items = max(new_items, len(added_since(ChangeLog(catalog_changes), release.created)))
+    events = [FeedbackEvent.from_log_line(line) for line in read_log_lines(event_log)] if event_log else []
+    engagement = engagement_drop(events, version, time.time() if now is None else now) if events else None
     with tempfile.TemporaryDirectory(prefix="fashionrec-profile-") as tmp:
         profile = fetch_profile(releases_uri, version, Path(tmp) / "reference")
     log = RequestLog.read(request_log, version) if request_log.exists() else RequestLog.read_none()
     healths = analyse(profile, log)
-    decision = decide_retraining(healths, new_items, profile.catalogue_size)
+    decision = decide_retraining(healths, new_items, profile.catalogue_size, engagement)
     write_report(profile, log, healths, decision, out_dir)
     return decision
