@@ -1,7 +1,7 @@
 from kfp import dsl
 from kfp.dsl import Markdown, Output
 
-from fashionrec.config import IMAGE_TRAINING_PIPELINE, PROJECT_IMAGE
+from fashionrec.config import IMAGE_TRAINING_PIPELINE, PROJECT_IMAGE, RETRAINING_COOLDOWN_HOURS
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
@@ -13,7 +13,7 @@ def trigger_training(
     kfp_host: str = "",
     experiment: str = "fashionrec",
     package_path: str = IMAGE_TRAINING_PIPELINE,
-    cooldown_hours: float = 24.0,
+    cooldown_hours: float = RETRAINING_COOLDOWN_HOURS,
 ) -> None:
     """When ``retrain`` (the monitor's decision; else nothing happens and the Markdown says so), start a run of the
     training pipeline on ``catalog_uri`` through the KFP API (kfp.Client: ``kfp_host``, else the in-cluster

@@ -11,6 +11,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from components.monitor_requests import monitor_requests
 from components.trigger_training import trigger_training
+from fashionrec.config import RETRAINING_COOLDOWN_HOURS
 from pipelines.training_pipeline import REGISTRY, STORAGE, with_secrets
 
 PIPELINE_NAME = "fashionrec-monitoring"
@@ -30,7 +31,7 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
         kfp_host: str = "",
         event_log_uri: str = "",
         catalog_changes_uri: str = "",
-        cooldown_hours: float = 24.0,
+        cooldown_hours: float = RETRAINING_COOLDOWN_HOURS,
     ) -> None:
         """Monitor the production model and retrain it when its queries drifted.
 

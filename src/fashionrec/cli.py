@@ -23,6 +23,7 @@ from fashionrec.config import (
     LOOPBACK,
     MAX_IMAGE_BYTES,
     MODEL_NAME,
+    RETRAINING_COOLDOWN_HOURS,
     predictor_model_name,
 )
 from fashionrec.console import console
@@ -554,6 +555,9 @@ def monitor(
     retrain: Annotated[bool, typer.Option(help="When the decision says so, run the training pipeline (kfp.local).")] = False,
     catalog: Annotated[Path | None, typer.Option(help="The catalogue to retrain on (with --retrain).")] = None,
     registry: RegistryOption = None,
+    cooldown_hours: Annotated[
+        float, typer.Option(help="No retraining while one runs, or within this long of the last one started.")
+    ] = RETRAINING_COOLDOWN_HOURS,
 ) -> None:
     """Compare what the production model was asked (the request log) with what it learned (its reference profile),
     and how shoppers engaged with it (the event log): an HTML drift report, a decision (retrain or not, with reasons)
@@ -590,9 +594,15 @@ def monitor(
     console.print(f"report: {report}")
     if retrain and decision.retrain and catalog is not None:
         from fashionrec.local.pipeline_runner import run_local
+        from fashionrec.local.retraining import RetrainingHeld, retraining_slot
 
-        console.rule("retraining: the gate and the canary decide what reaches production")
-        run = run_local(catalog, workdir, log_file=WorkDir(workdir).pipeline_log)
+        try:
+            with retraining_slot(workdir, cooldown_hours * 3600):
+                console.rule("retraining: the gate and the canary decide what reaches production")
+                run = run_local(catalog, workdir, log_file=WorkDir(workdir).pipeline_log)
+        except RetrainingHeld as held:
+            console.print(f"no retraining run: {held}")
+            return
         outcome = "promoted" if run.promoted else "gated out or rolled back: production untouched"
         console.print(f"model {run.deployment.model_version}: {outcome}")
 
@@ -675,9 +685,13 @@ def demo(
     monitoring: Annotated[
         bool, typer.Option(help="Add the monitoring loop: a shifted query stream raises drift, then a retraining run.")
     ] = False,
+    shoppers: Annotated[
+        bool,
+        typer.Option(help="Add simulated shoppers: engagement per version, an experiment against a weak model, a drop."),
+    ] = False,
 ) -> None:
     """The whole system end to end on a generated catalogue: synth -> pipeline (kfp.local) -> serve -> query -> a
     product added live; with --monitoring, drift on a shifted stream and a retraining run too."""
     from fashionrec.local.demo import run_demo
 
-    run_demo(workdir, items_per_type=items_per_type, epochs=epochs, monitoring=monitoring)
+    run_demo(workdir, items_per_type=items_per_type, epochs=epochs, monitoring=monitoring, shoppers=shoppers)

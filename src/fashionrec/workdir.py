@@ -72,6 +72,11 @@ class WorkDir:
         return self.root.resolve() / "events.jsonl"
 
     @property
+    def retraining_state(self) -> Path:
+        """When the last triggered retraining started and finished (the cooldown), and its lock while it runs."""
+        return self.root / "retraining.json"
+
+    @property
     def experiments(self) -> Path:
         """`fashionrec experiment`'s HTML reports, one per candidate model version."""
         return self.root / "experiments"

@@ -49,6 +49,7 @@ class Shoppers:
 
     attributes: Mapping[int, Mapping[str, str]]
     seed: int = 0
+    click_scale: float = 1.0  # below 1: pickier shoppers (a season's change of taste: what an engagement drop looks like)
     rng: np.random.Generator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +94,7 @@ class Shoppers:
         if shown.get("gender") not in (shopper.gender, "Unisex"):
             relevance *= 0.2
         taste = TASTE_FLOOR + (1 - TASTE_FLOOR) * shopper.taste_match(shown)
-        return min(0.95, relevance * taste * shopper.propensity / rank**POSITION_BIAS)
+        return min(0.95, self.click_scale * relevance * taste * shopper.propensity / rank**POSITION_BIAS)
 
     def react(self, shopper: Shopper, query: int, shown: list[int], request_id: str, model_version: str) -> list[dict[str, Any]]:
         """The CloudEvents a client reports for one answer: an impression per item shown, then clicks and purchases."""

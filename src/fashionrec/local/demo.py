@@ -15,6 +15,7 @@ from fashionrec.deploy.local_target import LocalServing
 from fashionrec.local.deployment import production_deployment
 from fashionrec.local.monitoring_loop import run_loop
 from fashionrec.local.pipeline_runner import run_local
+from fashionrec.local.shopping import run_shoppers
 from fashionrec.local.tables import print_hits
 from fashionrec.params import TrainConfig
 from fashionrec.serving.client import image_request, infer, item_request, parse_hits
@@ -27,11 +28,14 @@ class DemoFailure(RuntimeError):
     pass
 
 
-def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5, monitoring: bool = False) -> None:
-    """Steps 1-5; with ``monitoring`` a sixth: drift rises on a shifted query stream, then a retraining run."""
+def run_demo(
+    workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: int = 5, monitoring: bool = False, shoppers: bool = False
+) -> None:
+    """Steps 1-5; with ``monitoring`` another: drift rises on a shifted query stream, then a retraining run; with
+    ``shoppers`` another: simulated shoppers' engagement, an experiment against a weak model, an engagement drop."""
 
     started = time.perf_counter()
-    steps = 6 if monitoring else 5
+    steps = 5 + monitoring + shoppers
     if workdir.exists():
         shutil.rmtree(workdir)
     catalog = WorkDir(workdir).catalog
@@ -60,6 +64,7 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
         WorkDir(workdir).serve,
         catalog_changes=WorkDir(workdir).catalog_changes,
         request_log=requests,
+        event_log=WorkDir(workdir).event_log,
         monitor_seconds=1.0 if monitoring else None,  # a demo's windows fill in seconds
     ) as (predictor, transformer):
         console.rule(f"4/{steps} query")
@@ -83,8 +88,15 @@ def run_demo(workdir: Path, items_per_type: int = 40, epochs: int = 8, queries: 
             outcome = run_loop(serving, catalog, workdir, requests, TrainConfig(epochs=epochs + 4, seed=1))
             if outcome.calm_detected or not outcome.shifted_detected or not outcome.decision.retrain:
                 failures.append("the drift check (calm stream flagged, or shifted stream missed)")
+        if shoppers:
+            console.rule(f"{steps}/{steps} shoppers: engagement per model version, an experiment, an engagement drop")
+            shopped = run_shoppers(serving, catalog, workdir, TrainConfig(epochs=epochs, seed=2))
+            if shopped.experiment.winner != shopped.experiment.baseline_version:
+                failures.append("the experiment (the weak model was not found worse)")
+            if "engagement" not in shopped.drop.signals or not shopped.second_tick_held:
+                failures.append("the engagement drop (not detected, or a second retraining not held)")
     if failures:
-        raise DemoFailure(f"items {failures} did not come back first for their own image")
+        raise DemoFailure(f"these did not behave: {failures}")
     console.print(f"[green]demo finished in {time.perf_counter() - started:.0f}s[/green]; servers stopped.")
     console.print(f"see the recommendations in a browser: fashionrec serve --workdir {workdir}   (it prints the gallery's URL)")
 

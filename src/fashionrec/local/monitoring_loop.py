@@ -12,12 +12,14 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageOps
 
+from fashionrec.config import RETRAINING_COOLDOWN_HOURS
 from fashionrec.console import console
 from fashionrec.deploy.local_target import LocalServing, stable_version
 from fashionrec.drift.live import WINDOW
 from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.local.deployment import production_deployment
 from fashionrec.local.pipeline_runner import run_local
+from fashionrec.local.retraining import RetrainingHeld, retraining_slot
 from fashionrec.monitoring.report import Decision, RequestLog, analyse, decide_retraining, write_report
 from fashionrec.params import TrainConfig
 from fashionrec.serving.client import image_request, infer
@@ -112,13 +114,24 @@ def run_loop(serving: LocalServing, catalog: Path, workdir: Path, request_log: P
         console.print(f"  - {reason}", markup=False)
     retrained = None
     if decision.retrain:
-        serving.save(workdir)  # the training run's deploy step rolls out onto these servers, with a canary
-        try:
-            run = run_local(catalog, workdir, config, log_file=WorkDir(workdir).retraining_log)
-        finally:
-            (WorkDir(workdir).serving_state).unlink(missing_ok=True)
-        retrained = run.deployment.model_version
-        outcome = "promoted: it answers now" if run.promoted else "gated out or rolled back: production untouched"
-        console.print(f"retrained model {retrained}: {outcome}")
-
+        retrained = retrain_on(serving, catalog, workdir, config)
     return LoopOutcome(calm_detected, shifted_detected, decision, report, retrained, stable_version(serving.live_dir) or "")
+
+
+def retrain_on(serving: LocalServing, catalog: Path, workdir: Path, config: TrainConfig) -> str | None:
+    """A triggered retraining run whose deploy step rolls out onto ``serving``'s servers; None when the trigger's
+    guard holds it (one in flight, or the last within the cooldown)."""
+    try:
+        with retraining_slot(workdir, RETRAINING_COOLDOWN_HOURS * 3600):
+            serving.save(workdir)  # the training run's deploy step rolls out onto these servers, with a canary
+            try:
+                run = run_local(catalog, workdir, config, log_file=WorkDir(workdir).retraining_log)
+            finally:
+                (WorkDir(workdir).serving_state).unlink(missing_ok=True)
+    except RetrainingHeld as held:
+        console.print(f"no retraining run: {held}")
+        return None
+    retrained = run.deployment.model_version
+    outcome = "promoted: it answers now" if run.promoted else "gated out or rolled back: production untouched"
+    console.print(f"retrained model {retrained}: {outcome}")
+    return retrained

@@ -3,15 +3,33 @@ at the answer and reports what it saw and chose through the feedback API, exactl
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fashionrec.config import RETRAINING_COOLDOWN_HOURS
+from fashionrec.console import console
 from fashionrec.data.catalog import STYLES_FILE, read_styles
 from fashionrec.deploy.experiment import ExperimentResult, ExperimentSettings, run_experiment
+from fashionrec.deploy.local_target import LocalServing, LocalTarget, stable_version
 from fashionrec.deploy.rollout import Servable, Target
+from fashionrec.drift.profile import ReferenceProfile
+from fashionrec.engagement.events import FeedbackEvent
+from fashionrec.engagement.sequential import SequentialPolicy
 from fashionrec.engagement.shoppers import TASTE_COLUMNS, Shoppers
+from fashionrec.engagement.tally import tally
+from fashionrec.local.deployment import production_deployment
+from fashionrec.local.monitoring_loop import retrain_on
+from fashionrec.local.retraining import hold_reason
+from fashionrec.local.stages import run_stages
+from fashionrec.local.tables import print_engagement
+from fashionrec.monitoring.report import Decision, decide_retraining, engagement_drop
+from fashionrec.params import TrainConfig
 from fashionrec.serving.client import infer, item_request, parse_hits, post_feedback
+from fashionrec.storage import read_log_lines
+from fashionrec.workdir import WorkDir
 
 ANSWER_SIZE = 10  # what a shopper is shown per query
 QUERIES_PER_SESSION = 3
@@ -63,3 +81,60 @@ def experiment_with_shoppers(
         go_shopping(target.endpoint(), shoppers, answers_per_look, shopping)
 
     return run_experiment(target, candidate, settings, traffic=traffic, promote=promote)
+
+
+def logged_events(event_log: Path, at_least: int, timeout_s: float = 30.0) -> list[FeedbackEvent]:
+    """The event log once it holds ``at_least`` events (the transformer flushes every few seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(event_log))]
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class ShoppersOutcome:
+    experiment: ExperimentResult
+    report: Path
+    drop: Decision
+    retrained: str | None  # the first triggered retraining's model version (None: held or none)
+    second_tick_held: bool
+
+
+def run_shoppers(serving: LocalServing, catalog: Path, workdir: Path, config: TrainConfig, answers: int = 300) -> ShoppersOutcome:
+    """The demo's shoppers: engagement with production, an experiment against a deliberately weak model (one epoch),
+    then pickier shoppers whose engagement drop triggers one retraining (a second monitor tick is held)."""
+    url, event_log = serving.transformer_url, WorkDir(workdir).event_log
+    attributes = catalogue_attributes(catalog)
+    production = stable_version(serving.live_dir)
+    shopping = go_shopping(url, Shoppers(attributes, seed=1), answers)
+    print_engagement(tally(logged_events(event_log, shopping.events)), f"{answers} simulated shoppers' answers")
+
+    console.print("a deliberately weak candidate: the same pipeline stages, one epoch of training")
+    weak = run_stages(catalog, workdir / "weak-model", dataclasses.replace(config, epochs=1, seed=config.seed + 9))
+    settings = ExperimentSettings(share=0.5, max_answers=3000, poll_s=0.0, policy=SequentialPolicy(min_answers=300))
+    target = LocalTarget(serving)
+    result = experiment_with_shoppers(target, weak.deployment, catalog, settings, answers_per_look=100, seed=2)
+    report = WorkDir(workdir).experiments / f"{result.candidate_version}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(result.html(), encoding="utf-8")
+    final = result.final
+    console.print(f"experiment: {final.summary if final else 'no look'}; winner {result.winner or 'none'}; report: {report}")
+
+    shift = time.time()
+    picky = go_shopping(url, Shoppers(attributes, seed=3, click_scale=0.4), answers)
+    console.print(f"{answers} answers to pickier shoppers (a change of season: each click a little less likely)")
+    events = logged_events(event_log, shopping.events + picky.events)
+    engagement = engagement_drop(events, production, time.time(), recent_s=time.time() - shift)
+    profile = ReferenceProfile.of_index(production_deployment(workdir).index_dir)
+    drop = decide_retraining([], 0, profile.catalogue_size if profile else 0, engagement)
+    console.print(
+        f"monitor tick 1: {'retrain' if drop.retrain else 'no retraining'} (signals: {', '.join(drop.signals) or 'none'})"
+    )
+    for reason in drop.reasons:
+        console.print(f"  - {reason}", markup=False)
+    retrained = retrain_on(serving, catalog, workdir, config) if drop.retrain else None
+    held = hold_reason(workdir, RETRAINING_COOLDOWN_HOURS * 3600)
+    console.print(f"monitor tick 2, same decision: {'held: ' + held if held else 'would start another run'}")
+    return ShoppersOutcome(result, report, drop, retrained, held is not None)

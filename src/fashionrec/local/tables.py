@@ -1,10 +1,11 @@
-"""Tables for people at the console: one query's recommendations, the registry's model versions."""
+"""Tables for people at the console: one query's recommendations, the registry's model versions, engagement."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
 from fashionrec.console import console
+from fashionrec.engagement.tally import Engagement
 from fashionrec.serving.client import Hit
 from fashionrec.training.registry import RegisteredVersion
 
@@ -40,5 +41,17 @@ def print_versions(versions: list[RegisteredVersion], title: str = "fashionrec m
             f"{v.metrics.get('ndcg_at_10', float('nan')):.4f}",
             v.dataset_digest[:12],
             v.git_commit[:10],
+        )
+    console.print(table)
+
+
+def print_engagement(engagement: dict[str, Engagement], title: str = "what shoppers did, per model version") -> None:
+    """Answers shown, CTR@5, MRR of clicks and purchases per model version."""
+    table = Table(title=title)
+    for column in ("model_version", "answers shown", "CTR@5", "MRR", "clicks", "purchases"):
+        table.add_column(column)
+    for version, seen in sorted(engagement.items()):
+        table.add_row(
+            version, f"{seen.answers:.0f}", f"{seen.ctr:.3f}", f"{seen.mrr:.3f}", f"{seen.clicks:.0f}", f"{seen.purchases:.0f}"
         )
     console.print(table)
