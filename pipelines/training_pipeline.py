@@ -89,8 +89,10 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             kubernetes.mount_pvc(on_volume, pvc_name=catalog_pvc, mount_path=CATALOG_MOUNT)
         valid_catalog = dsl.OneOf(from_storage.outputs["valid_catalog"], on_volume.outputs["valid_catalog"])
 
-        trained = train_encoder(valid_catalog=valid_catalog, config=train)
+        logs = {"request_log_uri": parameters["request_log_uri"], "event_log_uri": parameters["event_log_uri"]}
+        trained = train_encoder(valid_catalog=valid_catalog, config=train, **logs)
         trained.set_display_name("train encoder")
+        with_secrets(trained, STORAGE)  # the logs co-clicked pairs come from
         trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
         # Retries resume from the checkpoint the step writes after every epoch (pre-emptible GPU nodes).
         trained.set_retry(num_retries=2, backoff_duration="60s")
@@ -105,8 +107,10 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
             model=trained.outputs["model"],
             embeddings=embedded.outputs["embeddings"],
             holdout_fraction=holdout_fraction,
+            **logs,
         )
         evaluated.set_display_name("evaluate retrieval")
+        with_secrets(evaluated, STORAGE)  # the logs it replays are in object storage
 
         gated = gate_model(
             valid_catalog=valid_catalog,

@@ -99,6 +99,11 @@ class TrainConfig:
     auxiliary_weight: float = parameter(
         0.0, "loss weight of the auxiliary heads on masterCategory, subCategory, gender and baseColour (0: none)"
     )
+    coclick_weight: float = parameter(
+        0.0,
+        "loss weight of products shoppers clicked from the same query, pulled together as extra positive pairs "
+        "(InfoNCE over a batch of pairs; 0: none, or no pairs given)",
+    )
     augmentation: Augmentation = parameter(
         Augmentation.LIGHT, "light: flips, shifts, brightness; strong: + resized crops, colour"
     )
@@ -173,6 +178,12 @@ class PipelineSettings:
     feast_registry: str = parameter(
         "", "Feast registry: empty = a file inside each release; a SQLAlchemy URL (postgresql://...) = Feast's SQL registry"
     )
+    request_log_uri: str = parameter(
+        "",
+        "the transformers' --request_log: with event_log_uri, shoppers' logged item queries and clicks are replayed by "
+        "the evaluation (reported by the gate) and, with coclick_weight, mined for co-clicked pairs (empty: neither)",
+    )
+    event_log_uri: str = parameter("", "the transformers' --event_log (shoppers' feedback events; see request_log_uri)")
     prometheus_url: str = parameter(
         "http://prometheus-operated.monitoring.svc:9090",
         "Prometheus that scrapes the transformers (the canary check compares per-version errors and latency)",

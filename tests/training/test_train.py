@@ -8,7 +8,7 @@ import torch
 from fashionrec.config import EMBEDDING_DIM
 from fashionrec.data.table import decode_images, is_holdout, read_table
 from fashionrec.local.stages import StageOutputs
-from fashionrec.params import Augmentation
+from fashionrec.params import Augmentation, TrainConfig
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.training.card import ModelCard
 from fashionrec.training.model import BACKBONES, CosineClassifier, PretrainedWeightsUnavailable, build_encoder
@@ -212,3 +212,25 @@ def test_the_split_training_loop_gives_the_weights_of_the_monolithic_one(tmp_pat
     assert weight_sum == pytest.approx(recorded["weight_sum"], rel=1e-5)  # tolerances: another CPU model may round differently
     assert card.metrics["train_loss"] == pytest.approx(recorded["train_loss"], rel=1e-4)
     assert card.metrics["holdout_accuracy"] == recorded["holdout_accuracy"]
+
+
+@pytest.mark.trained
+def test_co_clicked_pairs_train_only_within_the_training_split(tiny_catalog: Path, tmp_path: Path) -> None:
+    """Pairs touching a held-out product are dropped (they would teach the evaluation's answers); the rest add a
+    contrastive term, and the model card says how many pairs trained."""
+    from fashionrec.data.validation.quarantine import validate_catalog
+    from fashionrec.data.validation.report import output_paths, write_outputs
+    from fashionrec.training.train import load_training_data, train, training_pairs
+
+    assert training_pairs(np.asarray([10, 20, 30]), [(10, 30), (20, 99), (30, 30), (20, 10)]).tolist() == [[0, 2], [1, 0]]
+    paths = output_paths(tmp_path / "validation")
+    write_outputs(validate_catalog(tiny_catalog), tiny_catalog, paths)
+    config = TrainConfig(epochs=1, batch_size=16, coclick_weight=0.5, holdout_fraction=0.2)
+    data = load_training_data(paths.valid, config)
+    ids = data.table["id"].astype(int).to_numpy()
+    trained_ids, held_id = ids[data.train_idx], int(ids[data.holdout_idx[0]])
+    pairs = [(int(a), int(b)) for a, b in zip(trained_ids[:20:2], trained_ids[1:20:2], strict=True)] + [
+        (held_id, int(trained_ids[0]))
+    ]
+    card = train(paths.valid, tmp_path / "model", config, pairs)
+    assert card.metrics["train_coclick_pairs"] == 10 and np.isfinite(card.metrics["train_loss"])

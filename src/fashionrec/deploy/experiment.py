@@ -121,9 +121,11 @@ def run_experiment(
     settings: ExperimentSettings | None = None,
     traffic: Callable[[], None] | None = None,
     promote: bool = False,
+    on_look: Callable[[Look], None] | None = None,
 ) -> ExperimentResult:
     """Run the experiment on ``target`` (which must serve a version already). ``traffic``, when given, is called
-    between looks instead of waiting ``poll_s`` (simulated shoppers); real shoppers need no help."""
+    between looks instead of waiting ``poll_s`` (simulated shoppers); real shoppers need no help. ``on_look`` sees
+    every look (progress for people)."""
     settings = settings or ExperimentSettings()
     baseline = target.stable_version()
     if baseline is None:
@@ -147,6 +149,8 @@ def run_experiment(
             )
             elapsed = time.monotonic() - started
             result.looks.append(Look(elapsed, comparison))
+            if on_look is not None:
+                on_look(result.looks[-1])
             if comparison.decision != UNDECIDED:
                 result.reasons.append(f"decided after {elapsed:.0f} s and {len(result.looks)} looks")
                 break

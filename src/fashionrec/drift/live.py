@@ -25,8 +25,10 @@ from fashionrec.drift.detectors import MIN_WINDOW, DriftDecision, decide, image_
 from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.storage import LogBuffer
 
-# One logged image query: (time, embedding, image statistics, recommended ids, top-1 score).
-LoggedQuery = tuple[float, np.ndarray, dict[str, float], np.ndarray, float]
+# One logged image query: (time, embedding, image statistics, recommended ids, top-1 score, request id).
+LoggedQuery = tuple[float, np.ndarray, dict[str, float], np.ndarray, float, str]
+# One logged item query: (time, request id, the item asked about, recommended ids): what an offline replay needs.
+LoggedItemQuery = tuple[float, str, int, np.ndarray]
 REQUEST_LOG_BUFFER = 10_000  # queries between two flushes at most (~2 KB each: ~20 MB; a flush every MONITOR_SECONDS)
 WINDOW = 200  # image queries per test: ~0.8 power on a small embedding shift (tests/monitoring/test_drift.py)
 ALPHA = 0.01  # false-alarm rate of each evaluation (image statistics: Bonferroni-corrected across them)
@@ -66,17 +68,19 @@ class LiveMonitor:
         self._hits: deque[np.ndarray] = deque(maxlen=window)
         self._top1: deque[float] = deque(maxlen=window)
         # queries not in the request log yet: (time, embedding, statistics, hits, top-1 score)
-        self._pending: LogBuffer[LoggedQuery] | None = None
+        self._pending: LogBuffer[LoggedQuery | LoggedItemQuery] | None = None
         if request_log is not None:
             self._pending = LogBuffer(str(request_log), self._log_line, capacity=REQUEST_LOG_BUFFER)
         self._recorded = 0
         self._evaluated_at = 0
 
-    def record(self, embeddings: np.ndarray, stats: list[dict[str, float]], hits: np.ndarray, top1: np.ndarray) -> None:
+    def record(
+        self, embeddings: np.ndarray, stats: list[dict[str, float]], hits: np.ndarray, top1: np.ndarray, request_id: str = ""
+    ) -> None:
         """One request's image queries (row i: its embedding, statistics, recommended ids and top-1 score). Only
         appends: the request-log lines are written by ``flush``, on the monitor's thread."""
         now = time.time()
-        logged: list[LoggedQuery] = []
+        logged: list[LoggedQuery | LoggedItemQuery] = []
         with self._lock:
             for vector, row_stats, row_hits, score in zip(embeddings, stats, hits, top1, strict=True):
                 query = (np.asarray(vector, dtype=np.float32), row_stats, np.asarray(row_hits), float(score))
@@ -84,7 +88,7 @@ class LiveMonitor:
                 self._stats.append(row_stats)
                 self._hits.append(query[2])
                 self._top1.append(query[3])
-                logged.append((now, *query))
+                logged.append((now, *query, request_id))
             self._recorded += len(embeddings)
         if self._pending is not None:
             self._pending.add(logged)  # bounded: past it, the log loses queries (counted), the server nothing
@@ -99,10 +103,28 @@ class LiveMonitor:
         """Queries the request log lost because its buffer was full."""
         return self._pending.dropped if self._pending is not None else 0
 
-    def _log_line(self, query: LoggedQuery) -> str:
-        when, vector, stats, hits, top1 = query
+    def record_item(self, request_id: str, item_id: int, hits: np.ndarray) -> None:
+        """An item query ("more like item_id") and its answer, for the request log only (no drift test reads it):
+        with the shoppers' clicks on it, what an offline replay scores a candidate model on."""
+        if self._pending is not None:
+            self._pending.add([(time.time(), request_id, int(item_id), np.asarray(hits))])
+
+    def _log_line(self, record: LoggedQuery | LoggedItemQuery) -> str:
+        if len(record) == 4:
+            when, request_id, item_id, answer = record
+            return json.dumps(
+                {
+                    "time": when,
+                    "model_version": self.profile.model_version,
+                    "request_id": request_id,
+                    "query_item_id": item_id,
+                    "item_ids": [int(i) for i in answer if i != -1],
+                }
+            )
+        when, vector, stats, hits, top1, request_id = record
         return json.dumps(
             {
+                "request_id": request_id,
                 "time": when,
                 "model_version": self.profile.model_version,
                 "embedding": [round(float(v), 6) for v in vector],

@@ -12,7 +12,7 @@ from pathlib import Path
 from fashionrec.config import RETRAINING_COOLDOWN_HOURS
 from fashionrec.console import console
 from fashionrec.data.catalog import STYLES_FILE, read_styles
-from fashionrec.deploy.experiment import ExperimentResult, ExperimentSettings, run_experiment
+from fashionrec.deploy.experiment import ExperimentResult, ExperimentSettings, Look, run_experiment
 from fashionrec.deploy.local_target import LocalServing, LocalTarget, stable_version
 from fashionrec.deploy.rollout import Servable, Target
 from fashionrec.drift.profile import ReferenceProfile
@@ -68,19 +68,28 @@ def go_shopping(transformer_url: str, shoppers: Shoppers, answers: int, shopping
 
 def experiment_with_shoppers(
     target: Target, candidate: Servable, catalog: Path, settings: ExperimentSettings, answers_per_look: int,
-    promote: bool = False, seed: int = 0,
+    promote: bool = False, seed: int = 0, shopping: Shopping | None = None,
 ) -> ExperimentResult:  # fmt: skip
     """An experiment on ``target`` with simulated shoppers as its traffic (``answers_per_look`` between looks; 0:
-    real shoppers only)."""
+    real shoppers only); what they did is added to ``shopping``."""
+
+    def show(look: Look) -> None:
+        arms = look.comparison
+        console.print(
+            f"  look at {look.seconds:4.0f} s: CTR@5 {arms.baseline.rate:.3f} ({arms.baseline.answers:.0f} answers) vs "
+            f"candidate {arms.candidate.rate:.3f} ({arms.candidate.answers:.0f}): {arms.decision}",
+            highlight=False,
+        )
+
     if answers_per_look <= 0:
-        return run_experiment(target, candidate, settings, promote=promote)
+        return run_experiment(target, candidate, settings, promote=promote, on_look=show)
     shoppers = Shoppers(catalogue_attributes(catalog), seed=seed)
-    shopping = Shopping()
+    shopping = shopping if shopping is not None else Shopping()
 
     def traffic() -> None:
         go_shopping(target.endpoint(), shoppers, answers_per_look, shopping)
 
-    return run_experiment(target, candidate, settings, traffic=traffic, promote=promote)
+    return run_experiment(target, candidate, settings, traffic=traffic, promote=promote, on_look=show)
 
 
 def logged_events(event_log: Path, at_least: int, timeout_s: float = 30.0) -> list[FeedbackEvent]:
@@ -102,7 +111,7 @@ class ShoppersOutcome:
     second_tick_held: bool
 
 
-def run_shoppers(serving: LocalServing, catalog: Path, workdir: Path, config: TrainConfig, answers: int = 300) -> ShoppersOutcome:
+def run_shoppers(serving: LocalServing, catalog: Path, workdir: Path, config: TrainConfig, answers: int = 400) -> ShoppersOutcome:
     """The demo's shoppers: engagement with production, an experiment against a deliberately weak model (one epoch),
     then pickier shoppers whose engagement drop triggers one retraining (a second monitor tick is held)."""
     url, event_log = serving.transformer_url, WorkDir(workdir).event_log
@@ -115,7 +124,7 @@ def run_shoppers(serving: LocalServing, catalog: Path, workdir: Path, config: Tr
     weak = run_stages(catalog, workdir / "weak-model", dataclasses.replace(config, epochs=1, seed=config.seed + 9))
     settings = ExperimentSettings(share=0.5, max_answers=3000, poll_s=0.0, policy=SequentialPolicy(min_answers=300))
     target = LocalTarget(serving)
-    result = experiment_with_shoppers(target, weak.deployment, catalog, settings, answers_per_look=100, seed=2)
+    result = experiment_with_shoppers(target, weak.deployment, catalog, settings, answers_per_look=100, seed=2, shopping=shopping)
     report = WorkDir(workdir).experiments / f"{result.candidate_version}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(result.html(), encoding="utf-8")
@@ -123,9 +132,9 @@ def run_shoppers(serving: LocalServing, catalog: Path, workdir: Path, config: Tr
     console.print(f"experiment: {final.summary if final else 'no look'}; winner {result.winner or 'none'}; report: {report}")
 
     shift = time.time()
-    picky = go_shopping(url, Shoppers(attributes, seed=3, click_scale=0.4), answers)
+    go_shopping(url, Shoppers(attributes, seed=3, click_scale=0.4), answers, shopping)
     console.print(f"{answers} answers to pickier shoppers (a change of season: each click a little less likely)")
-    events = logged_events(event_log, shopping.events + picky.events)
+    events = logged_events(event_log, shopping.events)  # everything posted so far, flushed
     engagement = engagement_drop(events, production, time.time(), recent_s=time.time() - shift)
     profile = ReferenceProfile.of_index(production_deployment(workdir).index_dir)
     drop = decide_retraining([], 0, profile.catalogue_size if profile else 0, engagement)

@@ -52,7 +52,7 @@ class RequestLog:
     def read(cls, path: Path, model_version: str | None = None) -> RequestLog:
         """The log's queries (those answered by ``model_version`` only, when given), in order: a .jsonl file, or a
         folder of part files."""
-        rows = [json.loads(line) for line in read_log_lines(str(path))]
+        rows = [row for line in read_log_lines(str(path)) if "embedding" in (row := json.loads(line))]  # image queries
         rows = [row for row in rows if model_version is None or row["model_version"] == model_version]
         return cls(
             embeddings=np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(len(rows), -1),

@@ -566,7 +566,10 @@ class FashionrecTransformer(Model):
             InferOutput(OUTPUT_SCORE, shape, "FP32", item_scores.ravel().tolist()),
         ]
         if snapshot.monitor is not None and query.stats is not None:
-            snapshot.monitor.record(queries, query.stats, item_ids, item_scores[:, 0])
+            snapshot.monitor.record(queries, query.stats, item_ids, item_scores[:, 0], query.id or "")
+        elif snapshot.monitor is not None and queried is not None and len(queried) == 1:
+            # One item per request: the shoppers' clicks on this answer (by request id) can be replayed offline.
+            snapshot.monitor.record_item(query.id or "", queried[0], item_ids[0])
         for column in ATTRIBUTE_COLUMNS:
             values = attributes[column]
             outputs.append(InferOutput(column, shape, "BYTES", ["" if i == -1 else values[position[i]] or "" for i in flat_ids]))

@@ -21,6 +21,7 @@ import pandas as pd
 from fashionrec.config import CONFUSION_FILE, FEAST_JOIN_KEY, LABEL_COLUMN, METRICS_FILE, PER_CLASS_FILE, REPORT_FILE
 from fashionrec.data.split import holdout_mask, product_groups
 from fashionrec.data.table import read_table
+from fashionrec.engagement.replay import REPLAY_K, Session, replay_recall
 from fashionrec.params import SplitKind
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.rerank import LabelVote, label_codes, vote_order
@@ -123,8 +124,10 @@ def evaluate_embeddings(
     holdout_fraction: float = 0.2,
     examples: int = 6,
     rerank: LabelVote | None = SERVED_RERANK,
+    sessions: list[Session] | None = None,
 ) -> Evaluation:
-    """Score the vectors the embed stage already wrote for this model: no second pass over the catalogue."""
+    """Score the vectors the embed stage already wrote for this model: no second pass over the catalogue. With
+    ``sessions`` (shoppers' logged item queries and their clicks), the replay metric too."""
     table = read_table(valid_catalog).reset_index(drop=True)
     embedded, vectors = read_embeddings(embeddings)
     versions = set(embedded["model_version"].astype(str))
@@ -133,7 +136,26 @@ def evaluate_embeddings(
     rows = pd.Index(embedded[FEAST_JOIN_KEY]).get_indexer(table["id"])
     if (rows < 0).any():
         raise ValueError(f"{int((rows < 0).sum())} catalogue items have no embedding")
-    return evaluate_vectors(table, vectors[rows], holdout_fraction, examples, rerank=rerank)
+    result = evaluate_vectors(table, vectors[rows], holdout_fraction, examples, rerank=rerank)
+    if sessions is not None:
+        result.metrics.update(replay_metrics(table["id"].astype(int).to_numpy(), vectors[rows], sessions))
+    return result
+
+
+def replay_metrics(item_ids: np.ndarray, vectors: np.ndarray, found: list[Session]) -> dict[str, float]:
+    """The offline replay on shoppers' logged sessions: the share of each session's clicks that this model's top
+    REPLAY_K neighbours of the query item recover (plain cosine order, the query left out), over the sessions whose
+    query item is in the catalogue."""
+    position = {int(item): row for row, item in enumerate(item_ids)}
+    usable = [session for session in found if session.query_item in position]
+
+    def neighbours(item: int) -> list[int]:
+        scores = vectors @ vectors[position[item]]
+        scores[position[item]] = -np.inf
+        top = np.argpartition(-scores, REPLAY_K)[:REPLAY_K] if len(scores) > REPLAY_K else np.arange(len(scores))
+        return [int(item_ids[row]) for row in top[np.argsort(-scores[top], kind="stable")]]
+
+    return {f"replay_recall_at_{REPLAY_K}": replay_recall(usable, neighbours), "replay_sessions": float(len(usable))}
 
 
 def nearest_outside_group(

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fashionrec.config import MIN_PRECISION_AT_5
+from fashionrec.engagement.replay import REPLAY_K
+
+# Shown in the gate's table, deciding nothing: the share of shoppers' logged clicks the model's top 5 recovers.
+REPORTED_METRICS = (f"replay_recall_at_{REPLAY_K}",)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy:
     rows = [
         f"| {name} | {candidate[name]:.4f} | {'—' if production is None else f'{production[name]:.4f}'} |"
         for name in [policy.primary, *policy.guards]
+    ]
+    rows += [  # reported beside the rules, deciding nothing: the offline replay of shoppers' clicks
+        f"| {name} (reported) | {candidate[name]:.4f} | {f'{production[name]:.4f}' if production and name in production else '—'} |"
+        for name in REPORTED_METRICS
+        if name in candidate and candidate[name] == candidate[name]  # not NaN
     ]
     reasons: list[str] = []
     value = candidate[policy.primary]

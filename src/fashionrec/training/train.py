@@ -48,6 +48,9 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     raise ValueError(f"unknown precision {precision!r}: auto | bf16 | fp16 | fp32")
 
 
+PAIR_BATCH_DIVISOR = 4  # co-clicked pairs per step: a quarter of the batch size (both sides: half a batch more images)
+PAIR_TEMPERATURE = 0.1
+
 # A checkpoint is only resumed by a run with the same values of these settings.
 RESUME_KEYS = (
     "backbone",
@@ -129,9 +132,10 @@ class TrainingData:
     train_idx: np.ndarray
     holdout_idx: np.ndarray
     auxiliary: dict[str, tuple[list[str], np.ndarray]]  # column -> its classes, each row's class (-1: missing)
+    pairs: np.ndarray  # [p, 2] co-clicked pairs as positions in train_idx (both products in the training split)
 
 
-def load_training_data(valid_catalog: Path, config: TrainConfig) -> TrainingData:
+def load_training_data(valid_catalog: Path, config: TrainConfig, coclicks: list[tuple[int, int]] | None = None) -> TrainingData:
     table = read_table(valid_catalog)
     classes = sorted(table[LABEL_COLUMN].astype(str).unique())
     if len(classes) < 2:
@@ -146,7 +150,20 @@ def load_training_data(valid_catalog: Path, config: TrainConfig) -> TrainingData
             auxiliary[column] = (column_classes, codes)
     images = decode_images(table["image"], config.image_size)
     held_out = holdout_mask(table, config.holdout_fraction, config.holdout_split)
-    return TrainingData(table, classes, labels, images, np.flatnonzero(~held_out), np.flatnonzero(held_out), auxiliary)
+    train_idx = np.flatnonzero(~held_out)
+    pairs = training_pairs(table["id"].astype(int).to_numpy()[train_idx], coclicks or []) if config.coclick_weight > 0 else None
+    return TrainingData(
+        table, classes, labels, images, train_idx, np.flatnonzero(held_out), auxiliary,
+        pairs if pairs is not None else np.empty((0, 2), dtype=np.int64),
+    )  # fmt: skip
+
+
+def training_pairs(train_ids: np.ndarray, coclicks: list[tuple[int, int]]) -> np.ndarray:
+    """Co-clicked pairs whose two products are both in the training split, as positions in it: a pair touching a
+    held-out product would teach the model the evaluation's answers."""
+    position = {int(item): n for n, item in enumerate(train_ids)}
+    kept = [(position[a], position[b]) for a, b in coclicks if a in position and b in position and a != b]
+    return np.asarray(kept, dtype=np.int64).reshape(-1, 2)
 
 
 @dataclass
@@ -168,6 +185,7 @@ class Trainer:
     train_images: torch.Tensor  # uint8, resident on the device (4x smaller than float); batches are cut there
     train_labels: torch.Tensor
     train_auxiliary: dict[str, torch.Tensor]
+    train_pairs: torch.Tensor  # [p, 2] positions in train_images of co-clicked products (empty: no pair loss)
     forward: Any  # the encoder, or its torch.compile'd form
 
     @classmethod
@@ -205,6 +223,7 @@ class Trainer:
             train_images=torch.from_numpy(data.images[data.train_idx]).to(device),
             train_labels=torch.from_numpy(data.labels[data.train_idx]).to(device),
             train_auxiliary={c: torch.from_numpy(codes[data.train_idx]).to(device) for c, (_, codes) in data.auxiliary.items()},
+            train_pairs=torch.from_numpy(data.pairs),
             forward=torch.compile(encoder) if config.compile else encoder,
         )
 
@@ -233,6 +252,8 @@ class Trainer:
                         loss = loss + config.auxiliary_weight * F.cross_entropy(
                             logits, codes, ignore_index=-1, label_smoothing=0.1
                         )
+                if config.coclick_weight > 0 and len(self.train_pairs) >= 2:
+                    loss = loss + config.coclick_weight * self.pair_loss()
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -241,6 +262,18 @@ class Trainer:
             loss_value = float(loss.detach())
             advance(f"epoch {epoch + 1}/{config.epochs} loss {loss_value:.3f}")
         return loss_value
+
+    def pair_loss(self) -> torch.Tensor:
+        """InfoNCE over a batch of co-clicked pairs: each product's partner is its positive, the other pairs'
+        products its negatives (both directions)."""
+        size = min(len(self.train_pairs), max(2, self.config.batch_size // PAIR_BATCH_DIVISOR))
+        chosen = self.train_pairs[torch.randperm(len(self.train_pairs), generator=self.generator)[:size]].to(self.device)
+        images = self.train_images[torch.cat([chosen[:, 0], chosen[:, 1]])]
+        x = augment(images, self.generator, self.config.augmentation).contiguous(memory_format=self.memory_format)
+        left, right = self.forward(x).float().split(size)
+        logits = left @ right.T / PAIR_TEMPERATURE
+        targets = torch.arange(size, device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
     def holdout_accuracy(self, data: TrainingData) -> float:
         """Accuracy of the cosine classifier on the held-out items."""
@@ -316,11 +349,13 @@ def write_model(
     return card
 
 
-def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCard:
-    """Train an encoder on the validated catalogue; write encoder.pt (state_dict) and model.json into model_dir."""
+def train(valid_catalog: Path, model_dir: Path, config: TrainConfig, coclicks: list[tuple[int, int]] | None = None) -> ModelCard:
+    """Train an encoder on the validated catalogue; write encoder.pt (state_dict) and model.json into model_dir.
+    ``coclicks``: product pairs shoppers clicked from the same query (fashionrec.engagement.replay), used when
+    ``config.coclick_weight`` is above 0."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    data = load_training_data(valid_catalog, config)
+    data = load_training_data(valid_catalog, config, coclicks)
     trainer = Trainer.build(config, data, device)
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = model_dir / CHECKPOINT_FILE
@@ -347,6 +382,7 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig) -> ModelCar
             trainer.save_checkpoint(checkpoint_path, key, epoch + 1)
     seconds = time.perf_counter() - started
     metrics = {
+        "train_coclick_pairs": float(len(data.pairs)),
         "train_loss": loss_value,
         "train_seconds": seconds,
         "train_images_per_second": len(data.train_idx) * config.epochs / seconds,
