@@ -24,7 +24,15 @@ from fashionrec.drift.detectors import MIN_WINDOW
 from fashionrec.drift.live import ALPHA, WINDOW, Health, as_dict, health_of
 from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
 from fashionrec.engagement.events import FeedbackEvent
-from fashionrec.engagement.sequential import CANDIDATE_WORSE, Arm, Comparison, SequentialPolicy, compare
+from fashionrec.engagement.sequential import (
+    CANDIDATE_BETTER,
+    CANDIDATE_WORSE,
+    UNDECIDED,
+    Arm,
+    Comparison,
+    SequentialPolicy,
+    compare,
+)
 from fashionrec.engagement.tally import by_answer_time, tally
 from fashionrec.serving.release import fetch_serving, read_release
 from fashionrec.storage import read_log_lines
@@ -98,6 +106,20 @@ def analyse(profile: ReferenceProfile, log: RequestLog, window: int = WINDOW) ->
     return healths
 
 
+def drop_summary(engagement: Comparison) -> str:
+    """The engagement comparison in the monitor's words: the recent answers against those before."""
+    recent, before = engagement.candidate, engagement.baseline
+    words = {CANDIDATE_WORSE: "fell", UNDECIDED: "not enough evidence of a change", CANDIDATE_BETTER: "rose"}
+    change = words.get(engagement.decision, engagement.decision)
+    if engagement.decision == UNDECIDED and min(recent.answers, before.answers) < engagement.policy.min_answers:
+        change = f"not enough evidence (fewer than {engagement.policy.min_answers} answers in a period)"
+    return (
+        f"CTR@5 {recent.rate:.3f} on the {recent.answers:.0f} latest answers against {before.rate:.3f} on the "
+        f"{before.answers:.0f} before: {change} (change {engagement.lift:+.3f}, {1 - engagement.policy.alpha:.0%} "
+        f"always-valid interval [{engagement.low:+.3f}, {engagement.high:+.3f}])"
+    )
+
+
 def decide_retraining(
     healths: list[Health], new_items: int, catalogue_size: int, engagement: Comparison | None = None
 ) -> Decision:
@@ -111,14 +133,14 @@ def decide_retraining(
         reasons.append(f"{new_items} products added since training ({new_items / catalogue_size:.0%} of {catalogue_size})")
         signals.append("catalogue growth")
     if engagement is not None and engagement.decision == CANDIDATE_WORSE:
-        reasons.append(f"engagement dropped in the last day against the days before: {engagement.summary}")
+        reasons.append(f"shoppers' engagement dropped: {drop_summary(engagement)}")
         signals.append("engagement")
     notes = [] if healths else [f"no drift test: fewer than {MIN_WINDOW} logged queries"]
     if engagement is None:
         notes.append("no engagement test: no feedback events of this model in both periods")
     elif engagement.decision != CANDIDATE_WORSE:
-        notes.append(f"engagement held: {engagement.summary}")
-    summary = engagement.summary if engagement is not None else ""
+        notes.append(f"engagement held: {drop_summary(engagement)}")
+    summary = drop_summary(engagement) if engagement is not None else ""
     return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths], signals, summary)
 
 
