@@ -68,3 +68,9 @@ def test_serve_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "--workdir", str(tmp_path)])
     assert result.exit_code != 0
     assert "pipeline run" in str(result.exception)
+
+
+def test_an_experiment_without_running_servers_says_what_to_start(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["experiment", "2", "--workdir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "nothing is served" in result.output and "fashionrec serve --workdir" in " ".join(result.output.split())

@@ -655,12 +655,12 @@ def experiment(
     from fashionrec.local.deployment import deployment_of
     from fashionrec.local.shopping import experiment_with_shoppers
 
+    target = LocalTarget(running_serving(workdir))  # first: without servers there is nothing to experiment on
     registered = open_registry(registry, workdir)
     model_version = registered.get(version).model_version
     settings = ExperimentSettings(
         share, max_answers, max_minutes * 60, poll_seconds, SequentialPolicy(alpha=alpha, min_answers=min_answers)
     )
-    target = LocalTarget(running_serving(workdir))
     console.print(f"experiment: {model_version} answers {share:.0%} of the traffic beside {target.stable_version()}")
     result = experiment_with_shoppers(
         target, deployment_of(workdir, model_version), catalog or WorkDir(workdir).catalog, settings, shoppers, promote
