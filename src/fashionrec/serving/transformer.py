@@ -22,6 +22,10 @@ traffic between transformer revisions instead and each holds one snapshot; local
 uses this. Per-version request counts and latencies (``fashionrec_model_requests``, ``fashionrec_model_request_seconds``)
 are what the rollout compares. ``POST /v2/repository/models/<name>/load`` reloads both from their folders (flip them,
 e.g. as symlinks, then call it) without dropping a request.
+
+Shoppers' feedback: every answer carries its request id (the client's, or a new one) and model version, and
+``POST /v2/models/<name>/feedback`` takes the impressions, clicks and purchases clients report about them
+(fashionrec.serving.feedback), counted per version and written to ``--event_log``.
 """
 
 from __future__ import annotations
