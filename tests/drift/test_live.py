@@ -68,7 +68,8 @@ def test_queries_like_the_catalogue_raise_nothing_and_shifted_ones_are_detected(
     assert drifted == {"embedding", "brightness"}  # contrast did not move
 
     lines = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
-    assert len(lines) == 200 and set(lines[0]) == {"time", "model_version", "embedding", "stats", "item_ids", "top1_score"}
+    assert len(lines) == 200
+    assert set(lines[0]) == {"time", "model_version", "request_id", "embedding", "stats", "item_ids", "top1_score"}
     assert len(lines[0]["embedding"]) == DIM and lines[0]["model_version"] == "v1"
 
 
@@ -103,3 +104,24 @@ def test_gini_is_zero_when_even_and_near_one_when_one_item_takes_everything() ->
     assert gini(np.ones(10)) == pytest.approx(0.0)
     assert gini(np.array([0, 0, 0, 10])) == pytest.approx(0.75)
     assert gini(np.zeros(5)) == 0.0
+
+
+def test_item_queries_are_logged_for_replay_and_left_out_of_the_drift_windows(
+    world: tuple[ReferenceProfile, np.ndarray, np.random.Generator], tmp_path: Path
+) -> None:
+    from fashionrec.monitoring.report import RequestLog
+
+    profile, centres, rng = world
+    monitor = LiveMonitor(profile, window=50, request_log=tmp_path / "requests.jsonl")
+    queries(monitor, rng, catalogue(rng, 40, centres[:8]), brightness=180, score=0.9)
+    monitor.record_item("req-7", 42, np.asarray([5, 6, -1]))
+    monitor.flush()
+    lines = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert lines[-1] == {
+        "time": lines[-1]["time"],
+        "model_version": "v1",
+        "request_id": "req-7",
+        "query_item_id": 42,
+        "item_ids": [5, 6],
+    }
+    assert len(RequestLog.read(tmp_path / "requests.jsonl").top1) == 40  # the drift analysis reads image queries only
