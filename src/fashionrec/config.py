@@ -110,6 +110,7 @@ DATASET_MANIFEST_FILE = "dataset_manifest.json"  # provenance: digests of every 
 DEFECTS_FILE = "defects.csv"  # ground truth of the defects injected into a synthetic catalogue
 MODEL_CARD_FILE = "model.json"  # fashionrec.training.card.ModelCard
 WEIGHTS_FILE = "encoder.pt"  # the trained encoder's state_dict
+TRAINING_HISTORY_FILE = "history.json"  # one record per epoch: loss, holdout accuracy, time (the curve, MLflow's history)
 CHECKPOINT_FILE = "checkpoint.pt"  # training state after the last finished epoch (KFP retries resume from it)
 SERVED_WEIGHTS_FILE = "encoder.safetensors"  # the encoder's weights inside the .mar: no pickle
 METRICS_FILE = "metrics.json"  # an evaluation's metrics

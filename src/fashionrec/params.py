@@ -77,8 +77,9 @@ class TrainConfig:
     backbone: Backbone = parameter(Backbone.RESNET18, "torchvision backbone of the encoder")
     weights: str = parameter(
         "none",
-        "none (random init), imagenet (torchvision's weights, downloaded once into the torch hub cache) or a path to a "
-        "local backbone state_dict",
+        "none (random init), imagenet (torchvision's weights, downloaded once into the torch hub cache), a path to a "
+        "local backbone state_dict, a trained model's folder (model.json + encoder.pt: a warm start), or production "
+        "(warm start from the registry's production model; random init while there is none)",
         gpu_cluster="imagenet",
     )
     embedding_dim: int = parameter(EMBEDDING_DIM, "size of the L2-normalised embedding")
@@ -106,6 +107,12 @@ class TrainConfig:
     )
     augmentation: Augmentation = parameter(
         Augmentation.LIGHT, "light: flips, shifts, brightness; strong: + resized crops, colour"
+    )
+    ema_decay: float = parameter(
+        0.0, "exponential moving average of the weights, kept beside them; the model is the average (0: off)"
+    )
+    keep_best_epoch: bool = parameter(
+        True, "keep the epoch with the best holdout accuracy instead of the last (ties go to the later epoch)"
     )
     seed: int = parameter(0, "random seed: the same seed and data give the same model")
     device: Device = parameter(Device.AUTO, "where to train (auto: the GPU when there is one)", pipeline=False)

@@ -86,13 +86,15 @@ def test_trained_model_is_written_and_reloads_identically(stages: StageOutputs) 
         assert not np.allclose(untrained(batch).numpy(), written[:4], atol=1e-2)  # the comparison can fail
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.6])
 def test_interrupted_training_resumes_to_the_same_model(
-    stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stages: StageOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ema_decay: float
 ) -> None:
-    """A KFP retry after a pre-emption continues from the last epoch's checkpoint and ends with the same model."""
+    """A KFP retry after a pre-emption continues from the last epoch's checkpoint and ends with the same model, the
+    same kept epoch and the same per-epoch history (the moving average, when on, resumes too)."""
     import fashionrec.training.train as training
 
-    config = training.TrainConfig(epochs=3, batch_size=16, seed=2)
+    config = training.TrainConfig(epochs=3, batch_size=16, seed=2, ema_decay=ema_decay)
     reference = training.train(stages.valid, tmp_path / "reference", config)
     assert not (tmp_path / "reference" / training.CHECKPOINT_FILE).exists()  # removed once the model is written
 
@@ -115,6 +117,11 @@ def test_interrupted_training_resumes_to_the_same_model(
     second = torch.load(tmp_path / "retried" / "encoder.pt", weights_only=True)
     assert all(torch.allclose(first[k].float(), second[k].float(), atol=1e-5) for k in first)
     assert resumed.metrics["holdout_accuracy"] == pytest.approx(reference.metrics["holdout_accuracy"])
+    assert resumed.metrics["kept_epoch"] == reference.metrics["kept_epoch"]
+    histories = [json.loads((tmp_path / run / training.TRAINING_HISTORY_FILE).read_text()) for run in ("reference", "retried")]
+    assert [r["epoch"] for r in histories[1]] == [1, 2, 3]
+    for before, after in zip(*histories, strict=True):
+        assert (after["loss"], after["holdout_accuracy"]) == pytest.approx((before["loss"], before["holdout_accuracy"]), abs=1e-5)
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(stages: StageOutputs, tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ class TaskProgress(io.TextIOBase):
     a person wants from inside the steps, onto the console."""
 
     TASK = re.compile(r"(Executing task|Task) '?([\w-]+)'?(?: finished with status (\w+))?")
-    RELAYED = re.compile(r"^\s*(validation: .*|training \S+ on .*|resuming from .*|rollout: .*)$")
+    RELAYED = re.compile(
+        r"^\s*(validation: .*|training \S+ on .*|resuming from .*|warm start from .*|epoch \d+/\d+: .*|rollout: .*)$"
+    )
     ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
     def __init__(self, sink: TextIO) -> None:
@@ -66,7 +68,7 @@ class TaskProgress(io.TextIOBase):
             colour = "green" if task.group(3) == "SUCCESS" else "red"
             console.print(f"  [bold]{task.group(2)}[/bold] [{colour}]{task.group(3).lower()}[/{colour}] in {seconds:.0f}s")
         elif relayed := self.RELAYED.match(line):
-            console.print(f"      {relayed.group(1)}")
+            console.print(f"      {relayed.group(1)}", markup=False, highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)

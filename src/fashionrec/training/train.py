@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fashionrec.config import AUXILIARY_LABEL_COLUMNS, CHECKPOINT_FILE, LABEL_COLUMN, WEIGHTS_FILE
+from fashionrec.config import (
+    AUXILIARY_LABEL_COLUMNS,
+    CHECKPOINT_FILE,
+    LABEL_COLUMN,
+    MODEL_CARD_FILE,
+    TRAINING_HISTORY_FILE,
+    WEIGHTS_FILE,
+)
 from fashionrec.console import console, progress_bar
 from fashionrec.data.provenance import dataset_digest
 from fashionrec.data.split import holdout_mask
@@ -66,6 +75,8 @@ RESUME_KEYS = (
     "margin",
     "auxiliary_weight",
     "augmentation",
+    "ema_decay",
+    "keep_best_epoch",
     "seed",
 )
 
@@ -167,6 +178,78 @@ def training_pairs(train_ids: np.ndarray, coclicks: list[tuple[int, int]]) -> np
 
 
 @dataclass
+class EpochRecord:
+    """One finished epoch, as the progress lines, the KFP curve and MLflow's metric history show it."""
+
+    epoch: int  # 1-based
+    loss: float  # of the epoch's last step
+    seconds: float  # since training started (this run's share: a resumed run counts from its resume)
+    images_per_second: float  # of the epoch's training steps alone
+    holdout_accuracy: float = float("nan")  # the candidate's cosine classifier on the held-out items (nan: no holdout)
+
+
+@dataclass
+class KeptEpoch:
+    epoch: int
+    holdout_accuracy: float
+    encoder: dict[str, torch.Tensor]  # its weights, on the CPU (empty: the last epoch is kept, no copy needed)
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def moving_average(encoder: Encoder, classifier: CosineClassifier, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the encoder and classifier weights (batch-norm statistics too)."""
+    if decay <= 0:
+        return None
+    if decay >= 1:
+        raise ValueError(f"ema_decay must be below 1, got {decay}")
+    modules = torch.nn.ModuleList([encoder, classifier])
+    return torch.optim.swa_utils.AveragedModel(
+        modules, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def initial_encoder(config: TrainConfig) -> Encoder:
+    """The encoder training starts from: a trained model's folder (model.json + encoder.pt) is a warm start of the
+    whole encoder, embedding head included; anything else is build_encoder's (random, ImageNet, a backbone file)."""
+    folder = Path(config.weights)
+    if config.weights not in ("none", "imagenet") and (folder / MODEL_CARD_FILE).is_file():
+        card = ModelCard.load(folder)
+        if (card.backbone, card.embedding_dim) != (str(config.backbone), config.embedding_dim):
+            raise ValueError(
+                f"cannot warm-start a {config.backbone} with {config.embedding_dim}-d embeddings from {folder}: it is a "
+                f"{card.backbone} with {card.embedding_dim}-d embeddings"
+            )
+        encoder = build_encoder(config.backbone, "none", config.embedding_dim)
+        encoder.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        console.print(f"warm start from model {card.model_version} ({folder})", soft_wrap=True, markup=False)
+        return encoder
+    return build_encoder(config.backbone, config.weights, config.embedding_dim)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{rest:02d}" if minutes >= 60 else f"{minutes}:{rest:02d}"
+
+
+def progress_line(record: EpochRecord, epochs: int, first_epoch: int, best_so_far: bool) -> str:
+    """What a person watching the step reads after each epoch (the local runner relays these lines)."""
+    done = record.epoch - first_epoch
+    left = record.seconds / max(done, 1) * (epochs - record.epoch)
+    accuracy = "" if math.isnan(record.holdout_accuracy) else f", holdout accuracy {record.holdout_accuracy:.3f}"
+    kept = " (best so far)" if best_so_far and accuracy else ""
+    return (
+        f"epoch {record.epoch}/{epochs}: loss {record.loss:.3f}{accuracy}{kept}, {record.images_per_second:.0f} images/s, "
+        f"{format_duration(record.seconds)} elapsed, about {format_duration(left)} left"
+    )
+
+
+EpochHook = Callable[["Trainer", EpochRecord], None]
+
+
+@dataclass
 class Trainer:
     """Everything one training run updates, built in a fixed order so that a seed fixes the result."""
 
@@ -187,10 +270,13 @@ class Trainer:
     train_auxiliary: dict[str, torch.Tensor]
     train_pairs: torch.Tensor  # [p, 2] positions in train_images of co-clicked products (empty: no pair loss)
     forward: Any  # the encoder, or its torch.compile'd form
+    ema: torch.optim.swa_utils.AveragedModel | None  # the moving average of encoder + classifier (None: ema_decay 0)
+    history: list[EpochRecord] = field(default_factory=list)
+    best: KeptEpoch | None = None  # the epoch kept so far (keep_best_epoch), its weights on the CPU
 
     @classmethod
     def build(cls, config: TrainConfig, data: TrainingData, device: torch.device) -> Trainer:
-        encoder = build_encoder(config.backbone, config.weights, config.embedding_dim).to(device)
+        encoder = initial_encoder(config).to(device)
         classifier = CosineClassifier(config.embedding_dim, len(data.classes), margin=config.margin).to(device)
         auxiliary_heads = torch.nn.ModuleDict(
             {
@@ -225,6 +311,7 @@ class Trainer:
             train_auxiliary={c: torch.from_numpy(codes[data.train_idx]).to(device) for c, (_, codes) in data.auxiliary.items()},
             train_pairs=torch.from_numpy(data.pairs),
             forward=torch.compile(encoder) if config.compile else encoder,
+            ema=moving_average(encoder, classifier, config.ema_decay),
         )
 
     def run_epoch(self, epoch: int, advance: Any) -> float:
@@ -259,6 +346,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(torch.nn.ModuleList([self.encoder, self.classifier]))
             loss_value = float(loss.detach())
             advance(f"epoch {epoch + 1}/{config.epochs} loss {loss_value:.3f}")
         return loss_value
@@ -275,13 +364,39 @@ class Trainer:
         targets = torch.arange(size, device=logits.device)
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
+    def candidate(self) -> tuple[Encoder, CosineClassifier]:
+        """The model an epoch offers: the moving average when there is one, else the weights themselves."""
+        if self.ema is not None:
+            averaged = cast(torch.nn.ModuleList, self.ema.module)
+            return cast(Encoder, averaged[0]), cast(CosineClassifier, averaged[1])
+        return self.encoder, self.classifier
+
     def holdout_accuracy(self, data: TrainingData) -> float:
-        """Accuracy of the cosine classifier on the held-out items."""
-        self.encoder.eval()
+        """Accuracy of the candidate's cosine classifier on the held-out items."""
+        encoder, classifier = self.candidate()
+        encoder.eval()
         with torch.no_grad():
-            embeddings = torch.from_numpy(embed_array(self.encoder, data.images[data.holdout_idx], self.device)).to(self.device)
-            predicted = self.classifier(embeddings).argmax(1).cpu().numpy()
+            embeddings = torch.from_numpy(embed_array(encoder, data.images[data.holdout_idx], self.device)).to(self.device)
+            predicted = classifier(embeddings).argmax(1).cpu().numpy()
         return float((predicted == data.labels[data.holdout_idx]).mean())
+
+    def end_epoch(self, data: TrainingData, record: EpochRecord) -> None:
+        """Score the epoch's candidate on the holdout, log it, and keep its weights when it is the best so far."""
+        if len(data.holdout_idx):
+            record.holdout_accuracy = self.holdout_accuracy(data)
+        self.history.append(record)
+        if not self.config.keep_best_epoch or math.isnan(record.holdout_accuracy):
+            self.best = KeptEpoch(record.epoch, record.holdout_accuracy, {})  # the last epoch: nothing to copy
+        elif self.best is None or record.holdout_accuracy >= self.best.holdout_accuracy:
+            encoder, _ = self.candidate()
+            self.best = KeptEpoch(record.epoch, record.holdout_accuracy, cpu_state(encoder))
+
+    def kept_encoder(self) -> Encoder:
+        """The encoder to write: the kept epoch's weights (the last epoch's when keep_best_epoch is off)."""
+        encoder, _ = self.candidate()
+        if self.best is not None and self.best.encoder:
+            encoder.load_state_dict(self.best.encoder)
+        return encoder
 
     # Checkpoints: after every epoch, so that a retried KFP step resumes instead of starting over.
     def resume_key(self, classes: list[str]) -> dict[str, Any]:
@@ -300,6 +415,11 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "history": json.dumps([asdict(r) for r in self.history]),
+            "best": {"epoch": self.best.epoch, "holdout_accuracy": self.best.holdout_accuracy, "encoder": self.best.encoder}
+            if self.best is not None
+            else {},
         }
         # Written aside, then renamed: a pre-emption mid-write leaves the previous checkpoint intact.
         partial = path.with_name(f".{path.name}.partial")
@@ -325,6 +445,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.history = [EpochRecord(**r) for r in json.loads(state["history"])]
+        if state["best"]:
+            best = state["best"]
+            self.best = KeptEpoch(int(best["epoch"]), float(best["holdout_accuracy"]), best["encoder"])
         console.print(f"resuming from {path} after epoch {int(state['epoch'])}")
         return int(state["epoch"])
 
@@ -349,10 +475,17 @@ def write_model(
     return card
 
 
-def train(valid_catalog: Path, model_dir: Path, config: TrainConfig, coclicks: list[tuple[int, int]] | None = None) -> ModelCard:
-    """Train an encoder on the validated catalogue; write encoder.pt (state_dict) and model.json into model_dir.
-    ``coclicks``: product pairs shoppers clicked from the same query (fashionrec.engagement.replay), used when
-    ``config.coclick_weight`` is above 0."""
+def train(
+    valid_catalog: Path,
+    model_dir: Path,
+    config: TrainConfig,
+    coclicks: list[tuple[int, int]] | None = None,
+    on_epoch: EpochHook | None = None,
+) -> ModelCard:
+    """Train an encoder on the validated catalogue; write encoder.pt (state_dict), model.json and history.json (one
+    record per epoch) into model_dir. ``coclicks``: product pairs shoppers clicked from the same query
+    (fashionrec.engagement.replay), used when ``config.coclick_weight`` is above 0. ``on_epoch(trainer, record)``
+    after every epoch (benchmarks snapshot the weights there)."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     data = load_training_data(valid_catalog, config, coclicks)
@@ -366,6 +499,7 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig, coclicks: l
         f"{len(data.classes)} classes, {'fp32' if trainer.dtype is None else str(trainer.dtype).removeprefix('torch.')})"
     )
     started = time.perf_counter()
+    step_seconds = 0.0
     loss_value = float("nan")
     with progress_bar() as bar:
         total = trainer.steps_per_epoch * config.epochs
@@ -378,18 +512,34 @@ def train(valid_catalog: Path, model_dir: Path, config: TrainConfig, coclicks: l
                 bar.update(task, advance=1, status=status)
 
         for epoch in range(first_epoch, config.epochs):
+            epoch_started = time.perf_counter()
             loss_value = trainer.run_epoch(epoch, advance)
+            epoch_seconds = time.perf_counter() - epoch_started
+            step_seconds += epoch_seconds
+            record = EpochRecord(epoch + 1, loss_value, 0.0, len(data.train_idx) / max(epoch_seconds, 1e-9))
+            trainer.end_epoch(data, record)
+            record.seconds = time.perf_counter() - started
+            best_so_far = config.keep_best_epoch and trainer.best is not None and trainer.best.epoch == record.epoch
+            console.print(progress_line(record, config.epochs, first_epoch, best_so_far), soft_wrap=True)  # one line: relayed
+            if on_epoch is not None:
+                on_epoch(trainer, record)
             trainer.save_checkpoint(checkpoint_path, key, epoch + 1)
     seconds = time.perf_counter() - started
+    epochs_run = config.epochs - first_epoch
     metrics = {
         "train_coclick_pairs": float(len(data.pairs)),
         "train_loss": loss_value,
         "train_seconds": seconds,
-        "train_images_per_second": len(data.train_idx) * config.epochs / seconds,
+        "train_images_per_second": len(data.train_idx) * epochs_run / max(step_seconds, 1e-9),
     }
-    if len(data.holdout_idx):
+    if trainer.best is not None:
+        metrics["kept_epoch"] = float(trainer.best.epoch)
+        if len(data.holdout_idx):
+            metrics["holdout_accuracy"] = trainer.best.holdout_accuracy
+    elif len(data.holdout_idx):  # resumed after the last epoch: nothing ran
         metrics["holdout_accuracy"] = trainer.holdout_accuracy(data)
-    card = write_model(trainer.encoder, model_dir, config, data, metrics)
+    card = write_model(trainer.kept_encoder(), model_dir, config, data, metrics)
+    (model_dir / TRAINING_HISTORY_FILE).write_text(json.dumps([asdict(r) for r in trainer.history], indent=1))
     checkpoint_path.unlink(missing_ok=True)  # the finished model replaces it
     return card
 
