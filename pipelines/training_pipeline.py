@@ -90,9 +90,9 @@ def build_training_pipeline(gpu: bool = True) -> GraphComponent:
         valid_catalog = dsl.OneOf(from_storage.outputs["valid_catalog"], on_volume.outputs["valid_catalog"])
 
         logs = {"request_log_uri": parameters["request_log_uri"], "event_log_uri": parameters["event_log_uri"]}
-        trained = train_encoder(valid_catalog=valid_catalog, config=train, **logs)
+        trained = train_encoder(valid_catalog=valid_catalog, config=train, registry_uri=registry_uri, **logs)
         trained.set_display_name("train encoder")
-        with_secrets(trained, STORAGE)  # the logs co-clicked pairs come from
+        with_secrets(trained, STORAGE, REGISTRY)  # the logs co-clicked pairs come from; weights=production
         trained.set_cpu_request("2").set_memory_request("8G").set_memory_limit("16G")
         # Retries resume from the checkpoint the step writes after every epoch (pre-emptible GPU nodes).
         trained.set_retry(num_retries=2, backoff_duration="60s")

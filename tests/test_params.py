@@ -60,8 +60,9 @@ def test_the_compiled_pipeline_has_exactly_the_declared_parameters_defaults_and_
     assert "One of: auto, flat, hnsw, ivf" in inputs["index_kind"]["description"]
     assert {"device", "resume", "channels_last"}.isdisjoint(inputs)  # CLI-only: a cluster step picks these itself
     train_inputs = spec["components"]["comp-train-encoder"]["inputDefinitions"]["parameters"]
-    # The train step takes the pipeline's training parameters as one dict, and the logs co-clicked pairs come from.
-    assert set(train_inputs) == {"config", "request_log_uri", "event_log_uri"}
+    # The train step takes the pipeline's training parameters as one dict, the logs co-clicked pairs come from, and
+    # the registry weights=production warm-starts from.
+    assert set(train_inputs) == {"config", "request_log_uri", "event_log_uri", "registry_uri"}
 
 
 def test_values_from_kfp_or_json_are_checked_and_converted() -> None:

@@ -23,6 +23,7 @@ from fashionrec.config import (
     LOOPBACK,
     MAX_IMAGE_BYTES,
     MODEL_NAME,
+    PRODUCTION_WEIGHTS,
     RETRAINING_COOLDOWN_HOURS,
     predictor_model_name,
 )
@@ -99,12 +100,19 @@ def validate(
 def train(
     valid: Annotated[Path, typer.Option(help="valid.parquet from `fashionrec validate`.")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    registry_uri: Annotated[
+        str, typer.Option(help="Model registry that --weights production reads (default: the work folder's).")
+    ] = "",
     **config: Any,
 ) -> None:
     """Train the encoder on articleType."""
+    from fashionrec.training.registry import default_registry_uri
     from fashionrec.training.train import train as run_training
 
-    card = run_training(valid, out, from_values(TrainConfig, config))
+    settings = from_values(TrainConfig, config)
+    if settings.weights == PRODUCTION_WEIGHTS and not registry_uri:
+        registry_uri = default_registry_uri()
+    card = run_training(valid, out, settings, registry_uri=registry_uri)
     console.print_json(json.dumps(asdict(card) | {"classes": len(card.classes)}))
 
 

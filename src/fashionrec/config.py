@@ -164,3 +164,4 @@ SCRAPE_INTERVAL_S = 30.0
 LOOPBACK = "127.0.0.1"
 # The gallery (fashionrec.web): `fashionrec web` and `fashionrec serve` open it on this loopback port.
 GALLERY_PORT = 8070
+PRODUCTION_WEIGHTS = "production"  # TrainConfig.weights: warm-start from the registry's production model

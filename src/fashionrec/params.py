@@ -77,9 +77,8 @@ class TrainConfig:
     backbone: Backbone = parameter(Backbone.RESNET18, "torchvision backbone of the encoder")
     weights: str = parameter(
         "none",
-        "none (random init), imagenet (torchvision's weights, downloaded once into the torch hub cache), a path to a "
-        "local backbone state_dict, a trained model's folder (model.json + encoder.pt: a warm start), or production "
-        "(warm start from the registry's production model; random init while there is none)",
+        "none (random), imagenet (downloaded once), a backbone state_dict file, a model folder or production (warm "
+        "starts; production: the registry's, random while there is none)",
         gpu_cluster="imagenet",
     )
     embedding_dim: int = parameter(EMBEDDING_DIM, "size of the L2-normalised embedding")

@@ -59,3 +59,12 @@ def test_model_cli(stages: StageOutputs, tmp_path: Path) -> None:
     assert shown.exit_code == 0 and '"precision_at_5": 0.45' in shown.output
     rolled = runner.invoke(app, ["model", "rollback", "--registry", uri])
     assert rolled.exit_code == 0 and "version 1" in rolled.output
+
+
+def test_the_training_history_is_an_mlflow_metric_history(registry: MlflowRegistry, stages: StageOutputs) -> None:
+    registered = register(registry, stages, 0.5)
+    history = json.loads((stages.model_dir / "history.json").read_text())
+    logged = registry.client.get_metric_history(registered.run_id, "epoch_holdout_accuracy")
+    assert [m.step for m in sorted(logged, key=lambda m: m.step)] == [r["epoch"] for r in history]
+    assert [m.value for m in sorted(logged, key=lambda m: m.step)] == pytest.approx([r["holdout_accuracy"] for r in history])
+    assert len(registry.client.get_metric_history(registered.run_id, "epoch_loss")) == len(history)

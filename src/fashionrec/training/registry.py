@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fashionrec.config import MODEL_NAME
+from fashionrec.config import MODEL_NAME, TRAINING_HISTORY_FILE
 from fashionrec.workdir import DEFAULT_WORKDIR, WorkDir
 
 PRODUCTION = "production"
@@ -104,6 +105,8 @@ class MlflowRegistry:
             self.client.log_param(run_id, key, json.dumps(value) if isinstance(value, (dict, list)) else value)
         for key, value in metrics.items():
             self.client.log_metric(run_id, key, float(value))
+        if "model" in artifacts:
+            self.log_training_history(run_id, artifacts["model"] / TRAINING_HISTORY_FILE)
         for name, path in artifacts.items():
             if path.is_dir():
                 self.client.log_artifacts(run_id, str(path), artifact_path=name)
@@ -120,6 +123,22 @@ class MlflowRegistry:
             tags={"model_version": card["model_version"], "dataset_digest": card["dataset_digest"]},
         )
         return self.get(int(registered.version))
+
+    def log_training_history(self, run_id: str, history_file: Path) -> None:
+        """Per-epoch loss, holdout accuracy and speed as MLflow metric histories (step: the epoch), when written."""
+        if not history_file.is_file():
+            return
+        from mlflow.entities import Metric
+
+        started_ms = self.client.get_run(run_id).info.start_time
+        entries = [
+            Metric(f"epoch_{name}", float(record[name]), started_ms + int(record["seconds"] * 1000), int(record["epoch"]))
+            for record in json.loads(history_file.read_text())
+            for name in ("loss", "holdout_accuracy", "images_per_second")
+            if not math.isnan(record[name])
+        ]
+        for start in range(0, len(entries), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=entries[start : start + 1000])
 
     def _describe(self, mv: Any) -> RegisteredVersion:
         run = self.client.get_run(mv.run_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +23,7 @@ from fashionrec.config import (
     CHECKPOINT_FILE,
     LABEL_COLUMN,
     MODEL_CARD_FILE,
+    PRODUCTION_WEIGHTS,
     TRAINING_HISTORY_FILE,
     WEIGHTS_FILE,
 )
@@ -211,11 +214,13 @@ def moving_average(encoder: Encoder, classifier: CosineClassifier, decay: float)
     )
 
 
-def initial_encoder(config: TrainConfig) -> Encoder:
-    """The encoder training starts from: a trained model's folder (model.json + encoder.pt) is a warm start of the
-    whole encoder, embedding head included; anything else is build_encoder's (random, ImageNet, a backbone file)."""
-    folder = Path(config.weights)
-    if config.weights not in ("none", "imagenet") and (folder / MODEL_CARD_FILE).is_file():
+def initial_encoder(config: TrainConfig, warm_from: Path | None = None) -> Encoder:
+    """The encoder training starts from. A trained model's folder (model.json + encoder.pt), as ``warm_from`` or as
+    ``config.weights``, is a warm start of the whole encoder, embedding head included; weights=production without a
+    folder (nothing in production yet) is a random start; anything else is build_encoder's (random, ImageNet, a
+    backbone file)."""
+    folder = warm_from or Path(config.weights)
+    if warm_from is not None or (config.weights not in ("none", "imagenet") and (folder / MODEL_CARD_FILE).is_file()):
         card = ModelCard.load(folder)
         if (card.backbone, card.embedding_dim) != (str(config.backbone), config.embedding_dim):
             raise ValueError(
@@ -226,7 +231,26 @@ def initial_encoder(config: TrainConfig) -> Encoder:
         encoder.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         console.print(f"warm start from model {card.model_version} ({folder})", soft_wrap=True, markup=False)
         return encoder
-    return build_encoder(config.backbone, config.weights, config.embedding_dim)
+    weights = "none" if config.weights == PRODUCTION_WEIGHTS else config.weights
+    return build_encoder(config.backbone, weights, config.embedding_dim)
+
+
+@contextlib.contextmanager
+def production_weights(config: TrainConfig, registry_uri: str) -> Iterator[Path | None]:
+    """weights=production: the registry's production model, downloaded for the duration of training (None while
+    nothing is in production: the first model starts from random weights). Any other weights: None."""
+    if config.weights != PRODUCTION_WEIGHTS:
+        yield None
+        return
+    if not registry_uri:
+        raise ValueError("weights=production needs the model registry's URI (registry_uri)")
+    from fashionrec.training.registry import MlflowRegistry, production_model_dir
+
+    with tempfile.TemporaryDirectory(prefix="fashionrec-warm-start-") as scratch:
+        folder = production_model_dir(MlflowRegistry(registry_uri), Path(scratch))
+        if folder is None:
+            console.print("weights=production: nothing is in production yet, training starts from random weights")
+        yield folder
 
 
 def format_duration(seconds: float) -> str:
@@ -273,10 +297,11 @@ class Trainer:
     ema: torch.optim.swa_utils.AveragedModel | None  # the moving average of encoder + classifier (None: ema_decay 0)
     history: list[EpochRecord] = field(default_factory=list)
     best: KeptEpoch | None = None  # the epoch kept so far (keep_best_epoch), its weights on the CPU
+    warm_start_version: str = ""  # the model weights=production started from ("" for any other start)
 
     @classmethod
-    def build(cls, config: TrainConfig, data: TrainingData, device: torch.device) -> Trainer:
-        encoder = initial_encoder(config).to(device)
+    def build(cls, config: TrainConfig, data: TrainingData, device: torch.device, warm_from: Path | None = None) -> Trainer:
+        encoder = initial_encoder(config, warm_from).to(device)
         classifier = CosineClassifier(config.embedding_dim, len(data.classes), margin=config.margin).to(device)
         auxiliary_heads = torch.nn.ModuleDict(
             {
@@ -312,6 +337,7 @@ class Trainer:
             train_pairs=torch.from_numpy(data.pairs),
             forward=torch.compile(encoder) if config.compile else encoder,
             ema=moving_average(encoder, classifier, config.ema_decay),
+            warm_start_version=ModelCard.load(warm_from).model_version if warm_from is not None else "",
         )
 
     def run_epoch(self, epoch: int, advance: Any) -> float:
@@ -402,7 +428,9 @@ class Trainer:
     def resume_key(self, classes: list[str]) -> dict[str, Any]:
         """What a checkpoint must have been written with to be resumed by this run."""
         values = plain_values(self.config) | {"image_size": list(self.config.image_size)}
-        return {k: v for k, v in values.items() if k in RESUME_KEYS} | {"classes": classes}
+        resumed_only_by = {k: v for k, v in values.items() if k in RESUME_KEYS} | {"classes": classes}
+        # weights=production names whichever model is in production: a retry after a promotion starts over
+        return resumed_only_by | ({"warm_start": self.warm_start_version} if self.warm_start_version else {})
 
     def save_checkpoint(self, path: Path, key: dict[str, Any], epochs_done: int) -> None:
         state = {
@@ -481,15 +509,30 @@ def train(
     config: TrainConfig,
     coclicks: list[tuple[int, int]] | None = None,
     on_epoch: EpochHook | None = None,
+    registry_uri: str = "",
 ) -> ModelCard:
     """Train an encoder on the validated catalogue; write encoder.pt (state_dict), model.json and history.json (one
     record per epoch) into model_dir. ``coclicks``: product pairs shoppers clicked from the same query
     (fashionrec.engagement.replay), used when ``config.coclick_weight`` is above 0. ``on_epoch(trainer, record)``
-    after every epoch (benchmarks snapshot the weights there)."""
+    after every epoch (benchmarks snapshot the weights there). ``registry_uri``: where weights=production finds the
+    production model."""
+    with production_weights(config, registry_uri) as warm_from:
+        return train_from(valid_catalog, model_dir, config, coclicks, on_epoch, warm_from)
+
+
+def train_from(
+    valid_catalog: Path,
+    model_dir: Path,
+    config: TrainConfig,
+    coclicks: list[tuple[int, int]] | None,
+    on_epoch: EpochHook | None,
+    warm_from: Path | None,
+) -> ModelCard:
+    """train() once the warm start, if any, is a local folder."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     data = load_training_data(valid_catalog, config, coclicks)
-    trainer = Trainer.build(config, data, device)
+    trainer = Trainer.build(config, data, device, warm_from)
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = model_dir / CHECKPOINT_FILE
     key = trainer.resume_key(data.classes)
