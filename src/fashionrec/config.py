@@ -116,6 +116,7 @@ SERVED_WEIGHTS_FILE = "encoder.safetensors"  # the encoder's weights inside the 
 METRICS_FILE = "metrics.json"  # an evaluation's metrics
 CONFUSION_FILE = "confusion.json"
 PER_CLASS_FILE = "per_class.json"  # an evaluation's precision@5 per articleType, worst first
+PER_QUERY_FILE = "per_query.json"  # an evaluation's precision@5 per query with its product group: the gate pairs them
 EMBEDDINGS_FILE = "embeddings.parquet"
 FEAST_CONFIG_FILE = "feature_store.yaml"
 

@@ -18,5 +18,8 @@ def test_gate_model_promotes_a_first_model_and_rejects_one_that_is_no_better(
     again = gate_model.python_func(
         valid_catalog=valid, candidate_evaluation=candidate, decision=decision, production_model_dir=str(stages.model_dir)
     )
-    assert again.promote is False and "REJECT" in Path(decision.path).read_text()  # the same model is no improvement
+    text = Path(decision.path).read_text()
+    assert again.promote is False and "REJECT" in text  # the same model is no improvement
+    # paired on the same queries, the same model gains exactly nothing
+    assert "precision_at_5 gain on the same" in text and "+0.0000, 95% interval [+0.0000, +0.0000]" in text
     assert decision.metadata["promote"] is False

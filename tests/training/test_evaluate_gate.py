@@ -83,6 +83,11 @@ def test_evaluation_of_the_trained_model(stages: StageOutputs, tmp_path: Path) -
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model_version"] == card.model_version and saved["precision_at_5"] == m["precision_at_5"]
     assert (tmp_path / "report.html").read_text().count("data:image/jpeg;base64,") == 6 * len(result.examples)
+    # The interval of the draw: around the estimate, from the per-query scores written beside it.
+    assert m["precision_at_5_ci_low"] <= m["precision_at_5"] <= m["precision_at_5_ci_high"]
+    assert m["precision_at_5_ci_high"] - m["precision_at_5_ci_low"] > 0
+    per_query = pd.read_json(tmp_path / "per_query.json", orient="records")
+    assert len(per_query) == m["queries"] and per_query["precision_at_5"].mean() == pytest.approx(m["precision_at_5"])
 
 
 def test_scoring_the_embed_stages_vectors_equals_re_embedding(stages: StageOutputs) -> None:

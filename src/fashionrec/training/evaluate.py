@@ -18,13 +18,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionrec.config import CONFUSION_FILE, FEAST_JOIN_KEY, LABEL_COLUMN, METRICS_FILE, PER_CLASS_FILE, REPORT_FILE
+from fashionrec.config import (
+    CONFUSION_FILE,
+    FEAST_JOIN_KEY,
+    LABEL_COLUMN,
+    METRICS_FILE,
+    PER_CLASS_FILE,
+    PER_QUERY_FILE,
+    REPORT_FILE,
+)
 from fashionrec.data.split import holdout_mask, product_groups
 from fashionrec.data.table import read_table
 from fashionrec.engagement.replay import REPLAY_K, Session, replay_recall
 from fashionrec.params import SplitKind
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.rerank import LabelVote, label_codes, vote_order
+from fashionrec.training.bootstrap import group_bootstrap_interval
 from fashionrec.training.card import ModelCard
 from fashionrec.training.embed import encode_table
 
@@ -59,6 +68,7 @@ class Evaluation:
     classes: list[str]
     examples: list[Example]  # a few queries with their neighbours, for the report
     per_class: list[ClassQuality]  # every class with queries, worst precision@5 first
+    per_query: pd.DataFrame  # item_id, group, precision_at_5 of every query: what the gate pairs with production's
 
 
 def retrieval_metrics(
@@ -223,6 +233,10 @@ def evaluate_vectors(
         ClassQuality(str(label), int(row["size"]), float(row["mean"]))
         for label, row in by_class.sort_values(["mean", "size"], ascending=[True, False]).iterrows()
     ]
+    per_query_table = pd.DataFrame(
+        {"item_id": table["id"].astype("int64").to_numpy()[query_rows], "group": groups[query_rows], "precision_at_5": per_query}
+    )
+    metrics["precision_at_5_ci_low"], metrics["precision_at_5_ci_high"] = group_bootstrap_interval(per_query, groups[query_rows])
     worst = worst_classes(per_class)
     metrics["worst_classes_precision_at_5"] = float(np.mean([c.precision_at_5 for c in worst])) if worst else 0.0
     classes = sorted(set(labels))
@@ -242,7 +256,7 @@ def evaluate_vectors(
             for n, score in zip(neighbour_ids[position, :5], scores[position, :5], strict=True)
         ]
         example_rows.append(Example(ids[row], str(labels[row]), images[row], neighbours))
-    return Evaluation(metrics, confusion.tolist(), classes, example_rows, per_class)
+    return Evaluation(metrics, confusion.tolist(), classes, example_rows, per_class, per_query_table)
 
 
 def worst_classes(per_class: list[ClassQuality]) -> list[ClassQuality]:
@@ -282,11 +296,13 @@ Precision@5: <b>{evaluation.metrics.get("precision_at_5", 0):.3f}</b>; right {CO
 
 
 def write_evaluation(evaluation: Evaluation, card: ModelCard, out_dir: Path) -> None:
-    """metrics.json (what the gate reads), confusion.json, per_class.json (worst precision@5 first) and report.html."""
+    """metrics.json (what the gate reads), confusion.json, per_class.json (worst precision@5 first), per_query.json
+    (what the gate pairs with production's) and report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(
         json.dumps({"model_version": card.model_version, "dataset_digest": card.dataset_digest, **evaluation.metrics}, indent=2)
     )
     (out_dir / CONFUSION_FILE).write_text(json.dumps({"classes": evaluation.classes, "matrix": evaluation.confusion}))
     (out_dir / PER_CLASS_FILE).write_text(json.dumps([asdict(c) for c in evaluation.per_class], indent=1))
+    (out_dir / PER_QUERY_FILE).write_text(evaluation.per_query.to_json(orient="records"))
     (out_dir / REPORT_FILE).write_text(render_report(evaluation, card), encoding="utf-8")

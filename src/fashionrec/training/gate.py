@@ -14,8 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from fashionrec.config import MIN_PRECISION_AT_5
 from fashionrec.engagement.replay import REPLAY_K
+from fashionrec.training.bootstrap import CONFIDENCE, group_bootstrap_interval
 
 # Shown in the gate's table, deciding nothing: the share of shoppers' logged clicks the model's top 5 recovers.
 REPORTED_METRICS = (f"replay_recall_at_{REPLAY_K}",)
@@ -36,8 +39,45 @@ class GateDecision:
     markdown: str
 
 
-def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy: GatePolicy | None = None) -> GateDecision:
-    """Metrics dicts as evaluate writes them (metrics.json: numbers plus model_version)."""
+@dataclass(frozen=True)
+class PairedGain:
+    """Candidate minus production precision@5 on the same queries, with its group-bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    queries: int
+    groups: int
+
+    def sentence(self) -> str:
+        luck = " (0 is inside it: the gain is within the luck of the draw)" if self.low <= 0 <= self.high else ""
+        return (
+            f"precision_at_5 gain on the same {self.queries} queries ({self.groups} product groups): {self.mean:+.4f}, "
+            f"{CONFIDENCE:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] by a paired group bootstrap{luck}; "
+            "reported, the rules decide"
+        )
+
+
+def paired_gain(candidate: pd.DataFrame, production: pd.DataFrame) -> PairedGain:
+    """From two evaluations' per-query tables (item_id, group, precision_at_5) of the same split."""
+    joined = candidate.merge(production, on=["item_id", "group"], suffixes=("_candidate", "_production"))
+    if len(joined) < len(candidate):
+        raise ValueError(
+            f"the evaluations are not of the same queries: {len(candidate) - len(joined)} of the candidate's are not production's"
+        )
+    differences = (joined["precision_at_5_candidate"] - joined["precision_at_5_production"]).to_numpy()
+    low, high = group_bootstrap_interval(differences, joined["group"].to_numpy())
+    return PairedGain(float(differences.mean()), low, high, len(joined), int(joined["group"].nunique()))
+
+
+def decide(
+    candidate: dict[str, Any],
+    production: dict[str, Any] | None,
+    policy: GatePolicy | None = None,
+    paired: PairedGain | None = None,
+) -> GateDecision:
+    """Metrics dicts as evaluate writes them (metrics.json: numbers plus model_version). ``paired``: the paired
+    interval of the primary metric's gain, reported beside the rules."""
     policy = policy or GatePolicy()
     for name in [policy.primary, *policy.guards]:
         if name not in candidate:
@@ -84,6 +124,8 @@ def decide(candidate: dict[str, Any], production: dict[str, Any] | None, policy:
                 reasons.append(f"guard {name} holds (change {-drop:+.4f}, tolerance {tolerance:.4f})")
         if promote:
             decided_by = "every rule passing: the floor, the improvement over production, the guards"
+        if paired is not None:
+            reasons.append(paired.sentence())
     verdict = "PROMOTE" if promote else "REJECT"
     markdown = "\n".join(
         [
