@@ -63,6 +63,18 @@ def test_the_honest_protocol_keeps_a_querys_own_group_out_of_its_answers() -> No
     assert reranked.metrics["precision_at_1"] == 1.0 and reranked.metrics["precision_at_5"] == pytest.approx(2 / 5)
 
 
+def test_a_query_can_search_with_another_vector_than_its_catalogue_one() -> None:
+    """Expanded queries and catalogues augmented at index time: the query's vector is not the catalogue's."""
+    table, vectors = twin_catalogue()
+    query = np.array([0])  # the red kurta
+    same = evaluate_vectors(table, vectors, query_rows=query, examples=0, query_vectors=vectors)
+    assert same.metrics == evaluate_vectors(table, vectors, query_rows=query, examples=0).metrics
+    searching = vectors.copy()
+    searching[0] = vectors[int(np.flatnonzero(table["articleType"].to_numpy() == "Kurtas")[-1])]  # a kurta elsewhere
+    moved = evaluate_vectors(table, vectors, query_rows=query, examples=0, query_vectors=searching)
+    assert moved.metrics["precision_at_1"] == 1.0 > same.metrics["precision_at_1"]
+
+
 def test_gini_bounds() -> None:
     assert gini(np.array([3.0, 3.0, 3.0])) == pytest.approx(0.0)
     assert gini(np.array([0.0, 0.0, 9.0])) == pytest.approx(2 / 3)

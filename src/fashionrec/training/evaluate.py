@@ -169,13 +169,16 @@ def replay_metrics(item_ids: np.ndarray, vectors: np.ndarray, found: list[Sessio
 
 
 def nearest_outside_group(
-    vectors: np.ndarray, query_rows: np.ndarray, groups: np.ndarray, depth: int
+    vectors: np.ndarray, query_rows: np.ndarray, groups: np.ndarray, depth: int, query_vectors: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per query row, the ``depth`` nearest catalogue rows outside the query's own group, best first, and their scores."""
+    """Per query row, the ``depth`` nearest catalogue rows outside the query's own group, best first, and their scores.
+    ``query_vectors`` (same rows as ``vectors``): what the queries search with, when it is not their catalogue vector
+    (an expanded query, or a catalogue whose vectors were augmented at index time)."""
+    queries = vectors if query_vectors is None else query_vectors
     found, scores = [], []
     for start in range(0, len(query_rows), QUERY_CHUNK):
         rows = query_rows[start : start + QUERY_CHUNK]
-        similarities = vectors[rows] @ vectors.T
+        similarities = queries[rows] @ vectors.T
         similarities[groups[rows][:, None] == groups[None, :]] = -np.inf
         columns = similarities.shape[1]
         top = (
@@ -198,12 +201,14 @@ def evaluate_vectors(
     split: SplitKind = SplitKind.GROUP,
     rerank: LabelVote | None = None,
     query_rows: np.ndarray | None = None,
+    query_vectors: np.ndarray | None = None,
 ) -> Evaluation:
     """Metrics, confusion matrix and report examples for catalogue ``table`` with ``vectors`` in the same row order.
 
     ``split``: group (the honest protocol) or id (each query excludes only itself: twins leak; for comparison).
     ``rerank``: answers re-ordered by the neighbours' label vote, as the transformer does. ``query_rows``: score only
-    these held-out rows (default: all of them)."""
+    these held-out rows (default: all of them). ``query_vectors``: what the queries search with, when it is not their
+    catalogue vector (see nearest_outside_group)."""
     labels = table[LABEL_COLUMN].astype(str).to_numpy()
     if query_rows is None:
         query_rows = np.flatnonzero(holdout_mask(table, holdout_fraction, split))
@@ -215,7 +220,7 @@ def evaluate_vectors(
     if max_k < 1:
         raise ValueError("a query's group is the whole catalogue: nothing to retrieve")
     depth = max(max_k, min(rerank.depth, int(outside.min()))) if rerank else max_k
-    neighbour_ids, scores = nearest_outside_group(vectors, query_rows, groups, depth)
+    neighbour_ids, scores = nearest_outside_group(vectors, query_rows, groups, depth, query_vectors)
     if rerank:
         codes, _ = label_codes(labels)
         order = vote_order(codes[neighbour_ids], scores, min(rerank.voters, depth), rerank.weight)
