@@ -34,6 +34,7 @@ from fashionrec.data.table import decode_images, read_table
 from fashionrec.params import Augmentation, TrainConfig, plain_values
 from fashionrec.training.card import ModelCard
 from fashionrec.training.model import CosineClassifier, Encoder, build_encoder
+from fashionrec.training.registry import MlflowRegistry, production_model_dir
 
 
 def pick_device(requested: str) -> torch.device:
@@ -244,8 +245,6 @@ def production_weights(config: TrainConfig, registry_uri: str) -> Iterator[Path 
         return
     if not registry_uri:
         raise ValueError("weights=production needs the model registry's URI (registry_uri)")
-    from fashionrec.training.registry import MlflowRegistry, production_model_dir
-
     with tempfile.TemporaryDirectory(prefix="fashionrec-warm-start-") as scratch:
         folder = production_model_dir(MlflowRegistry(registry_uri), Path(scratch))
         if folder is None:
