@@ -578,7 +578,7 @@ def train_from(
         metrics["kept_epoch"] = float(trainer.best.epoch)
         if len(data.holdout_idx):
             metrics["holdout_accuracy"] = trainer.best.holdout_accuracy
-    elif len(data.holdout_idx):  # resumed after the last epoch: nothing ran
+    elif len(data.holdout_idx):  # epochs=0: no epoch ran, so none was scored or kept
         metrics["holdout_accuracy"] = trainer.holdout_accuracy(data)
     card = write_model(trainer.kept_encoder(), model_dir, config, data, metrics)
     (model_dir / TRAINING_HISTORY_FILE).write_text(json.dumps([asdict(r) for r in trainer.history], indent=1))
