@@ -91,7 +91,7 @@ def main() -> None:
         root = Path(tmp)
         paths = output_paths(root / "validation")
         write_outputs(validate_catalog(args.catalog), args.catalog, paths)
-        base = TrainConfig(epochs=args.epochs)
+        base = TrainConfig(epochs=args.epochs, time_budget_minutes=0)
         production, _ = trained(paths.valid, root, "production", base)
         events, queries = shop(production, catalogue_attributes(args.catalog), args.answers, seed=1)
         found = sessions(events, queries)

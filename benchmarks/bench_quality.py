@@ -99,7 +99,7 @@ def row_vectors(
 ) -> tuple[np.ndarray, ModelCard, float]:
     model_dir = work / (row.trained_as or row.name)
     if not (model_dir / "model.json").is_file():
-        config = TrainConfig(**{**config_overrides, **row.config, "epochs": epochs})
+        config = TrainConfig(**{"time_budget_minutes": 0, **config_overrides, **row.config, "epochs": epochs})
         train(valid, model_dir, config)
     encoder, card = load_encoder(model_dir)
     cache = model_dir / f"vectors{'_flip' if row.flip else ''}.npy"

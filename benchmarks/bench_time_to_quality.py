@@ -64,7 +64,13 @@ def main() -> None:
     dev = dev_half(product_groups(table)[queries])
     label = args.label or f"epochs{args.epochs}_ema{args.ema_decay}" + ("_warm" if args.weights != "none" else "")
     config = TrainConfig(
-        **{**json.loads(args.config), "epochs": args.epochs, "ema_decay": args.ema_decay, "weights": args.weights}
+        **{
+            "time_budget_minutes": 0,
+            **json.loads(args.config),
+            "epochs": args.epochs,
+            "ema_decay": args.ema_decay,
+            "weights": args.weights,
+        }
     )
     images = decode_images(table["image"], config.image_size)
     points: list[dict[str, Any]] = []

@@ -5,15 +5,26 @@ A test that uses ``stages`` (a trained model) is marked ``trained`` here, so tha
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from fashionrec.local.stages import StageOutputs, run_stages
 
 TINY_TYPES = 6
 TINY_ITEMS_PER_TYPE = 10
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis caches what it learns of the code (constants) under .hypothesis/ of the working directory, the
+    # checkout: it goes to a temporary folder instead, removed when the run ends.
+    home = Path(tempfile.mkdtemp(prefix="fashionrec-hypothesis-"))
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    set_hypothesis_home_dir(home)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,6 +72,6 @@ def evaluation_dir(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
-# Hypothesis keeps its example database in .hypothesis/ of the working directory: tests never write into the repo.
+# No example database either (it would also live under Hypothesis's home): failures are reproduced by their seed.
 settings.register_profile("fashionrec", database=None)
 settings.load_profile("fashionrec")

@@ -70,6 +70,8 @@ def parameter(default: Any, help: str, *, pipeline: bool = True, cli: bool = Tru
 
 # Epochs of the default CPU run: 23 minutes on 2 cores (bf16) for 15,000 products (benchmarks/bench_quality.py).
 EPOCHS_CPU = 20
+# What a default run may spend training: the planned epochs shrink to fit it (a 39k catalogue on 2 cores).
+TIME_BUDGET_MINUTES = 60.0
 
 
 @dataclass
@@ -84,6 +86,11 @@ class TrainConfig:
     embedding_dim: int = parameter(EMBEDDING_DIM, "size of the L2-normalised embedding")
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE  # the encoder's input (height, width): fixed, not a run parameter
     epochs: int = parameter(EPOCHS_CPU, "passes over the training split", gpu_cluster=30)
+    time_budget_minutes: float = parameter(
+        TIME_BUDGET_MINUTES,
+        "training time the schedule must fit: fewer epochs are planned when a short measurement says they would not "
+        "fit (large catalogues, slow machines; 0: always the given epochs)",
+    )
     batch_size: int = parameter(64, "images per training step")
     learning_rate: float = parameter(2e-3, "peak learning rate of the one-cycle schedule (AdamW)")
     weight_decay: float = parameter(1e-4, "AdamW weight decay")
@@ -103,6 +110,9 @@ class TrainConfig:
         0.0,
         "loss weight of products shoppers clicked from the same query, pulled together as extra positive pairs "
         "(InfoNCE over a batch of pairs; 0: none, or no pairs given)",
+    )
+    label_smoothing: float = parameter(
+        0.1, "label smoothing of the classification losses: share of each target spread over the other classes (0: none)"
     )
     augmentation: Augmentation = parameter(
         Augmentation.LIGHT, "light: flips, shifts, brightness; strong: + resized crops, colour"

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from fashionrec.training.bootstrap import group_bootstrap_interval
+from fashionrec.training.evaluate import class_weighted_precision
 from fashionrec.training.gate import paired_gain
 
 
@@ -54,3 +55,20 @@ def test_a_paired_gain_is_computed_on_the_same_queries() -> None:
     assert "0 is inside" in paired_gain(queries, queries).sentence()
     with pytest.raises(ValueError, match="not of the same queries"):
         paired_gain(queries, queries.iloc[:3])
+
+
+def test_class_weights_undo_a_draw_that_over_represents_an_easy_class() -> None:
+    """Catalogue: 20% easy (always right), 80% hard (right 1 in 4). A draw with half its queries easy over-states the
+    shop's precision; weighting each class by its catalogue share gives the shop's own mean back."""
+    catalogue = np.array(["easy"] * 20 + ["hard"] * 80)
+    query_labels = np.array(["easy"] * 10 + ["hard"] * 10)
+    per_query = np.array([1.0] * 10 + [1.0, 0, 0, 0] * 2 + [1.0, 0])
+    assert per_query.mean() == pytest.approx(0.65)
+    assert class_weighted_precision(per_query, query_labels, catalogue) == pytest.approx(0.2 * 1.0 + 0.8 * 0.3)
+    # queries in the catalogue's own proportions: the plain mean
+    assert class_weighted_precision(per_query[8:], query_labels[8:], np.array(["easy"] * 2 + ["hard"] * 10)) == (
+        pytest.approx(per_query[8:].mean())
+    )
+    # a class without queries does not count: its weight goes to the others
+    with_unqueried = np.concatenate([catalogue, ["never asked"] * 100])
+    assert class_weighted_precision(per_query, query_labels, with_unqueried) == pytest.approx(0.44)

@@ -18,6 +18,7 @@ from fashionrec.training.train import (
     Trainer,
     cpu_state,
     format_duration,
+    history_row,
     initial_encoder,
     moving_average,
     progress_line,
@@ -36,6 +37,17 @@ def test_progress_line_says_epoch_loss_accuracy_speed_and_time_left() -> None:
         "epoch 3/4: loss 0.500, 100 images/s, 1:00 elapsed, about 1:00 left"
     )
     assert format_duration(3725) == "1:02:05" and format_duration(59.6) == "1:00"
+
+
+def test_a_history_line_is_strict_json_without_a_holdout() -> None:
+    line = history_row(EpochRecord(epoch=1, loss=0.5, seconds=3.0, images_per_second=10.0))
+    assert json.loads(json.dumps(line, allow_nan=False)) == {
+        "epoch": 1,
+        "loss": 0.5,
+        "seconds": 3.0,
+        "images_per_second": 10.0,
+        "holdout_accuracy": None,
+    }
 
 
 def snapshots_of(stages: StageOutputs, tmp_path: Path, config: TrainConfig) -> tuple[ModelCard, list[dict], dict]:
@@ -118,3 +130,25 @@ def test_a_warm_start_begins_where_the_model_left_off(stages: StageOutputs, tmp_
     assert not math.isnan(warm.metrics["holdout_accuracy"])
     assert warm.metrics["holdout_accuracy"] > cold.metrics["holdout_accuracy"]
     assert warm.metrics["train_loss"] < cold.metrics["train_loss"]
+
+
+def test_label_smoothing_reaches_the_loss(stages: StageOutputs, tmp_path: Path) -> None:
+    """The same seed and data, smoothing on and off: the first step already differs, and a smoothed loss cannot fall
+    to zero (its floor is the entropy of the smoothed target), so with smoothing the recorded loss is higher."""
+    config = TrainConfig(epochs=1, batch_size=16, seed=4, keep_best_epoch=False)
+    plain, _, plain_history = snapshots_of(stages, tmp_path / "plain", replace(config, label_smoothing=0.0))
+    smoothed, _, smoothed_history = snapshots_of(stages, tmp_path / "smoothed", replace(config, label_smoothing=0.4))
+    assert plain.model_version != smoothed.model_version
+    assert smoothed_history[0]["loss"] > plain_history[0]["loss"]
+
+
+def test_a_time_budget_plans_the_epochs_that_fit_and_trains_what_those_epochs_would(stages: StageOutputs, tmp_path: Path) -> None:
+    """A budget far below one epoch: one epoch is planned, and the model is the one a run asked for one epoch
+    gives (the measurement touches neither the weights nor the random streams). A budget that fits changes nothing."""
+    config = TrainConfig(epochs=3, batch_size=16, seed=4, keep_best_epoch=False)
+    squeezed = train(stages.valid, tmp_path / "squeezed", replace(config, time_budget_minutes=1e-6))
+    one_epoch = train(stages.valid, tmp_path / "one", replace(config, epochs=1, time_budget_minutes=0))
+    assert (squeezed.metrics["epochs_planned"], squeezed.metrics["epochs_requested"]) == (1, 3)
+    assert squeezed.model_version == one_epoch.model_version  # the hash of the weights
+    roomy = train(stages.valid, tmp_path / "roomy", replace(config, time_budget_minutes=600))
+    assert (roomy.metrics["epochs_planned"], roomy.metrics["epochs_requested"]) == (3, 3)

@@ -149,3 +149,14 @@ def test_no_model_below_the_floor_is_promoted_the_first_one_included() -> None:
     narrower = {**strong, "catalogue_coverage_at_10": 0.10}
     assert "Decided by the guard on catalogue_coverage_at_10." in decide(narrower, production, GatePolicy(floor=0.5)).markdown
     assert decide(weak, None, GatePolicy(floor=0.0)).promote  # a run may lower it explicitly
+
+
+def test_the_vote_can_count_merged_classes_while_relevance_stays_the_article_type() -> None:
+    """Shirts and kurtas merged as synonyms for the vote: the shirt shares the kurtas' bonus and keeps its lead by
+    score, so the answer that lifted a kurta to the top without the merge is a shirt again and counts as wrong."""
+    table, vectors = twin_catalogue()
+    query, vote = np.array([0]), LabelVote(voters=3, depth=5, weight=1.0)
+    merged = table["articleType"].replace({"Shirts": "Kurtas"}).to_numpy()
+    pooled = evaluate_vectors(table, vectors, query_rows=query, examples=0, rerank=vote, vote_labels=merged).metrics
+    assert pooled["precision_at_1"] == 0.0
+    assert pooled == evaluate_vectors(table, vectors, query_rows=query, examples=0).metrics  # as if not re-ranked

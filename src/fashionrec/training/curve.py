@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
+from typing import Any
 
 from fashionrec.charts import line_chart
 from fashionrec.config import TRAINING_HISTORY_FILE
@@ -16,7 +16,7 @@ def training_curve_html(model_dir: Path) -> str:
     """The page for the model written into ``model_dir`` (its model.json and history.json)."""
     card = ModelCard.load(model_dir)
     history = json.loads((model_dir / TRAINING_HISTORY_FILE).read_text())
-    accuracy = [r["holdout_accuracy"] for r in history if not math.isnan(r["holdout_accuracy"])]
+    accuracy = [r["holdout_accuracy"] for r in history if r["holdout_accuracy"] is not None]
     kept = card.metrics.get("kept_epoch")
     rows = "".join(epoch_row(r, bold=r["epoch"] == kept) for r in history)
     kept_line = f"kept: epoch {kept:.0f} (in bold)" if kept is not None else ""
@@ -31,8 +31,8 @@ def training_curve_html(model_dir: Path) -> str:
     )
 
 
-def epoch_row(record: dict[str, float], bold: bool) -> str:
-    accuracy = "" if math.isnan(record["holdout_accuracy"]) else f"{record['holdout_accuracy']:.3f}"
+def epoch_row(record: dict[str, Any], bold: bool) -> str:
+    accuracy = "" if record["holdout_accuracy"] is None else f"{record['holdout_accuracy']:.3f}"
     speed, minutes = f"{record['images_per_second']:.0f}", f"{record['seconds'] / 60:.1f}"
     cells = (f"{record['epoch']:.0f}", f"{record['loss']:.3f}", accuracy, speed, minutes)
     style = ' style="font-weight:bold"' if bold else ""

@@ -104,6 +104,17 @@ def retrieval_metrics(
     return metrics
 
 
+def class_weighted_precision(per_query: np.ndarray, query_labels: np.ndarray, catalogue_labels: np.ndarray) -> float:
+    """Mean per-query precision with each class weighted by its share of the catalogue instead of its share of the
+    queries: a draw of whole groups over-represents some classes, random shoppers' photos do not. Classes without a
+    query are left out and the weights of the others renormalised."""
+    by_class = pd.Series(per_query).groupby(np.asarray(query_labels)).mean()
+    shares = pd.Series(np.asarray(catalogue_labels)).value_counts().reindex(by_class.index).fillna(0.0)
+    if shares.sum() == 0:
+        return float(np.mean(per_query))
+    return float((by_class * shares).sum() / shares.sum())
+
+
 def gini(counts: np.ndarray) -> float:
     """0 = every item recommended equally often, 1 = one item takes every recommendation."""
     if counts.sum() == 0:
@@ -202,13 +213,15 @@ def evaluate_vectors(
     rerank: LabelVote | None = None,
     query_rows: np.ndarray | None = None,
     query_vectors: np.ndarray | None = None,
+    vote_labels: np.ndarray | None = None,
 ) -> Evaluation:
     """Metrics, confusion matrix and report examples for catalogue ``table`` with ``vectors`` in the same row order.
 
     ``split``: group (the honest protocol) or id (each query excludes only itself: twins leak; for comparison).
     ``rerank``: answers re-ordered by the neighbours' label vote, as the transformer does. ``query_rows``: score only
     these held-out rows (default: all of them). ``query_vectors``: what the queries search with, when it is not their
-    catalogue vector (see nearest_outside_group)."""
+    catalogue vector (see nearest_outside_group). ``vote_labels``: what the re-ranking's vote counts, when not the
+    articleType (e.g. near-synonym classes merged); relevance stays the articleType."""
     labels = table[LABEL_COLUMN].astype(str).to_numpy()
     if query_rows is None:
         query_rows = np.flatnonzero(holdout_mask(table, holdout_fraction, split))
@@ -222,7 +235,7 @@ def evaluate_vectors(
     depth = max(max_k, min(rerank.depth, int(outside.min()))) if rerank else max_k
     neighbour_ids, scores = nearest_outside_group(vectors, query_rows, groups, depth, query_vectors)
     if rerank:
-        codes, _ = label_codes(labels)
+        codes, _ = label_codes(labels if vote_labels is None else vote_labels)
         order = vote_order(codes[neighbour_ids], scores, min(rerank.voters, depth), rerank.weight)
         neighbour_ids, scores = np.take_along_axis(neighbour_ids, order, 1), np.take_along_axis(scores, order, 1)
     neighbour_ids, scores = neighbour_ids[:, :max_k], scores[:, :max_k]
@@ -242,6 +255,7 @@ def evaluate_vectors(
         {"item_id": table["id"].astype("int64").to_numpy()[query_rows], "group": groups[query_rows], "precision_at_5": per_query}
     )
     metrics["precision_at_5_ci_low"], metrics["precision_at_5_ci_high"] = group_bootstrap_interval(per_query, groups[query_rows])
+    metrics["precision_at_5_class_weighted"] = class_weighted_precision(per_query, labels[query_rows], labels)
     worst = worst_classes(per_class)
     metrics["worst_classes_precision_at_5"] = float(np.mean([c.precision_at_5 for c in worst])) if worst else 0.0
     classes = sorted(set(labels))

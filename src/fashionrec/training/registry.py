@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import subprocess
 import tempfile
@@ -135,7 +134,7 @@ class MlflowRegistry:
             Metric(f"epoch_{name}", float(record[name]), started_ms + int(record["seconds"] * 1000), int(record["epoch"]))
             for record in json.loads(history_file.read_text())
             for name in ("loss", "holdout_accuracy", "images_per_second")
-            if not math.isnan(record[name])
+            if record[name] is not None  # null: no holdout
         ]
         for start in range(0, len(entries), 1000):  # MLflow's limit per batch
             self.client.log_batch(run_id, metrics=entries[start : start + 1000])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -10,7 +11,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -65,6 +66,9 @@ PAIR_BATCH_DIVISOR = 4  # co-clicked pairs per step: a quarter of the batch size
 PAIR_TEMPERATURE = 0.1
 
 # A checkpoint is only resumed by a run with the same values of these settings.
+OPTIMIZER_STEP_ALLOWANCE = 1.1  # a timed step is forward + backward; AdamW's update and the data path add ~10%
+HOLDOUT_TIMING_IMAGES = 256  # held-out photos embedded to time the per-epoch holdout score
+
 RESUME_KEYS = (
     "backbone",
     "weights",
@@ -190,6 +194,11 @@ class EpochRecord:
     seconds: float  # since training started (this run's share: a resumed run counts from its resume)
     images_per_second: float  # of the epoch's training steps alone
     holdout_accuracy: float = float("nan")  # the candidate's cosine classifier on the held-out items (nan: no holdout)
+
+
+def history_row(record: EpochRecord) -> dict[str, float | None]:
+    """One line of history.json: strict JSON, so a missing holdout accuracy is null, not NaN."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in asdict(record).items()}
 
 
 @dataclass
@@ -356,13 +365,15 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 embeddings = self.forward(x)
                 labels = self.train_labels[batch]
-                loss = F.cross_entropy(self.classifier(embeddings, labels).float(), labels, label_smoothing=0.1)
+                loss = F.cross_entropy(
+                    self.classifier(embeddings, labels).float(), labels, label_smoothing=config.label_smoothing
+                )
                 for column, head in self.auxiliary_heads.items():
                     codes = self.train_auxiliary[column][batch]
                     if bool((codes >= 0).any()):
                         logits = head(embeddings, codes).float()
                         loss = loss + config.auxiliary_weight * F.cross_entropy(
-                            logits, codes, ignore_index=-1, label_smoothing=0.1
+                            logits, codes, ignore_index=-1, label_smoothing=config.label_smoothing
                         )
                 if config.coclick_weight > 0 and len(self.train_pairs) >= 2:
                     loss = loss + config.coclick_weight * self.pair_loss()
@@ -395,6 +406,34 @@ class Trainer:
             averaged = cast(torch.nn.ModuleList, self.ema.module)
             return cast(Encoder, averaged[0]), cast(CosineClassifier, averaged[1])
         return self.encoder, self.classifier
+
+    def estimated_epoch_seconds(self, data: TrainingData, steps: int = 3) -> float:
+        """Seconds one epoch will take here: a few training steps and a holdout batch timed on copies of the model
+        (the run's own weights, statistics and random streams are untouched)."""
+        encoder, classifier = copy.deepcopy(self.encoder).train(), copy.deepcopy(self.classifier)
+        size = min(self.config.batch_size, len(self.train_images))
+        x = augment(self.train_images[:size], torch.Generator().manual_seed(0), self.config.augmentation)
+        x, labels = x.contiguous(memory_format=self.memory_format), self.train_labels[:size]
+
+        def step() -> None:
+            with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = F.cross_entropy(classifier(encoder(x), labels).float(), labels)
+            loss.backward()
+            float(loss)  # waits for the device
+            encoder.zero_grad(set_to_none=True)
+            classifier.zero_grad(set_to_none=True)
+
+        step()  # the first step allocates and picks kernels: not timed
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        step_seconds = (time.perf_counter() - started) / steps * OPTIMIZER_STEP_ALLOWANCE
+        holdout = data.images[data.holdout_idx[:HOLDOUT_TIMING_IMAGES]]
+        started = time.perf_counter()
+        if len(holdout):
+            embed_array(encoder.eval(), holdout, self.device)
+        holdout_seconds = (time.perf_counter() - started) * len(data.holdout_idx) / max(len(holdout), 1)
+        return step_seconds * self.steps_per_epoch + holdout_seconds
 
     def holdout_accuracy(self, data: TrainingData) -> float:
         """Accuracy of the candidate's cosine classifier on the held-out items."""
@@ -534,6 +573,12 @@ def train_from(
     trainer = Trainer.build(config, data, device, warm_from)
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = model_dir / CHECKPOINT_FILE
+    requested_epochs = config.epochs
+    planned = planned_epochs(trainer, data, checkpoint_path)
+    if planned < config.epochs:
+        config = replace(config, epochs=planned)
+        torch.manual_seed(config.seed)  # the same start as a run asked for these epochs
+        trainer = Trainer.build(config, data, device, warm_from)
     key = trainer.resume_key(data.classes)
     first_epoch = trainer.resume(checkpoint_path, key)
     console.print(
@@ -569,6 +614,8 @@ def train_from(
     seconds = time.perf_counter() - started
     epochs_run = config.epochs - first_epoch
     metrics = {
+        "epochs_requested": float(requested_epochs),
+        "epochs_planned": float(config.epochs),  # fewer when the time budget cut the schedule
         "train_coclick_pairs": float(len(data.pairs)),
         "train_loss": loss_value,
         "train_seconds": seconds,
@@ -581,9 +628,45 @@ def train_from(
     elif len(data.holdout_idx):  # epochs=0: no epoch ran, so none was scored or kept
         metrics["holdout_accuracy"] = trainer.holdout_accuracy(data)
     card = write_model(trainer.kept_encoder(), model_dir, config, data, metrics)
-    (model_dir / TRAINING_HISTORY_FILE).write_text(json.dumps([asdict(r) for r in trainer.history], indent=1))
+    (model_dir / TRAINING_HISTORY_FILE).write_text(json.dumps([history_row(r) for r in trainer.history], indent=1))
     checkpoint_path.unlink(missing_ok=True)  # the finished model replaces it
     return card
+
+
+def planned_epochs(trainer: Trainer, data: TrainingData, checkpoint_path: Path) -> int:
+    """The epochs this run trains: the configured ones, or as many as fit ``time_budget_minutes`` by a short
+    measurement. A checkpoint of the same run keeps the epochs it planned, so a retry resumes it."""
+    config = trainer.config
+    if config.time_budget_minutes <= 0 or config.epochs <= 1:
+        return config.epochs
+    written = checkpoint_key(checkpoint_path) if config.resume else None
+    key = trainer.resume_key(data.classes)
+    if (
+        written is not None
+        and 1 <= int(written.get("epochs", 0)) <= config.epochs
+        and written == key | {"epochs": written["epochs"]}
+    ):
+        return int(written["epochs"])
+    epoch_seconds = trainer.estimated_epoch_seconds(data)
+    fit = max(1, int(config.time_budget_minutes * 60 // max(epoch_seconds, 1e-9)))
+    if fit < config.epochs:
+        console.print(
+            f"time budget {config.time_budget_minutes:g} min: {fit} of {config.epochs} epochs fit "
+            f"(about {format_duration(epoch_seconds)} each here, measured); the schedule is planned for {fit}"
+        )
+    return min(fit, config.epochs)
+
+
+def checkpoint_key(path: Path) -> dict[str, Any] | None:
+    """The settings a checkpoint was written with, or None when there is none that can be read."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: resume() says so and starts over
+        return None
+    key = state.get("key") if isinstance(state, dict) else None
+    return key if isinstance(key, dict) else None
 
 
 def load_encoder(model_dir: Path) -> tuple[Encoder, ModelCard]:
