@@ -33,7 +33,7 @@ from fashionrec.params import SplitKind, TrainConfig
 from fashionrec.retrieval.rerank import LabelVote
 from fashionrec.training.evaluate import evaluate_vectors
 from fashionrec.training.model import Encoder
-from fashionrec.training.train import EpochRecord, Trainer, embed_array, train
+from fashionrec.training.train import EpochRecord, Trainer, embed_array, load_training_data, pick_device, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -105,6 +105,10 @@ def main() -> None:
         )
 
     model_dir = args.work / "time_to_quality" / label
+    # What the time budget would plan from: its estimate of an epoch here, set against the epochs measured below.
+    data = load_training_data(valid, config, None)
+    estimated = Trainer.build(config, data, pick_device(config.device)).estimated_epoch_seconds(data)
+    del data
     card = train(valid, model_dir, config, on_epoch=measure)
     results_path = RESULTS / "time_to_quality.json"
     saved = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
@@ -114,6 +118,8 @@ def main() -> None:
         "model_version": card.model_version,
         "kept_epoch": card.metrics.get("kept_epoch"),
         "train_seconds_total": card.metrics["train_seconds"] - measuring["seconds"],
+        "estimated_epoch_seconds": estimated,
+        "measured_epoch_seconds": (card.metrics["train_seconds"] - measuring["seconds"]) / args.epochs,
         "queries": {"dev": int(dev.sum()), "test": int((~dev).sum())},
         "points": points,
     }
@@ -133,6 +139,8 @@ def main() -> None:
                 cells.append("-" if value is None else f"{value:.3f} ({dev_value:.3f})")
         view.add_row(*cells)
     Console(width=160).print(view)
+    measured_epoch = saved["runs"][label]["measured_epoch_seconds"]
+    print(f"an epoch: {measured_epoch:.0f} s measured, {estimated:.0f} s estimated by the time budget's measurement")
     print(f"written {results_path}")
 
 

@@ -23,6 +23,7 @@ class Backbone(StrEnum):
     """torchvision backbones the encoder can be built on."""
 
     RESNET18 = "resnet18"
+    RESNET18_FINE = "resnet18_fine"  # resnet18 without the stem's max-pool: 4x the compute, finer features
     RESNET50 = "resnet50"
     EFFICIENTNET_B0 = "efficientnet_b0"
     MOBILENET_V3_LARGE = "mobilenet_v3_large"

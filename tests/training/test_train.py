@@ -24,6 +24,25 @@ def test_every_backbone_gives_unit_embeddings(backbone: str) -> None:
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
+def test_the_fine_stem_keeps_twice_the_resolution_with_the_same_weights() -> None:
+    """resnet18_fine is resnet18 without the max-pool: the last stage sees 5x4 of an 80x60 photo instead of 3x2,
+    and a resnet18 state_dict loads into it unchanged (ImageNet weights or a warm start carry over)."""
+    plain, fine = build_encoder("resnet18").backbone, build_encoder("resnet18_fine").backbone
+    fine.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 80, 60)
+
+    def last_stage(net: torch.nn.Module) -> tuple[int, ...]:
+        seen: list[tuple[int, ...]] = []
+        layer4 = net.get_submodule("layer4")
+        hook = layer4.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[2:])))
+        with torch.no_grad():
+            net.eval()(x)
+        hook.remove()
+        return seen[0]
+
+    assert last_stage(plain) == (3, 2) and last_stage(fine) == (5, 4)
+
+
 def test_weights_options_fail_clearly_and_local_file_loads(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown backbone"):
         build_encoder("vgg99")
