@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from fashionrec.config import STYLES_COLUMNS
-from fashionrec.data.catalog import CatalogError, edit_styles, read_styles, write_styles
+from fashionrec.data.catalog import CatalogError, edit_catalogue, normal_id, read_styles, styles_lines, write_styles
 
 HEADER = ",".join(STYLES_COLUMNS)
 
@@ -71,10 +71,21 @@ def test_editing_styles_keeps_every_other_line_byte_for_byte(tmp_path: Path) -> 
     path.write_bytes((header + "\n" + "\n".join(lines) + "\n").encode("utf-8")[:-1] + b"\xff\n")  # a stray byte
     new = pd.DataFrame([["4", "Men", "Apparel", "Topwear", "Tshirts", "Black", "Summer", "2020", "Casual", "New, tee"]],
                        columns=list(STYLES_COLUMNS))  # fmt: skip
-    dropped = edit_styles(path, {"1"}, new)
+    dropped = edit_catalogue(tmp_path, "edit-1", {"1"}, styles_lines(new))
     assert dropped == [lines[0] + "\n"]
     written = path.read_bytes()
     assert written.startswith(header.encode() + b"\n" + lines[1].encode() + b"\n" + lines[2].encode("utf-8") + b"\xff\n")
     assert written.endswith(b'4,Men,Apparel,Topwear,Tshirts,Black,Summer,2020,Casual,"New, tee"\n')
     table = read_styles(path)
     assert list(table.rows["id"]) == ["3", "4"] and [m.line_number for m in table.malformed] == [2]
+
+
+def test_an_id_is_compared_without_its_leading_zeros_quotes_or_spaces() -> None:
+    assert normal_id("0123") == normal_id(' "123" ') == normal_id(123) == "123"
+    assert normal_id("0") == "0" and normal_id("12a") == "12a"  # not a number: compared as written
+
+
+def test_styles_lines_leave_a_missing_value_empty(tmp_path: Path) -> None:
+    rows = read_styles(write(tmp_path, "0042,Men,Apparel,Topwear,Shirts,Blue,,2011,,Shirt, Pack of 2")).rows
+    rows = rows.mask(rows == "")  # as validation hands them over: a missing value is NA
+    assert styles_lines(rows) == ['42,Men,Apparel,Topwear,Shirts,Blue,,2011,,"Shirt, Pack of 2"\n']

@@ -1,5 +1,6 @@
 """The catalogue change log: ordered, replayable, complete files only."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,44 @@ def test_a_file_that_is_not_a_change_is_reported_and_skipped_not_blocking(tmp_pa
         log.changes()
     bad: set[str] = set()
     assert log.changes(bad=bad) == [later] and bad == {"00000000000000000001-abcd"}
+
+
+def test_a_begun_change_is_read_by_no_consumer_until_it_is_committed(tmp_path: Path) -> None:
+    log = ChangeLog(str(tmp_path / "changes"))
+    begun = log.begin("add", [5], ["v1"], rows=b"parquet bytes", detail={"request": "r1"})
+    assert log.names() == [] and log.changes() == []  # a transformer's catch_up applies nothing of it
+    [pending] = log.pending()
+    assert (pending.change, pending.detail, pending.committed) == (begun.change, {"request": "r1"}, False)
+    assert Path(log.rows_uri(begun.change)).read_bytes() == b"parquet bytes"
+    log.commit(begun.change)
+    assert log.changes() == [begun.change] and log.pending() == []
+
+
+def test_a_commit_cut_short_after_the_change_is_finished_by_committing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = ChangeLog(str(tmp_path / "changes"))
+    begun = log.begin("remove", [6])
+    with monkeypatch.context() as patch:
+        patch.setattr(ChangeLog, "_drop_pending", lambda self, name: (_ for _ in ()).throw(OSError("crash")))
+        with pytest.raises(OSError):
+            log.commit(begun.change)
+    assert log.changes() == [begun.change]
+    assert [(p.change, p.committed) for p in log.pending()] == [(begun.change, True)]
+    log.commit(begun.change)  # no second copy of the change
+    assert log.changes() == [begun.change] and log.pending() == []
+
+
+def test_local_changes_are_fsynced_before_their_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    change = ChangeLog(str(tmp_path)).append("add", [7], ["v1"], rows=b"rows")
+    assert [str(tmp_path / f".{change.name}.parquet.tmp"), str(tmp_path / f".{change.name}.json.tmp")] == [
+        s for s in synced if s.endswith(".tmp") and "pending" not in s
+    ]

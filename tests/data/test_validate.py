@@ -147,6 +147,21 @@ def test_report_only_checks_count_but_never_quarantine(tiny_catalog: Path, tmp_p
     assert reported["invalid_year"]["success"] is False and reported["invalid_year"]["quarantine"] is False
 
 
+def test_ids_that_differ_only_in_leading_zeros_are_one_duplicated_id(tiny_catalog: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_catalog, copy)
+    lines = (copy / "styles.csv").read_text().splitlines()
+    first = lines[1].split(",", 1)[0]
+    shutil.copy2(copy / "images" / f"{first}.jpg", copy / "images" / f"0{first}.jpg")
+    (copy / "styles.csv").write_text("\n".join([*lines, "0" + lines[1]]) + "\n")  # the same product, zero-padded
+    result = validate_catalog(copy)
+    duplicates = result.quarantine[result.quarantine["reason"] == "duplicate_id"]
+    assert sorted(duplicates["id"]) == sorted([first, f"0{first}"])
+    assert result.valid["id"].is_unique and int(first) not in set(result.valid["id"])
+
+
 def test_clean_catalogue_passes(tiny_catalog: Path) -> None:
     result = validate_catalog(tiny_catalog)
     assert result.gx_success is True and result.quarantine.empty

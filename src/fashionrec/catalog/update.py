@@ -6,15 +6,22 @@ An addition is validated by the same Great Expectations suite as a pipeline run 
 reported, never dropped; an addition batch has no valid-fraction floor). Each valid image is encoded by the
 predictor's encoder of every model version being served (production, and a canary during a rollout): the vectors
 carry their version, which is their key in the online store, and an encoder answering with another version is
-refused. A removal deletes the product's attributes and vectors of every version, then records the change.
-The catalogue folder gains the added rows and images (the pipeline's source of truth for the next retrain); removed
-lines move to ``removed.jsonl`` beside ``styles.csv`` with the time they were removed, their images to
-``removed_images/``. Every other line of styles.csv stays byte for byte as it was.
+refused. A removal deletes the product's attributes and vectors of every version.
+
+Every change is made in an order that a retry can always finish: first its intent goes into the change log as a
+pending record (for an add with its rows, vectors and photos), then the online stores are written and the
+catalogue edited (both idempotent), then the change is committed to the log, where consumers see it. A call that
+fails in between leaves the pending record; the next call finishes it before anything else (a retry of the same
+request returns that change instead of making it twice). The catalogue folder gains the added rows and images (the
+pipeline's source of truth for the next retrain); every line taken out or replaced goes to ``removed.jsonl`` beside
+``styles.csv`` (with when and why), its photo to ``removed_images/`` (fashionrec.data.catalog.edit_catalogue).
+Every other line of styles.csv stays byte for byte as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import tempfile
@@ -22,14 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, SNAPSHOT_FEATURE_REPO_DIR, STYLES_COLUMNS
-from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, edit_styles, image_path
-from fashionrec.data.changes import Change, ChangeLog
+from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY, SNAPSHOT_FEATURE_REPO_DIR
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, edit_catalogue, normal_id, styles_lines
+from fashionrec.data.changes import Change, ChangeLog, PendingChange
 from fashionrec.data.validation.checks import ValidationSettings
 from fashionrec.data.validation.quarantine import validate_catalog
 from fashionrec.data.validation.report import output_paths, write_outputs
@@ -42,8 +49,6 @@ from fashionrec.serving.release import fetch_serving
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-REMOVED_FILE = "removed.jsonl"  # in the catalogue folder: styles.csv lines taken out by `catalog remove`, with when
-REMOVED_IMAGES_DIR = "removed_images"  # and their images
 ENCODE_BATCH = 16  # images per predictor request
 
 
@@ -112,33 +117,37 @@ def add_items(
     catalog_dir: Path | None,
     report_dir: Path,
 ) -> AddResult:
-    """Validate ``additions`` (a catalogue folder), encode the valid rows with every served version, write them to
-    each version's online store, extend the catalogue, then record the change; returns what was added."""
+    """Validate ``additions`` (a catalogue folder), encode the valid rows with every served version, then record the
+    change as pending, write each version's online store, extend the catalogue and commit the change; returns what
+    was added. Changes left pending by a failed call are finished first (this very addition included: a retry)."""
 
     if not served:
         raise CatalogUpdateError("no served model version to encode the new products with: is anything being served?")
     result = validate_catalog(additions, ValidationSettings(min_valid_fraction=0.0, workers=1))
     write_outputs(result, additions, output_paths(report_dir))
     valid = result.valid
+    images = list(valid["image"])
+    ids = [int(i) for i in valid["id"]]
+    versions = sorted({s.model_version for s in served})
+    lines = styles_lines(valid)
+    request = _request("add", ids, versions, lines, images)
+    retried = finish_pending(changes, served).get(request)
+    if retried is not None:  # a failed call of this same addition began it: the retry's answer is that change
+        return AddResult(retried.change.item_ids, len(result.quarantine), retried.change.model_versions, retried.change)
     if valid.empty:
         return AddResult([], len(result.quarantine), [], None)
-    images = list(valid["image"])
     digest = "catalog-add:" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    versions = sorted({s.model_version for s in served})
     vectors = {version: asyncio.run(_encode_closing(images, version, predictor)) for version in versions}
     tables = {version: _rows_table(valid, version, digest) for version in versions}
-    for target in served:  # with a shared store (Redis) several targets are one store: the writes are idempotent
-        write_items(open_store(target.feature_repo), tables[target.model_version], vectors[target.model_version])
-    if catalog_dir is not None:
-        _append_to_catalogue(valid, additions, catalog_dir)
     with tempfile.TemporaryDirectory() as tmp:
         offline = Path(tmp) / "rows.parquet"
-        # The photos travel with the record: a version rolled out later encodes them from here (reencode_additions).
+        # The photos travel with the record: a version rolled out later encodes them from here (reencode_additions),
+        # and a retry of a failed call writes the stores and the catalogue from it.
         rows = pd.concat([t.assign(image=images) for t in tables.values()], ignore_index=True)
         write_embeddings(rows, np.concatenate([vectors[v] for v in versions]), offline)
         record = offline.read_bytes()
-    ids = [int(i) for i in valid["id"]]
-    change = changes.append("add", ids, versions, rows=record)
+    pending = changes.begin("add", ids, versions, rows=record, detail=_detail(request, catalog_dir, lines=lines))
+    change = _complete(changes, pending, served)
     return AddResult(ids, len(result.quarantine), versions, change)
 
 
@@ -149,31 +158,86 @@ async def _encode_closing(images: list[bytes], version: str, predictor: Predicto
         await predictor.close()  # its connection pool belongs to this event loop
 
 
-def _append_to_catalogue(valid: pd.DataFrame, additions: Path, catalog_dir: Path) -> None:
-    """Add the rows to the catalogue's styles.csv (replacing lines of the same id) and copy their images."""
-    new = valid.loc[:, list(STYLES_COLUMNS)].astype(str)
-    (catalog_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    for item_id in new["id"]:
-        shutil.copy2(image_path(additions, item_id), image_path(catalog_dir, item_id))
-    edit_styles(catalog_dir / STYLES_FILE, set(new["id"]), new)
-
-
 def remove_items(item_ids: list[int], served: list[ServedVersion], changes: ChangeLog, catalog_dir: Path | None) -> RemoveResult:
-    """Delete the products' attributes and vectors (every version) from each served online store, move their rows
-    out of the catalogue, then record the change; returns which ids had rows."""
+    """Record the removal as pending, delete the products' attributes and vectors (every version) from each served
+    online store, move their rows out of the catalogue, then commit the change; returns which ids had rows. Changes
+    left pending by a failed call are finished first (this very removal included: a retry)."""
 
     if not item_ids:
         raise CatalogUpdateError("no item ids to remove")
     wanted = sorted({int(i) for i in item_ids})
-    had_rows: set[int] = set()
+    request = _request("remove", wanted)
+    pending = finish_pending(changes, served).get(request)
+    if pending is None:
+        had_rows: set[int] = set()
+        for target in served:
+            had_rows |= set(OnlineFeatures(target.feature_repo).present(wanted))
+        detail = _detail(request, catalog_dir, present=sorted(had_rows))
+        pending = changes.begin("remove", wanted, detail=detail)
+        _complete(changes, pending, served)
+    present = set(pending.detail["present"])  # as found before the first try deleted anything
+    return RemoveResult(sorted(present), sorted(set(wanted) - present), pending.change)
+
+
+def finish_pending(changes: ChangeLog, served: list[ServedVersion]) -> dict[str, PendingChange]:
+    """Finish the changes that failed calls began, oldest first: the stores and the catalogue they name get what an
+    uninterrupted call would have written (served versions the change was encoded for), then each is committed.
+    Returns them by the request that began them."""
+    finished = {}
+    for pending in changes.pending():
+        _complete(changes, pending, served)
+        finished[str(pending.detail.get("request"))] = pending
+    return finished
+
+
+def _complete(changes: ChangeLog, pending: PendingChange, served: list[ServedVersion]) -> Change:
+    """Make a begun change (every step idempotent, so a second try after a failure anywhere ends the same), then
+    commit it."""
+    change, detail = pending.change, pending.detail
+    if not pending.committed:
+        catalog = Path(detail["catalog"]) if detail.get("catalog") else None
+        if change.action == "add":
+            with changes.fs.open(changes.rows_uri(change), "rb") as handle:
+                table, vectors = read_embeddings(handle)
+            _write_stores(served, table, vectors)
+            if catalog is not None:
+                photos = table.drop_duplicates(FEAST_JOIN_KEY)
+                images = {normal_id(i): bytes(b) for i, b in zip(photos[FEAST_JOIN_KEY], photos["image"], strict=True)}
+                edit_catalogue(catalog, change.name, lines=detail["lines"], images=images)
+        else:
+            _delete_from_stores(served, change.item_ids)
+            if catalog is not None:
+                edit_catalogue(catalog, change.name, drop_ids=change.item_ids)
+    changes.commit(change)
+    return change
+
+
+def _write_stores(served: list[ServedVersion], table: pd.DataFrame, vectors: np.ndarray) -> None:
+    """Each served version's rows and vectors of a recorded addition into its online store. With a shared store
+    (Redis) several targets are one store: the writes are idempotent."""
+    rows = table.drop(columns=["image"])
     for target in served:
-        online = OnlineFeatures(target.feature_repo)
-        had_rows |= set(online.present(wanted))
-        delete_items(online.store, wanted)
-    if catalog_dir is not None:
-        _move_out_of_catalogue(wanted, catalog_dir)
-    change = changes.append("remove", wanted)
-    return RemoveResult(sorted(had_rows), sorted(set(wanted) - had_rows), change)
+        mine = (rows["model_version"] == target.model_version).to_numpy()
+        if mine.any():
+            write_items(open_store(target.feature_repo), rows[mine].reset_index(drop=True), vectors[mine])
+
+
+def _delete_from_stores(served: list[ServedVersion], item_ids: list[int]) -> None:
+    for target in served:
+        delete_items(open_store(target.feature_repo), item_ids)
+
+
+def _request(action: str, item_ids: list[int], versions: list[str] | None = None, lines: list[str] | None = None,
+             images: list[bytes] | None = None) -> str:  # fmt: skip
+    """What identifies a call's change, so that its retry finds the one a failed try began."""
+    photos = [hashlib.sha256(image).hexdigest() for image in images or []]
+    return hashlib.sha256(json.dumps([action, item_ids, versions or [], lines or [], photos]).encode()).hexdigest()
+
+
+def _detail(request: str, catalog_dir: Path | None, **more: Any) -> dict[str, Any]:
+    """A pending change's record of the call: its request, and the catalogue it edits (absolute: a retry may run
+    elsewhere)."""
+    return {"request": request, "catalog": str(catalog_dir.absolute()) if catalog_dir is not None else None, **more}
 
 
 def latest_changes(changes: ChangeLog) -> dict[int, Change]:
@@ -238,21 +302,6 @@ def replay_changes(changes: ChangeLog, model_version: str) -> Callable[[FeatureS
         write_items(store, others.drop(columns=["image", "embedding"]), None)  # attributes only
 
     return replay
-
-
-def _move_out_of_catalogue(item_ids: list[int], catalog_dir: Path) -> None:
-    """Take the products' lines out of styles.csv and their images out of images/, keeping both: the lines go to
-    removed.jsonl (as they were, with when), the images to removed_images/."""
-    if not (catalog_dir / STYLES_FILE).exists():
-        return
-    when = datetime.now(UTC).isoformat()
-    dropped = edit_styles(catalog_dir / STYLES_FILE, {str(i) for i in item_ids})
-    with (catalog_dir / REMOVED_FILE).open("a", encoding="utf-8", errors="surrogateescape") as log:
-        log.writelines(json.dumps({"removed_at": when, "line": line.rstrip("\r\n")}) + "\n" for line in dropped)
-    (catalog_dir / REMOVED_IMAGES_DIR).mkdir(exist_ok=True)
-    for item_id in item_ids:
-        if image_path(catalog_dir, item_id).exists():
-            image_path(catalog_dir, item_id).replace(catalog_dir / REMOVED_IMAGES_DIR / f"{item_id}.jpg")
 
 
 def fetch_feature_repo(releases_uri: str, model_version: str, out_dir: Path) -> Path:

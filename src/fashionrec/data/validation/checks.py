@@ -40,6 +40,9 @@ class ValidationSettings:
         return cls(**(overrides or {}))
 
 
+ID_KEY_COLUMN = "id_key"  # of the facts table: the id as compared (normal_id), so that 0123 and 123 are one product
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation over the facts table; rows that break it are quarantined with ``reason`` (or, when
@@ -56,7 +59,7 @@ def build_checks(settings: ValidationSettings) -> list[Check]:
     """The suite, in precedence order: a row's reason is the first check it fails."""
     checks = [
         Check("id_not_integer", "ExpectColumnValuesToMatchRegex", {"column": "id", "regex": r"^\d+$"}, "id"),
-        Check("duplicate_id", "ExpectColumnValuesToBeUnique", {"column": "id"}, "id"),
+        Check("duplicate_id", "ExpectColumnValuesToBeUnique", {"column": ID_KEY_COLUMN}, "id"),
         Check("missing_label", "ExpectColumnValuesToNotBeNull", {"column": LABEL_COLUMN}),
     ]
     if settings.label_vocabulary:

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from fashionrec.config import LABEL_COLUMN, STYLES_COLUMNS
-from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, image_path, read_styles
+from fashionrec.data.catalog import IMAGES_DIR, STYLES_FILE, image_path, normal_id, read_styles
 from fashionrec.data.imagefacts import CATALOGUE_FORMATS, compute_facts, near_duplicate_groups
 from fashionrec.data.validation.checks import (
+    ID_KEY_COLUMN,
     REPORT_ONLY_COLUMNS,
     Check,
     ValidationSettings,
@@ -84,6 +85,7 @@ def validate_catalog(catalog_dir: Path, settings: ValidationSettings | None = No
     rows = styles.rows.reset_index(drop=True)
     for column in (LABEL_COLUMN, *REPORT_ONLY_COLUMNS):  # an empty field is a missing value
         rows[column] = rows[column].mask(rows[column].str.len() == 0)
+    rows[ID_KEY_COLUMN] = rows["id"].map(normal_id)
     image_facts = compute_facts([image_path(catalog_dir, i) for i in rows["id"]], workers=settings.workers or None)
     facts = pd.concat([rows, image_facts], axis=1)
     facts["format_matches_name"] = facts["format"].isin(CATALOGUE_FORMATS) | (facts["status"] != "ok")
