@@ -73,13 +73,14 @@ WHOLE_REQUEST = "fashionrec_request_seconds"
 class Poster:
     """POSTs pre-encoded JSON bodies on one keep-alive connection (http.client: little client CPU per request)."""
 
-    def __init__(self, url: str, bodies: list[bytes]) -> None:
+    def __init__(self, url: str, bodies: list[bytes], headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(url)
         self.connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
         self.path, self.bodies = parts.path, bodies
+        self.headers = {"Content-Type": "application/json", **(headers or {})}  # TorchServe's key, when local
 
     def __call__(self, i: int) -> None:
-        self.connection.request("POST", self.path, self.bodies[i % len(self.bodies)], {"Content-Type": "application/json"})
+        self.connection.request("POST", self.path, self.bodies[i % len(self.bodies)], self.headers)
         response = self.connection.getresponse()
         body = response.read()
         if response.status != 200:
@@ -114,9 +115,9 @@ def sequential(call: Callable[[int], object], requests: int, warmup: int = 10) -
     return summarise([timed(lambda i=i: call(i)) for i in range(requests)])  # type: ignore[misc]
 
 
-def at_concurrency(url: str, bodies: list[bytes], requests: int) -> dict[str, float]:
+def at_concurrency(url: str, bodies: list[bytes], requests: int, headers: dict[str, str] | None = None) -> dict[str, float]:
     """CONCURRENCY clients, each on its own keep-alive connection, `requests` in all."""
-    posters = [Poster(url, bodies) for _ in range(CONCURRENCY)]
+    posters = [Poster(url, bodies, headers) for _ in range(CONCURRENCY)]
 
     def worker(n: int) -> list[float]:
         return [timed(lambda i=i: posters[n](i)) for i in range(n, requests, CONCURRENCY)]  # type: ignore[misc]
@@ -258,11 +259,13 @@ def main() -> None:
                 end_to_end = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
                 metrics = f"{transformer.url}/metrics"
                 name = "TorchServe" if runtime == "torchserve" else "KServe encoder"
-                alone, through = Poster(direct, direct_bodies), Poster(end_to_end, bodies)
+                # local TorchServe takes only calls with its inference key; the KServe-hosted encoder needs none
+                keys = predictor.inference_headers() if hasattr(predictor, "inference_headers") else {}
+                alone, through = Poster(direct, direct_bodies, keys), Poster(end_to_end, bodies)
                 if protocol == "v2":
                     results[f"{name} direct"] = sequential(alone, args.requests)
                     results[f"{name} direct, concurrency {CONCURRENCY}"] = at_concurrency(
-                        direct, direct_bodies, args.concurrent_requests
+                        direct, direct_bodies, args.concurrent_requests, keys
                     )
                 label = f"transformer -> {name} ({protocol})"
                 before = histogram_totals(metrics)

@@ -438,6 +438,7 @@ def serve(
         state = serving.save(workdir)  # a `fashionrec pipeline run` of this workdir rolls out onto these servers
         encoder = predictor_model_name(predictor.model_version)
         console.print(f"encoder (TorchServe, v2): {predictor.inference_url}/v2/models/{encoder}/infer")
+        console.print(f"  its APIs take 'Authorization: Bearer KEY' with a key of {predictor.key_file} (owner-only)")
         console.print(f"[bold]transformer (v2): {transformer.url}/v2/models/{MODEL_NAME}/infer[/bold]")
         console.print(f"query it: fashionrec query --url {transformer.url} IMAGE.jpg   (Ctrl-C stops both servers)")
         target = LocalTarget(serving)

@@ -86,6 +86,8 @@ TORCHSERVE_MANAGEMENT_PORT = 8086
 TORCHSERVE_METRICS_PORT = 8082
 TORCHSERVE_GRPC_INFERENCE_PORT = 7070
 TORCHSERVE_GRPC_MANAGEMENT_PORT = 7071
+# TorchServe's token auth (local serving) writes its management and inference keys here, in its working directory.
+TORCHSERVE_KEY_FILE = "key_file.json"
 
 # Dynamic batching of the encoder (TorchServe's batch_size/max_batch_delay, and fashionrec.serving.batching in the
 # KServe-hosted encoder): requests arriving within the delay share one forward pass of up to this many images.

@@ -189,8 +189,8 @@ class PipelineSettings:
     online_store: str = parameter(
         "",
         "Feast online store: empty = an embedded sqlite file inside each release; redis://HOST:PORT = one shared Redis "
-        "(production; also redis://:PASSWORD@HOST:PORT/DB, where PASSWORD may be ${FEAST_REDIS_PASSWORD}: Feast expands "
-        "it from the pod's env)",
+        "(production; also redis://:${FEAST_REDIS_PASSWORD}@HOST:PORT/DB: a password must be an ${ENV} reference, which "
+        "Feast expands from the pod's env; a literal one is refused)",
     )
     feast_registry: str = parameter(
         "", "Feast registry: empty = a file inside each release; a SQLAlchemy URL (postgresql://...) = Feast's SQL registry"

@@ -4,15 +4,60 @@ events, the catalogue change log all live under one), and the JSON-lines logs wr
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 # KFP's MinIO scheme; the S3 API of a MinIO server (endpoint from $AWS_ENDPOINT_URL, KFP's in-cluster MinIO otherwise).
 MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+
+
+# The password of a URL's user info (scheme://[user]:PASSWORD@host): up to the last "@" before a space, so that a
+# malformed URL (a raw "@" or "/" in its password, "redis:/" for "redis://") is hidden whole: hiding too much is the
+# safe error.
+URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*:/*[^\s/@:]*:)(?P<password>\S*)(?=@)")
+# ...and the password option of a connection string (Feast's Redis form: host:port,db=0,password=...).
+OPTION_PASSWORD = re.compile(r"(?P<head>\bpassword=)(?P<password>[^\s,'\"]*)", re.IGNORECASE)
+# The one form of password a parameter may hold: a reference to an environment variable, expanded where it is used.
+ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+REDACTED = "***"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every URL (and of every ``password=`` option) replaced by ``***``: for any
+    message or log line that shows a URL given by a person (online store, registry, tracking or storage URI)."""
+    return OPTION_PASSWORD.sub(_redacted, URL_PASSWORD.sub(_redacted, text))
+
+
+def _secret(password: str) -> bool:
+    return bool(password) and not ENV_REFERENCE.fullmatch(unquote(password))
+
+
+def _redacted(match: re.Match[str]) -> str:
+    # a ${VAR} reference is no secret, and shows which variable is missing when the store refuses the login
+    return match["head"] + (REDACTED if _secret(match["password"]) else match["password"])
+
+
+def literal_password(url: str) -> bool:
+    """Whether ``url`` carries a password that is not a ``${VAR}`` reference (an empty one is none)."""
+    return any(_secret(found["password"]) for found in URL_PASSWORD.finditer(url))
+
+
+def refuse_literal_passwords(parameters: Mapping[str, Any]) -> None:
+    """A run's parameters are stored with it (and a Feast URL in the feature_store.yaml it publishes): a password in
+    a URL parameter must be a ``${VAR}`` reference. The error names the parameter, never the password."""
+    for name, value in parameters.items():
+        if isinstance(value, str) and literal_password(value):
+            raise ValueError(
+                f"{name} holds a literal password ({redact_urls(value)}): a parameter is stored with the run, so write "
+                "the password as ${VAR}, an environment variable of the step (Feast expands it from the credentials "
+                "Secret: ${FEAST_REDIS_PASSWORD}, ${FEAST_REGISTRY_PASSWORD}), or leave it out of the URL"
+            )
 
 
 def storage(uri: str) -> tuple[Any, str]:

@@ -4,8 +4,10 @@ kserve.ModelServer, started exactly as `fashionrec serve` starts them."""
 import base64
 import concurrent.futures
 import json
+import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashionrec.config import EMBEDDING_DIM, MAX_REQUEST_BYTES, MODEL_NAME, predictor_model_name
+from fashionrec.config import EMBEDDING_DIM, MAR_FILE, MAX_REQUEST_BYTES, MODEL_NAME, MODEL_STORE_DIR, predictor_model_name
+from fashionrec.deploy.local_target import LocalServing, register_encoder, served_versions, unregister_encoder
 from fashionrec.local.stages import StageOutputs
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.serving.client import QueryError, binary_image_request, image_request, infer, item_request, parse_hits
-from fashionrec.serving.processes import LocalTorchServe, LocalTransformer, serve_locally
+from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, LocalTransformer, serve_locally
+from fashionrec.serving.torchserve import bearer
 
 pytestmark = pytest.mark.integration
 Servers = tuple[LocalTorchServe, LocalTransformer]
@@ -30,6 +34,19 @@ def servers(stages: StageOutputs, tmp_path_factory: pytest.TempPathFactory) -> I
     with serve_locally(stages.deployment, tmp_path_factory.mktemp("serve")) as (predictor, transformer):
         assert isinstance(predictor, LocalTorchServe)  # the default runtime
         yield predictor, transformer
+
+
+def relabel(mar: Path, out: Path, model_version: str) -> None:
+    """A copy of the archive that says it holds another model version (a second release, without training one)."""
+    out.parent.mkdir(parents=True)
+    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(out, "w") as copy:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename == "MAR-INF/MANIFEST.json":
+                manifest = json.loads(data)
+                manifest["model"]["modelVersion"] = model_version
+                data = json.dumps(manifest).encode()
+            copy.writestr(entry, data)
 
 
 def images(catalog: Path, *ids: int) -> list[bytes]:
@@ -61,6 +78,7 @@ def test_not_an_image_gets_a_4xx_with_a_message_and_serving_goes_on(servers: Ser
     direct = httpx.post(
         f"{predictor.inference_url}/v2/models/{predictor_model_name(predictor.model_version)}/infer",
         json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"junk").decode()]}]},
+        headers=predictor.inference_headers(),
     )
     assert direct.status_code == 400 and "image 0" in direct.text
     assert parse_hits(infer(transformer.url, image_request(images(tiny_catalog, 10001))))[0][0].item_id == 10001
@@ -72,6 +90,7 @@ def test_torchserve_embeds_a_batch_over_v2(servers: Servers, tiny_catalog: Path)
     response = httpx.post(
         f"{predictor.inference_url}/v2/models/{predictor_model_name(predictor.model_version)}/infer",
         json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": data}]},
+        headers=predictor.inference_headers(),
         timeout=30,
     )
     assert response.status_code == 200
@@ -97,6 +116,44 @@ def test_management_api_is_on_loopback_only(servers: Servers) -> None:
     assert predictor.management_url.startswith("http://127.0.0.1:")
     config = (predictor.work_dir / "config.properties").read_text()
     assert f"management_address=http://127.0.0.1:{predictor.management_port}" in config
+
+
+def test_the_management_api_wants_its_key_and_registers_archives_of_its_store_only(servers: Servers, tmp_path: Path) -> None:
+    """The ShellTorch pattern: a local process registering a .mar from anywhere would run its handler. Without the
+    management key nothing is answered; with it, only an archive already in the model store is registered."""
+    predictor, transformer = servers
+    models = f"{predictor.management_url}/models"
+    refused = httpx.get(models, timeout=10)
+    assert refused.status_code == 400 and "InvalidKeyException" in refused.text
+    assert httpx.get(models, headers=bearer("not-the-key"), timeout=10).status_code == 400
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy2(predictor.live_store / MAR_FILE, elsewhere / "shelltorch.mar")  # a loadable archive, outside the store
+    for url in ((elsewhere / "shelltorch.mar").as_uri(), "http://127.0.0.1:9/shelltorch.mar"):
+        params = {"url": url, "model_name": "shelltorch", "initial_workers": "1", "synchronous": "true"}
+        answer = httpx.post(models, params=params, headers=predictor.management_headers(), timeout=60)
+        assert answer.status_code == 404 and "does not match any allowed URL" in answer.text, answer.text
+    # Our own path (the hot swap's, fashionrec.deploy.local_target): a release's archive copied into the store and
+    # registered by name, with the key; without the key the same registration is refused.
+    serving = LocalServing.of(predictor, transformer, predictor.work_dir.parent / LIVE_DIR)
+    release = tmp_path / "release"
+    relabel(predictor.live_store / MAR_FILE, release / MODEL_STORE_DIR / MAR_FILE, "relabelled")
+    params = {"url": MAR_FILE, "model_name": "fashionrec-copy", "initial_workers": "1", "synchronous": "true"}
+    assert httpx.post(models, params=params, timeout=60).status_code == 400
+    assert register_encoder(serving, release) == "relabelled"
+    assert served_versions(serving) == {predictor.model_version, "relabelled"}
+    unregister_encoder(serving, "relabelled")
+    assert served_versions(serving) == {predictor.model_version}
+    # The store's own file:// URL passes allowed_urls as TorchServe parsed it from config.properties (escapes and
+    # all); TorchServe then refuses to fetch a file onto itself, and leaves it be.
+    inside = {"url": (predictor.live_store / MAR_FILE).as_uri(), "model_name": "inside", "synchronous": "true"}
+    answer = httpx.post(models, params=inside, headers=predictor.management_headers(), timeout=60)
+    assert "already exists" in answer.text and "does not match" not in answer.text, answer.text
+    assert (predictor.live_store / MAR_FILE).is_file()
+    # the inference API wants its key too (the transformer reads it from the key file, as the other tests show)
+    infer_url = f"{predictor.inference_url}/v2/models/{predictor_model_name(predictor.model_version)}/infer"
+    without_key = httpx.post(infer_url, json={"inputs": []}, timeout=10)
+    assert without_key.status_code == 400 and "InvalidKeyException" in without_key.text
 
 
 def test_the_running_transformer_has_loaded_no_torch(servers: Servers) -> None:

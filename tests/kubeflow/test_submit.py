@@ -277,6 +277,23 @@ def test_string_parameters_take_the_text_and_required_ones_must_be_given() -> No
         runtime_parameters(PACKAGE, [INTEGER])
 
 
+def test_a_literal_password_in_a_parameter_is_refused_before_any_request(kfp_api: KfpApiRecorder) -> None:
+    """KFP stores a run's parameters for anyone who can list runs: a password goes as ${VAR} (Feast expands it)."""
+    with pytest.raises(KfpSubmitError) as refused:
+        submit_run(kfp_api.url, params=[*REQUIRED, "online_store=redis://:hunter2@redis.feast:6379/0"])
+    assert "online_store" in str(refused.value) and "hunter2" not in str(refused.value) and "${VAR}" in str(refused.value)
+    assert kfp_api.requests == []
+    reference = "redis://:${FEAST_REDIS_PASSWORD}@redis.feast:6379/0"
+    assert runtime_parameters(PACKAGE, [*REQUIRED, f"online_store={reference}"])["online_store"] == reference
+
+
+def test_submission_errors_hide_the_password_of_the_host() -> None:
+    host = f"http://admin:hunter2@127.0.0.1:{free_closed_port()}"
+    with pytest.raises(KfpSubmitError) as refused:
+        submit_run(host, params=REQUIRED, timeout=0.5)
+    assert "hunter2" not in str(refused.value) and "admin:***@127.0.0.1" in str(refused.value)
+
+
 @pytest.mark.parametrize("cron", ["0 3 * *", "0 0 3 * * *", "@daily", "0 3 * * %"])
 def test_a_bad_cron_is_refused_before_any_request(kfp_api: KfpApiRecorder, cron: str) -> None:
     with pytest.raises(KfpSubmitError, match="--cron"):

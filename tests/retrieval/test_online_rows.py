@@ -158,16 +158,35 @@ def test_the_config_switch_stages_redis_and_a_sql_registry(tmp_path: Path) -> No
     assert default.read_text() == (Path(__file__).parents[2] / "feature_repo" / FEAST_CONFIG_FILE).read_text()
 
 
-def test_a_password_with_url_characters_is_percent_encoded() -> None:
-    config = StoreSettings(online_store="redis://:p%2Fw%40rd@10.0.0.7:6380").online_store_config()
-    assert config == {"type": "redis", "connection_string": "10.0.0.7:6380,password=p/w@rd"}
-    with pytest.raises(ValueError, match="password with ','"):  # Feast's connection string separator
-        StoreSettings(online_store="redis://:a%2Cb@h:1").online_store_config()
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"online_store": "redis://:s3cret-pw@redis.feast:6379/2"},
+        {"online_store": "redis://:p%2Fw%40s3cret-pw@10.0.0.7:6380"},
+        {"online_store": "redis://:s3cret-pw@redis.feast:port"},  # malformed too: the password is still never shown
+        {"online_store": "redis:/:s3cret-pw@redis.feast:6379"},
+        {"registry": "postgresql://feast:s3cret-pw@db.feast/registry"},
+    ],
+)
+def test_a_literal_password_is_refused_naming_the_parameter_not_the_password(setting: dict[str, str]) -> None:
+    """It would be stored with the run, in feature_store.yaml and in the published release."""
+    with pytest.raises(ValueError) as refused:
+        StoreSettings(**setting)
+    message = str(refused.value)
+    assert "s3cret" not in message and "${VAR}" in message
+    assert ("online_store" if "online_store" in setting else "feast_registry") in message
+
+
+def test_a_password_reference_may_be_percent_encoded() -> None:
+    config = StoreSettings(online_store="redis://:%24%7BFEAST_REDIS_PASSWORD%7D@10.0.0.7:6380").online_store_config()
+    assert config == {"type": "redis", "connection_string": "10.0.0.7:6380,password=${FEAST_REDIS_PASSWORD}"}
 
 
 @pytest.mark.parametrize(
-    "url", ["redis.feast:6379", "redis://", "redis://host", "redis://host:port", "redis://u:p@h:1", "redis://h:1/x"]
-)
+    "url",
+    ["redis.feast:6379", "redis://", "redis://host", "redis://host:port", "redis://u:${P}@h:1", "redis://h:1/x",
+     "redis://:${FEAST_REDIS_PASSWORD}@[::1:6379"],
+)  # fmt: skip
 def test_a_malformed_online_store_setting_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="online store must"):
         StoreSettings(online_store=url).online_store_config()

@@ -49,6 +49,7 @@ def gallery(
             index_dir=second_version.index_dir,
             feature_repo=second_version.feature_repo,
             predictor_host=f"{LOOPBACK}:{predictor.inference_port}",
+            predictor_key_file=predictor.key_file,
         )
         try:
             other.start()

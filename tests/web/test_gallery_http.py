@@ -3,6 +3,7 @@ message (never a 5xx or a dropped connection). No browser, no model."""
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -21,10 +22,12 @@ from fashionrec.web.gallery import (
     CONTENT_SECURITY_POLICY,
     GallerySettings,
     GalleryStartError,
+    failure_message,
     serving_gallery,
 )
 
 STUB_VERSION = "stub-model-1"
+SERVER_FILE = "/mnt/models/index/items.faiss"
 UPLOAD_LIMIT = 4096
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -57,6 +60,8 @@ class StubTransformer(BaseHTTPRequestHandler):
         answer: dict[str, object]
         if tensor["name"] == "item_id" and tensor["data"] == [404404]:
             status, answer = 400, {"error": "unknown item_id 404404"}
+        elif tensor["name"] == "item_id" and tensor["data"] == [500500]:  # a server's failure naming its files
+            status, answer = 500, {"error": f"cannot read {SERVER_FILE}: the index is gone"}
         elif tensor["name"] == "image" and not base64.b64decode(tensor["data"][0]).startswith(JPEG_MAGIC):
             status, answer = 400, {"error": "image 0 is not a recognised image format"}
         else:
@@ -205,3 +210,53 @@ def test_only_the_galleries_own_host_and_origin_are_answered(gallery: httpx.Clie
     assert len(StubTransformer.queries) == before  # nothing was forwarded
     own = gallery.post("/api/feedback", content=b"{}", headers={"Origin": f"http://127.0.0.1:{port}"})
     assert own.status_code == 400 and "a report is" in own.json()["error"]
+
+
+def raw_exchange(base_url: str, request: bytes) -> bytes:
+    """Send bytes on one connection and read until the gallery closes it (or stops answering)."""
+    host, port = str(base_url).removeprefix("http://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except TimeoutError:  # still open: the gallery waits for another request on it
+            received += b"<still open>"
+    return received
+
+
+@pytest.mark.parametrize(
+    "unsized",
+    [b"", b"Transfer-Encoding: chunked\r\n"],
+    ids=["no Content-Length", "chunked"],
+)
+def test_a_411_closes_the_connection_so_an_unsized_body_is_never_read_as_a_request(gallery: httpx.Client, unsized: bytes) -> None:
+    host = str(gallery.base_url).removeprefix("http://").rstrip("/").encode()
+    smuggled = b"GET /api/facets HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled) if unsized else smuggled
+    request = b"POST /api/similar/image HTTP/1.1\r\nHost: " + host + b"\r\n" + unsized + b"\r\n" + body
+    received = raw_exchange(str(gallery.base_url), request)
+    assert received.startswith(b"HTTP/1.1 411 ") and b"Content-Length header" in received
+    assert b"\r\nConnection: close\r\n" in received
+    assert received.count(b"HTTP/1.1 ") == 1 and not received.endswith(b"<still open>")  # nothing else was answered
+
+
+def test_error_answers_show_file_names_never_absolute_paths(transformer_url: str, tmp_path: Path) -> None:
+    catalog = write_catalogue(tmp_path / "catalogue", ROWS, WITH_PHOTOS)
+    with serving_gallery(GallerySettings(catalog, transformer_url, port=0)) as server:
+        failed = httpx.get(f"{server.url}/api/similar/item/500500")  # the transformer's message names its file
+        assert failed.status_code == 502 and "items.faiss" in failed.json()["error"]
+        assert "/mnt/models" not in failed.text
+        (catalog / "styles.csv").unlink()  # a failure of the gallery's own: it cannot read the catalogue
+        broken = httpx.get(f"{server.url}/api/facets")
+        assert broken.status_code == 500 and "styles.csv" in broken.json()["error"]
+        assert str(tmp_path) not in broken.text and "/catalogue/" not in broken.text
+
+
+def test_a_failure_message_keeps_the_kind_and_file_name_only() -> None:
+    unreadable = PermissionError(13, "Permission denied", "/home/someone/shop/images/1.jpg")
+    assert failure_message(unreadable) == "the gallery could not read 1.jpg (Permission denied); its log has the details"
+    assert failure_message(ValueError("bad row in /srv/shop/styles.csv line 3")) == (
+        "the gallery failed: ValueError: bad row in styles.csv line 3"
+    )

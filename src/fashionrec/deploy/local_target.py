@@ -1,6 +1,7 @@
 """The ``local`` rollout target: the TorchServe and transformer processes of `fashionrec serve` on loopback.
 
-- The predictor: a release's encoder is registered in TorchServe through the management API (loopback only) under
+- The predictor: a release's encoder is registered in TorchServe through the management API (loopback only, with
+  the management key of TorchServe's key_file.json; TorchServe takes archives of its model store only) under
   its own name (``predictor_model_name``) beside production's, workers up before the call returns; the old one is
   unregistered after a promote (or the new one after a rollback).
 - The transformer: live/current links the stable index + Feast repo, live/canary the canary's with its traffic share
@@ -50,7 +51,7 @@ from fashionrec.serving.processes import (
     serve_locally,
 )
 from fashionrec.serving.release import Deployment, Release
-from fashionrec.serving.torchserve import TorchServeSettings, mar_version
+from fashionrec.serving.torchserve import TorchServeSettings, management_headers, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
 from fashionrec.workdir import WorkDir
 
@@ -70,18 +71,27 @@ class LocalServing:
     live_dir: Path  # live/current and live/canary
     inference_url: str  # TorchServe's inference API (v2): the encoders `fashionrec catalog add` uses
     catalog_changes: str = ""  # the catalogue change log the transformer applies ("": none)
+    # TorchServe's key_file.json: both of its APIs want a key from it (None: a TorchServe without token auth)
+    predictor_key_file: Path | None = None
 
     @classmethod
     def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
         changes = str(transformer.catalog_changes.resolve()) if transformer.catalog_changes is not None else ""
         return cls(
             predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir,
-            predictor.inference_url, changes,
+            predictor.inference_url, changes, predictor.key_file,
         )  # fmt: skip
 
     def predictor(self) -> PredictorClient:
         """A v2 client of TorchServe's encoders (each model version under its own name)."""
-        return make_predictor("v2", self.inference_url.removeprefix("http://"))
+        return make_predictor("v2", self.inference_url.removeprefix("http://"), key_file=self.predictor_key_file)
+
+    def management_headers(self) -> dict[str, str]:
+        """The management key, read at each call: a restarted TorchServe has new keys."""
+        try:
+            return management_headers(self.predictor_key_file)
+        except (OSError, ValueError) as exc:  # TorchServe (re)starting: the caller retries as for a refused call
+            raise LocalRolloutError(f"TorchServe's key file cannot be read: {exc}") from exc
 
     def served(self) -> list[ServedVersion]:
         """The model versions the transformer serves now (production, and a canary during a rollout) and the Feast
@@ -97,7 +107,8 @@ class LocalServing:
 
     def save(self, work_dir: Path) -> Path:
         path = WorkDir(work_dir).serving_state
-        path.write_text(json.dumps({k: str(v) for k, v in asdict(self).items()}, indent=2), encoding="utf-8")
+        state = {k: "" if v is None else str(v) for k, v in asdict(self).items()}  # the key file's path, never a key
+        path.write_text(json.dumps(state, indent=2), encoding="utf-8")
         return path
 
     @classmethod
@@ -110,6 +121,7 @@ class LocalServing:
         serving = cls(
             data["management_url"], Path(data["live_store"]), data["transformer_url"], Path(data["admin_token_file"]),
             Path(data["live_dir"]), data.get("inference_url", ""), data.get("catalog_changes", ""),
+            Path(data["predictor_key_file"]) if data.get("predictor_key_file") else None,
         )  # fmt: skip
         try:
             ready = httpx.get(f"{serving.transformer_url}/v2/health/ready", timeout=3).status_code == 200
@@ -125,7 +137,9 @@ def _check(response: httpx.Response, what: str) -> None:
 
 def served_versions(serving: LocalServing) -> set[str]:
     """The model versions whose encoder TorchServe serves now."""
-    response = httpx.get(f"{serving.management_url}/models", params={"limit": 1000}, timeout=10)
+    response = httpx.get(
+        f"{serving.management_url}/models", params={"limit": 1000}, headers=serving.management_headers(), timeout=10
+    )
     _check(response, "listing TorchServe's models")
     prefix = predictor_model_name("")
     return {m["modelName"].removeprefix(prefix) for m in response.json()["models"] if m["modelName"].startswith(prefix)}
@@ -149,6 +163,7 @@ def register_encoder(serving: LocalServing, model_store: Path, settings: TorchSe
             "response_timeout": settings.response_timeout_s,
             "synchronous": "true",
         },
+        headers=serving.management_headers(),
         timeout=300,
     )
     _check(response, f"registering the encoder of {version} in TorchServe")
@@ -156,7 +171,9 @@ def register_encoder(serving: LocalServing, model_store: Path, settings: TorchSe
 
 
 def unregister_encoder(serving: LocalServing, version: str) -> None:
-    response = httpx.delete(f"{serving.management_url}/models/{predictor_model_name(version)}", timeout=60)
+    response = httpx.delete(
+        f"{serving.management_url}/models/{predictor_model_name(version)}", headers=serving.management_headers(), timeout=60
+    )
     _check(response, f"unregistering the encoder of {version}")
 
 

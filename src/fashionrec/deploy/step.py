@@ -30,6 +30,7 @@ from fashionrec.deploy.kserve_target import InferenceServiceClient, KServeTarget
 from fashionrec.deploy.rollout import RolloutResult, RolloutSettings, probe_bodies, rollout
 from fashionrec.retrieval.feast_store import is_shared, open_store, retire_model_version
 from fashionrec.serving.release import Deployment, Release, publish, read_release
+from fashionrec.storage import redact_urls
 from fashionrec.training.registry import MlflowRegistry
 from fashionrec.workdir import WorkDir
 
@@ -58,11 +59,11 @@ def parse_target(uri: str) -> DeployTarget:
     if parsed.scheme == "kserve":
         parts = [p for p in f"{parsed.netloc}{parsed.path}".split("/") if p]
         if len(parts) not in (1, 2):
-            raise ValueError(f"deploy target {uri!r}: use kserve://NAME or kserve://NAMESPACE/NAME")
+            raise ValueError(f"deploy target {redact_urls(uri)!r}: use kserve://NAME or kserve://NAMESPACE/NAME")
         return DeployTarget("kserve", namespace=parts[0] if len(parts) == 2 else "", name=parts[-1])
     if parsed.scheme == "local" and not parsed.netloc and parsed.path.startswith("/"):
         return DeployTarget("local", work_dir=Path(parsed.path))
-    raise ValueError(f"deploy target {uri!r}: use kserve://[NAMESPACE/]NAME, local:///ABSOLUTE/WORKDIR or none")
+    raise ValueError(f"deploy target {redact_urls(uri)!r}: use kserve://[NAMESPACE/]NAME, local:///ABSOLUTE/WORKDIR or none")
 
 
 def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
@@ -102,7 +103,7 @@ def deploy(
     target = parse_target(target_uri)
     if target.kind == "kserve" and not registry_uri and not allow_unregistered_deploy:
         raise DeployRefused(
-            f"not deployed to {target_uri}: the run has no model registry (registry_uri), so nothing compared this "
+            f"not deployed to {redact_urls(target_uri)}: the run has no model registry (registry_uri), so nothing compared this "
             "model with production nor records what is served; set registry_uri, or allow_unregistered_deploy=true"
         )
     registry = None

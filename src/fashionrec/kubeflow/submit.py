@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from fashionrec.checkout import PIPELINE_MODULES, compiled_pipeline
+from fashionrec.storage import redact_urls, refuse_literal_passwords
 
 DEFAULT_EXPERIMENT = "fashionrec"
 DEFAULT_PREFLIGHT_TIMEOUT_S = 5.0
@@ -62,6 +63,9 @@ CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,\-]+$")
 
 class KfpSubmitError(RuntimeError):
     """Why a submission could not be made, in one line a person can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_urls(message))  # it quotes hosts, URLs and server messages: never their passwords
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,10 @@ def runtime_parameters(package: PipelinePackage, assignments: Sequence[str]) -> 
             f"{package.name} takes: {', '.join(sorted(package.parameters))}"
         )
     values = {name: typed_parameter_value(package.parameters[name], text) for name, text in texts.items()}
+    try:
+        refuse_literal_passwords(values)  # KFP keeps every parameter with the run, for anyone who can list runs
+    except ValueError as exc:
+        raise KfpSubmitError(str(exc)) from None
     missing = sorted(name for name, parameter in package.parameters.items() if parameter.required and name not in values)
     if missing:
         raise KfpSubmitError(f"{package.name} needs {', '.join(missing)}: pass --param {missing[0]}=VALUE")

@@ -16,6 +16,7 @@ from fashionrec.checkout import PIPELINE_MODULES, load_pipeline_module
 from fashionrec.console import console
 from fashionrec.local.deployment import Deployment, save_deployment
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
+from fashionrec.storage import refuse_literal_passwords
 from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 from fashionrec.workdir import WorkDir
 
@@ -134,6 +135,7 @@ def run_local(
         catalog_changes_uri=str(WorkDir(work_dir).catalog_changes),
     )
     parameters = plain_values(config or TrainConfig(), pipeline=True) | plain_values(settings, pipeline=True)
+    refuse_literal_passwords(parameters)  # before any step records them (the run, MLflow, the release)
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(WorkDir(work_dir).pipeline_root), raise_on_error=True
     )

@@ -35,7 +35,7 @@ from fashionrec.engagement.sequential import (
 )
 from fashionrec.engagement.tally import by_answer_time, tally
 from fashionrec.serving.release import fetch_serving, read_release
-from fashionrec.storage import read_log_lines
+from fashionrec.storage import read_log_lines, redact_urls
 from fashionrec.training.registry import MlflowRegistry
 
 REPORT_FILE = "drift_report.html"
@@ -211,7 +211,7 @@ def production_version(registry_uri: str) -> str:
 
     production = MlflowRegistry(registry_uri).production()
     if production is None:
-        raise LookupError(f"no model holds the production alias in {registry_uri}")
+        raise LookupError(f"no model holds the production alias in {redact_urls(registry_uri)}")
     return production.model_version
 
 

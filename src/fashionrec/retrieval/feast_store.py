@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from fashionrec.config import (
 )
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.online_rows import delete_model_version, entity_keys, item_key, sqlite_reader, vector_key, write_items
+from fashionrec.storage import redact_urls, refuse_literal_passwords
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -89,34 +91,39 @@ def template_dir() -> Path:
 @dataclass(frozen=True)
 class StoreSettings:
     """Where a staged repo keeps its online store and registry: the config switch between the embedded default and
-    production. Values may hold ``${VAR}``: Feast expands them from the environment when it loads the repo, so a
-    password lives in a Secret, never in a pipeline parameter."""
+    production. A password in either URL must be ``${VAR}``: Feast expands it from the environment when it loads the
+    repo (feast.repo_config.load_repo_config), so it lives in a Secret, never in a pipeline parameter, the run or the
+    release's feature_store.yaml. Messages show the URLs with their password hidden."""
 
-    # "" = embedded sqlite file inside the repo; "redis://[:PASSWORD@]HOST:PORT[/DB]" = a shared Redis (feast[redis])
+    # "" = embedded sqlite file inside the repo; "redis://[:${VAR}@]HOST:PORT[/DB]" = a shared Redis (feast[redis]);
+    # the variable's value cannot hold a ",", Feast's connection string separator
     online_store: str = ""
     # "" = registry file inside the repo; a SQLAlchemy URL (postgresql://..., mysql://..., sqlite:///...) = Feast's SQL
     # registry, shared by every repo that names it
     registry: str = ""
 
+    def __post_init__(self) -> None:
+        # named as the pipeline parameters that set them
+        refuse_literal_passwords({"online_store": self.online_store, "feast_registry": self.registry})
+
     def online_store_config(self) -> dict[str, Any]:
         if not self.online_store:
             return {"type": "sqlite", "path": ONLINE_STORE_FILE}
-        from urllib.parse import unquote, urlsplit
-
-        expected = f"online store must be empty (sqlite) or {REDIS_SCHEME}[:PASSWORD@]HOST:PORT[/DB], got {self.online_store!r}"
+        expected = (
+            f"online store must be empty (sqlite) or {REDIS_SCHEME}[:${{VAR}}@]HOST:PORT[/DB], "
+            f"got {redact_urls(self.online_store)!r}"
+        )
         if not self.online_store.startswith(REDIS_SCHEME):
             raise ValueError(expected)
-        url = urlsplit(self.online_store)
         try:
+            url = urlsplit(self.online_store)
             port = url.port
-        except ValueError as exc:
-            raise ValueError(expected) from exc
+        except ValueError:
+            raise ValueError(expected) from None  # urllib's message would quote a part of the URL
         db = url.path.strip("/")
         if not url.hostname or port is None or (db and not db.isdigit()) or url.username or url.query:
             raise ValueError(expected)
-        password = unquote(url.password or "")  # percent-encode "/", "@" or ":" in a password
-        if "," in password:
-            raise ValueError("a Redis password with ',' cannot go into Feast's connection string: choose another")
+        password = unquote(url.password or "")  # a ${VAR} reference (__post_init__), maybe percent-encoded
         # Feast's Redis connection string: "host:port[,db=N][,password=...]"
         options = ([f"db={db}"] if db else []) + ([f"password={password}"] if password else [])
         return {"type": "redis", "connection_string": ",".join([f"{url.hostname}:{port}", *options])}
@@ -125,7 +132,9 @@ class StoreSettings:
         if not self.registry:
             return REGISTRY_FILE
         if "://" not in self.registry:
-            raise ValueError(f"registry must be empty (a file in the repo) or a SQLAlchemy URL, got {self.registry!r}")
+            raise ValueError(
+                f"registry must be empty (a file in the repo) or a SQLAlchemy URL, got {redact_urls(self.registry)!r}"
+            )
         # cache_ttl_seconds: how long a FeatureStore trusts its cached copy of the shared registry
         return {"registry_type": "sql", "path": self.registry, "cache_ttl_seconds": 60}
 

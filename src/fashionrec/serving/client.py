@@ -21,6 +21,7 @@ from fashionrec.config import (
     OUTPUT_SCORE,
     feedback_path,
 )
+from fashionrec.storage import redact_urls
 
 
 class QueryError(RuntimeError):
@@ -108,7 +109,7 @@ def _post(url: str, body: Any, expected: int, timeout: float, headers: dict[str,
             url, content=json.dumps(body).encode(), timeout=timeout, headers=headers or {"content-type": "application/json"}
         )
     except httpx.TransportError as exc:
-        raise QueryError(0, f"cannot reach {url} ({exc}); is `fashionrec serve` running?") from exc
+        raise QueryError(0, redact_urls(f"cannot reach {url} ({exc}); is `fashionrec serve` running?")) from exc
     if response.status_code != expected:
         try:
             message = str(response.json().get("error", response.text))

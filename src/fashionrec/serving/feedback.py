@@ -21,7 +21,7 @@ from fashionrec.config import feedback_path
 from fashionrec.engagement.events import FeedbackEvent, InvalidEvent, parse_feedback
 from fashionrec.engagement.tally import AnswerTracker, Engagement
 from fashionrec.serving.metrics import transformer_metrics
-from fashionrec.storage import LogBuffer
+from fashionrec.storage import LogBuffer, redact_urls
 
 EVENT_BUFFER = 100_000  # events between two flushes at most (~400 B each as records: ~40 MB at worst)
 EVENT_FLUSH_SECONDS = 5.0
@@ -86,7 +86,9 @@ class FeedbackCollector:
         try:
             self.buffer.flush()
         except Exception:
-            logger.exception("writing feedback events to %s failed; keeping them for the next flush", self.buffer.location)
+            logger.exception(
+                "writing feedback events to %s failed; keeping them for the next flush", redact_urls(self.buffer.location)
+            )
         finally:
             transformer_metrics().feedback_buffered.set(len(self.buffer))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -21,8 +22,11 @@ from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.errors import InvalidInput, ServerNotReady
 
 from fashionrec.config import INPUT_IMAGE, OUTPUT_EMBEDDING, predictor_model_name
+from fashionrec.serving.torchserve import TorchServeKeys, bearer
 
 PROTOCOLS = ("v2", "grpc-v2")
+# TorchServe refuses a missing, wrong or expired key with a 400 of this type (not a 401).
+TOKEN_REFUSED = b"InvalidKeyException"
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,30 @@ def parse_v2_embeddings(body: dict[str, Any]) -> Embeddings:
 
 
 class RestPredictor:
-    """v2 REST over a keep-alive aiohttp pool, created lazily inside the server's event loop."""
+    """v2 REST over a keep-alive aiohttp pool, created lazily inside the server's event loop. With ``key_file`` (a
+    local TorchServe's key_file.json) every call carries its inference key."""
 
-    def __init__(self, host: str, timeout_s: float = 30.0, pool_size: int = 64) -> None:
+    def __init__(self, host: str, timeout_s: float = 30.0, pool_size: int = 64, key_file: Path | None = None) -> None:
         base = host if host.startswith(("http://", "https://")) else f"http://{host}"
         self.base_url = base.rstrip("/")
         self.timeout_s = timeout_s
         self.pool_size = pool_size
+        self.key_file = key_file
+        self._headers: dict[str, str] | None = None
         self._session: Any = None
+
+    def headers(self, fresh: bool = False) -> dict[str, str]:
+        """The request headers, with the inference key read once (again when ``fresh``: a restarted TorchServe has a
+        new one)."""
+        if self._headers is None or fresh:
+            headers = {"Content-Type": "application/json"}
+            if self.key_file is not None:
+                try:
+                    headers |= bearer(TorchServeKeys.read(self.key_file).inference)
+                except (OSError, ValueError) as exc:
+                    raise ServerNotReady(f"the encoder's key file cannot be read yet: {exc}") from exc
+            self._headers = headers
+        return self._headers
 
     def _client(self) -> Any:
         if self._session is None or self._session.closed:
@@ -95,17 +115,22 @@ class RestPredictor:
         body: dict[str, Any] = {"inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(data)], "data": data}]}
         if request_id:
             body["id"] = request_id
-        try:
-            async with self._client().post(
-                url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ServerNotReady(f"the encoder at {url} is unreachable: {exc!r}") from exc
+        payload = orjson.dumps(body)
+        status, raw = await self._post(url, payload, self.headers())
+        if status != 200 and self.key_file is not None and TOKEN_REFUSED in raw:
+            status, raw = await self._post(url, payload, self.headers(fresh=True))  # its keys changed: it was restarted
+            if status != 200 and TOKEN_REFUSED in raw:
+                raise ServerNotReady(f"the encoder refused the inference key of {self.key_file.name}")
         if status != 200:
             raise predictor_error(status, raw)
         return parse_v2_embeddings(orjson.loads(raw))
+
+    async def _post(self, url: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        try:
+            async with self._client().post(url, data=data, headers=headers) as response:
+                return response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ServerNotReady(f"the encoder at {url} is unreachable: {exc!r}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
@@ -147,9 +172,13 @@ class GrpcPredictor:
             await self._client.close()
 
 
-def make_predictor(protocol: str, host: str, timeout_s: float = 30.0) -> PredictorClient:
+def make_predictor(protocol: str, host: str, timeout_s: float = 30.0, key_file: Path | None = None) -> PredictorClient:
+    """A client of the predictor at ``host``; ``key_file``: a local TorchServe's keys (v2 REST only: TorchServe has
+    no v2 gRPC)."""
     if protocol == "v2":
-        return RestPredictor(host, timeout_s)
+        return RestPredictor(host, timeout_s, key_file=key_file)
     if protocol == "grpc-v2":
+        if key_file is not None:
+            raise ValueError("a TorchServe key file goes with the v2 REST protocol only (TorchServe has no v2 gRPC)")
         return GrpcPredictor(host, timeout_s)
     raise ValueError(f"predictor protocol must be one of {PROTOCOLS}, got {protocol!r}")

@@ -36,12 +36,20 @@ from fashionrec.config import (
     RERANK_WEIGHT,
     SNAPSHOT_FEATURE_REPO_DIR,
     SNAPSHOT_INDEX_DIR,
+    TORCHSERVE_KEY_FILE,
     predictor_model_name,
 )
 from fashionrec.serving.entrypoints import KSERVE_ENCODER_ENTRYPOINT, TRANSFORMER_ENTRYPOINT, kserve_file
 from fashionrec.serving.guard import ADMIN_HEADER
 from fashionrec.serving.release import Deployment
-from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
+from fashionrec.serving.torchserve import (
+    TorchServeKeys,
+    TorchServeSettings,
+    bearer,
+    management_headers,
+    mar_version,
+    torchserve_properties,
+)
 
 # KServe logs a line per request with its latencies by default: ~0.3 ms of the transformer hop on 2 cores, and the
 # Prometheus histograms (fashionrec_request_seconds & co.) already carry the same numbers. The manifests pass it too.
@@ -133,6 +141,18 @@ class LocalTorchServe:
     def live_store(self) -> Path:
         return self.work_dir.resolve() / MODEL_STORE_DIR
 
+    @property
+    def key_file(self) -> Path:
+        """Where TorchServe writes its management and inference keys (its working directory, owner-only)."""
+        return self.work_dir.resolve() / TORCHSERVE_KEY_FILE
+
+    def management_headers(self) -> dict[str, str]:
+        return management_headers(self.key_file)
+
+    def inference_headers(self) -> dict[str, str]:
+        """What a direct call of its inference API needs (the transformer reads the key file itself)."""
+        return bearer(TorchServeKeys.read(self.key_file).inference)
+
     def start(self, timeout: float = 180.0) -> None:
         if shutil.which("java") is None:
             raise ServerStartError("TorchServe needs a Java runtime (17+): `make setup` installs one")
@@ -140,6 +160,10 @@ class LocalTorchServe:
         self.work_dir = self.work_dir.resolve()  # TorchServe runs with cwd=work_dir: every path must be absolute
         if not source.is_file():
             raise ServerStartError(f"{source} not found: run the pipeline first")
+        # Owner-only before TorchServe writes its keys here (it restricts the file only after writing it).
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.chmod(0o700)
+        self.key_file.unlink(missing_ok=True)  # a previous run's keys: _model_ready waits for this run's
         # A live store of its own: a hot swap adds archives to it without touching the pipeline's output.
         store = self.live_store
         store.mkdir(parents=True, exist_ok=True)
@@ -152,6 +176,7 @@ class LocalTorchServe:
             grpc_inference_port=free_port(),
             grpc_management_port=free_port(),
             model_store=str(store.resolve()),
+            token_auth=True,  # any local process reaches loopback: the management API must not be open to it
         )
         config = self.work_dir / "config.properties"
         self.model_version = mar_version(store / MAR_FILE)
@@ -175,7 +200,12 @@ class LocalTorchServe:
         wait_until(self._model_ready, self.process, timeout, "TorchServe model")
 
     def _model_ready(self) -> bool:
-        response = httpx.get(f"{self.management_url}/models/{predictor_model_name(self.model_version)}", timeout=2)
+        try:
+            headers = self.management_headers()
+        except (OSError, ValueError):  # TorchServe writes its keys before it listens
+            return False
+        url = f"{self.management_url}/models/{predictor_model_name(self.model_version)}"
+        response = httpx.get(url, headers=headers, timeout=2)
         if response.status_code != 200:
             return False
         return any(w.get("status") == "READY" for entry in response.json() for w in entry.get("workers", []))
@@ -281,6 +311,7 @@ class LocalTransformer(LocalModelServer):
     feature_repo: Path
     predictor_host: str  # host:port of the v2 predictor
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
+    predictor_key_file: Path | None = None  # a local TorchServe's key_file.json (its inference key); None: no token
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
     catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.data.changes)
     request_log: Path | None = None  # JSONL of what image queries saw, for `fashionrec monitor` (no photos)
@@ -295,6 +326,7 @@ class LocalTransformer(LocalModelServer):
             f"--model_name={MODEL_NAME}",
             f"--predictor_host={self.predictor_host}",
             f"--predictor_protocol={self.predictor_protocol}",
+            *([f"--predictor_key_file={self.predictor_key_file.absolute()}"] if self.predictor_key_file is not None else []),
             f"--index_dir={self.index_dir.absolute()}",
             f"--feature_repo={self.feature_repo.absolute()}",
             f"--max_request_bytes={MAX_REQUEST_BYTES}",
@@ -371,12 +403,14 @@ def serve_locally(
     with contextlib.ExitStack() as stack:
         root = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fashionrec-serve-")))
         predictor: LocalTorchServe | LocalKServeEncoder
+        key_file: Path | None = None  # the KServe-hosted encoder takes no token
         if runtime == "kserve":
             predictor = LocalKServeEncoder(root / "encoder", model_store_dir=deployment.model_store)
             host = predictor.predictor_host(protocol)
         else:
             predictor = LocalTorchServe(deployment.model_store, root / "torchserve")
             host = f"{LOOPBACK}:{predictor.inference_port}"
+            key_file = predictor.key_file
         stack.callback(predictor.stop)
         predictor.start()
         # The transformer reads through symlinks that a rollout flips (fashionrec.deploy.local_target).
@@ -387,6 +421,7 @@ def serve_locally(
             feature_repo=current / SNAPSHOT_FEATURE_REPO_DIR,
             predictor_host=host,
             predictor_protocol=protocol,
+            predictor_key_file=key_file,
             canary_dir=root / LIVE_DIR / LIVE_CANARY,
             catalog_changes=catalog_changes,
             request_log=request_log,

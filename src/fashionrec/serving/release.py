@@ -29,7 +29,7 @@ from fashionrec.config import (
     TS_CONFIG_FILE,
 )
 from fashionrec.serving.torchserve import TorchServeSettings, mar_version, torchserve_properties
-from fashionrec.storage import storage
+from fashionrec.storage import redact_urls, storage
 
 RELEASE_FILE = "release.json"
 MODEL_STORE = "model_store"
@@ -83,7 +83,7 @@ def fetch_serving(releases_uri: str, model_version: str, part: str, out_dir: Pat
     """One folder of a published release's serving/ (``index/reference``, ``feature_repo``), copied into ``out_dir``."""
     release = read_release(releases_uri, model_version)
     if release is None:
-        raise FileNotFoundError(f"model version {model_version} has no release under {releases_uri}")
+        raise FileNotFoundError(f"model version {model_version} has no release under {redact_urls(releases_uri)}")
     fs, root = storage(release.serving_uri)
     fs.get(f"{root}/{part}/", str(out_dir), recursive=True)
     return out_dir

@@ -81,6 +81,7 @@ from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
 from fashionrec.serving.responses import JsonBytesResponse
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
+from fashionrec.storage import redact_urls
 
 CANARY_FILE = "canary.json"  # in --canary_dir: {"share": 0.1}
 CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a burst queues instead of thrashing
@@ -181,7 +182,7 @@ class ServingSnapshot:
         bad: set[str] = set()
         pending = log.changes(skip=self.applied, bad=bad)
         for name in sorted(bad):
-            logger.error("skipping %s/%s: not a catalogue change", log.uri, name)
+            logger.error("skipping %s/%s: not a catalogue change", redact_urls(log.uri), name)
             counter = transformer_metrics().catalog_changes
             counter.labels(model_version=self.model_version, action="unknown", outcome="invalid").inc()
         self.applied.update(bad)
@@ -269,6 +270,7 @@ class FashionrecTransformer(Model):
         request_log: str | None = None,
         rerank: LabelVote | None = None,
         event_log: str | None = None,
+        predictor_key_file: Path | None = None,
     ) -> None:
         super().__init__(name)
         self.feedback = FeedbackCollector(event_log)  # shoppers' events; counted always, logged with an event_log
@@ -278,6 +280,7 @@ class FashionrecTransformer(Model):
         self.feature_repo = feature_repo
         self.canary_dir = canary_dir
         self.predictor = predictor
+        self.predictor_key_file = predictor_key_file  # a local TorchServe's keys: its inference API needs one
         self.routing: Routing | None = None
         self._closing: asyncio.Task[None] | None = None
         self.cpu_pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="fashionrec-cpu")
@@ -355,7 +358,7 @@ class FashionrecTransformer(Model):
                     snapshot.catch_up(self.change_log)
                 transformer_metrics().index_items.set(routing.stable.index.count)
             except Exception:  # storage or online store unreachable for a moment: keep serving, try again
-                logger.exception("applying catalogue changes from %s failed; retrying", self.change_log.uri)
+                logger.exception("applying catalogue changes from %s failed; retrying", redact_urls(self.change_log.uri))
 
     async def reload(self) -> None:
         """Hot swap: load the snapshots now at their folders off the event loop, then switch in one step."""
@@ -467,7 +470,9 @@ class FashionrecTransformer(Model):
             config = self.predictor_config
             if config is None or not config.predictor_host:
                 raise ServerNotReady("no predictor configured (--predictor_host)")
-            self.predictor = make_predictor(config.protocol, config.predictor_host, float(config.timeout or 30))
+            self.predictor = make_predictor(
+                config.protocol, config.predictor_host, float(config.timeout or 30), key_file=self.predictor_key_file
+            )
         return await self.predictor.embed(query.images, query.encoded, query.id, model_version)
 
     async def predict(
@@ -607,6 +612,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index_dir", type=Path, required=True, help="folder with items.faiss and index.json")
     parser.add_argument("--feature_repo", type=Path, required=True, help="Feast repo folder (feature_store.yaml)")
     parser.add_argument(
+        "--predictor_key_file",
+        type=Path,
+        default=None,
+        help="a local TorchServe's key_file.json: its inference key goes with every call (the cluster's has no token auth)",
+    )
+    parser.add_argument(
         "--canary_dir", type=Path, default=None, help=f"a canary's index/, feature_repo/ and {CANARY_FILE} (local rollouts)"
     )
     parser.add_argument(
@@ -654,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
         request_log=args.request_log,
         rerank=LabelVote(args.rerank_voters, args.rerank_depth, args.rerank_weight) if args.rerank_voters > 0 else None,
         event_log=args.event_log,
+        predictor_key_file=args.predictor_key_file,
     )
     run_model_server(
         [model],

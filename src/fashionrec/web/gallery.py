@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from fashionrec.config import DEFAULT_TOP_K, GALLERY_PORT, LOOPBACK, MAX_IMAGE_B
 from fashionrec.data.catalog import STYLES_FILE
 from fashionrec.engagement.events import cloud_event
 from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits, post_feedback
+from fashionrec.storage import redact_urls
 from fashionrec.web.catalogue import FILTER_COLUMNS, BadRequest, Catalogue, Query
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ DRAIN_FACTOR = 4
 DRAIN_CHUNK = 1 << 16
 MAX_REPORT_BYTES = 64 * 1024  # one page's impressions or one click, many times over
 FEEDBACK_SOURCE = "fashionrec/gallery"
+# An absolute filesystem path: a "/" that starts no URL path (no scheme, host or word before it), then its folders.
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/)+(?P<name>[^\s/'\"]*)")
 
 
 class GalleryStartError(RuntimeError):
@@ -95,6 +99,20 @@ def check_upload_size(content_length: str | None, limit: int) -> int:
     return size
 
 
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path reduced to its file name: what the page shows never says where the
+    catalogue, the gallery or a server keeps its files (the gallery's log has them)."""
+    return ABSOLUTE_PATH.sub(lambda match: match["name"], text)
+
+
+def failure_message(exc: Exception) -> str:
+    """What the page is told of an unexpected failure: its kind and, for a file, the file's name, never its path."""
+    if isinstance(exc, OSError) and exc.filename:
+        reason = exc.strerror or type(exc).__name__
+        return f"the gallery could not read {Path(str(exc.filename)).name} ({reason}); its log has the details"
+    return f"the gallery failed: {type(exc).__name__}: {without_paths(str(exc))}"
+
+
 def parse_item_id(text: str) -> int:
     try:
         return int(text)
@@ -131,11 +149,11 @@ class Gallery:
         try:
             response = infer(url, body)
         except QueryError as exc:
-            message = str(exc).removeprefix(f"HTTP {exc.status}: ")
+            message = without_paths(str(exc).removeprefix(f"HTTP {exc.status}: "))  # the transformer's own text
             if 400 <= exc.status < 500:
                 raise BadRequest(message, exc.status) from None
             failure = "did not answer" if exc.status == 0 else f"answered {exc.status}"
-            raise BadRequest(f"the transformer at {url} {failure}: {message}", HTTPStatus.BAD_GATEWAY) from None
+            raise BadRequest(f"the transformer at {redact_urls(url)} {failure}: {message}", HTTPStatus.BAD_GATEWAY) from None
         table = self.catalogue.table()
         hits = [
             {
@@ -173,10 +191,12 @@ class Gallery:
         try:
             return {"accepted": post_feedback(url, events)}
         except QueryError as exc:
-            message = str(exc).removeprefix(f"HTTP {exc.status}: ")
+            message = without_paths(str(exc).removeprefix(f"HTTP {exc.status}: "))
             if 400 <= exc.status < 500:
                 raise BadRequest(message, exc.status) from None
-            raise BadRequest(f"the transformer at {url} did not take the events: {message}", HTTPStatus.BAD_GATEWAY) from None
+            raise BadRequest(
+                f"the transformer at {redact_urls(url)} did not take the events: {message}", HTTPStatus.BAD_GATEWAY
+            ) from None
 
     def similar_to_item(self, target: str, item_id: int) -> dict[str, Any]:
         return self.neighbours(target, item_request([item_id], top_k=self.settings.top_k))
@@ -215,7 +235,7 @@ class GalleryHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug: the page still gets an answer it can show, and the log the trace
             logger.exception("gallery request %s %s failed", self.command, self.path)
             self.close_connection = True
-            self._send_json({"error": f"the gallery failed: {type(exc).__name__}: {exc}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
+            self._send_json({"error": failure_message(exc)}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _get(self, url: Any) -> None:
         params = dict(parse_qsl(url.query))
@@ -253,11 +273,7 @@ class GalleryHandler(BaseHTTPRequestHandler):
     def _post(self, url: Any) -> None:
         if url.path == "/api/feedback":
             params = dict(parse_qsl(url.query))
-            try:
-                size = check_upload_size(self.headers.get("Content-Length"), MAX_REPORT_BYTES)
-            except BadRequest:
-                self._drain(self.headers.get("Content-Length"))
-                raise
+            size = self._body_size(MAX_REPORT_BYTES)
             self._send_json(self.gallery.report(params.get("target", PRIMARY), self.rfile.read(size)), HTTPStatus.ACCEPTED)
             return
         if url.path != "/api/similar/image":
@@ -265,22 +281,31 @@ class GalleryHandler(BaseHTTPRequestHandler):
             raise BadRequest(f"nothing to post at {url.path}", HTTPStatus.NOT_FOUND)
         params = dict(parse_qsl(url.query))
         target = params.get("target", PRIMARY)
-        try:
-            size = check_upload_size(self.headers.get("Content-Length"), self.gallery.settings.max_upload_bytes)
-        except BadRequest:
-            self._drain(self.headers.get("Content-Length"))
-            raise
+        size = self._body_size(self.gallery.settings.max_upload_bytes)
         photo = self.rfile.read(size)
         if len(photo) < size:
             raise BadRequest(f"the upload stopped after {len(photo)} of {size} bytes")
         self._send_json(self.gallery.similar_to_photo(target, photo))
 
+    def _body_size(self, limit: int) -> int:
+        """The size of the body to read (check_upload_size); a refused body is drained or the connection closed."""
+        content_length = self.headers.get("Content-Length")
+        try:
+            if self.headers.get("Transfer-Encoding") is not None:  # http.server cannot find the end of a chunked body
+                raise BadRequest("an upload needs a Content-Length header, not chunks", HTTPStatus.LENGTH_REQUIRED)
+            return check_upload_size(content_length, limit)
+        except BadRequest:
+            self._drain(content_length)
+            raise
+
     def _drain(self, content_length: str | None) -> None:
         """Read a refused body (up to DRAIN_FACTOR times the limit) so that the client reads the answer; a larger
-        or unsized one closes the connection after the answer."""
+        or unsized one closes the connection after the answer: whatever it sent next would be read as a request."""
         try:
-            remaining = int(content_length or 0)
+            remaining = int(content_length) if content_length is not None else -1
         except ValueError:
+            remaining = -1
+        if self.headers.get("Transfer-Encoding") is not None:
             remaining = -1
         if not 0 <= remaining <= DRAIN_FACTOR * self.gallery.settings.max_upload_bytes:
             self.close_connection = True
