@@ -176,6 +176,7 @@ ADD_STEPS = {
     "replace styles.csv": (catalog_files, "write_durably", styles_path),
     "delete the replaced photos": (catalog_files, "_drop_old_photos", None),
     "commit the change": (ChangeLog, "commit", None),
+    "move the log's HEAD (change written)": (ChangeLog, "_write_head", None),
     "drop the pending record (change committed)": (ChangeLog, "_drop_pending", None),
 }
 REMOVE_STEPS = {
@@ -185,6 +186,7 @@ REMOVE_STEPS = {
     "replace styles.csv (removed lines and photos kept)": (catalog_files, "write_durably", styles_path),
     "delete the removed photos": (catalog_files, "_drop_old_photos", None),
     "commit the change": (ChangeLog, "commit", None),
+    "move the log's HEAD (change written)": (ChangeLog, "_write_head", None),
     "drop the pending record (change committed)": (ChangeLog, "_drop_pending", None),
 }
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,7 +40,7 @@ from fashionrec.retrieval.feast_store import (
     stage_repo,
 )
 from fashionrec.retrieval.index import ItemIndex, build_index
-from fashionrec.retrieval.online_rows import delete_model_version, stored_versions
+from fashionrec.retrieval.online_rows import delete_items, delete_model_version, stored_versions, versions_key, write_items
 from fashionrec.serving.client import image_request, item_request
 from fashionrec.serving.processes import (
     LIVE_DIR,
@@ -78,18 +79,63 @@ def redis_repo(
     return stage_repo(source, tmp_path / name, settings=settings)
 
 
-def dump(store: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: dict(store.hgetall(key)) for key in store.scan_iter(count=1000)}  # type: ignore[arg-type]
+def dump(store: redis.Redis, project: str) -> dict[bytes, dict[bytes, bytes]]:
+    """Feast's hashes: every key but the set of model versions beside them."""
+    keys = [key for key in store.scan_iter(count=1000) if key != versions_key(project)]
+    return {key: dict(store.hgetall(key)) for key in keys}  # type: ignore[arg-type]
 
 
 def test_the_fast_writer_writes_the_redis_hashes_stock_feast_writes(redis_server: LocalRedis, tmp_path: Path) -> None:
     stock, fast = client(redis_server, 1), client(redis_server, 2)
     stock.flushdb(), fast.flushdb()
     apply_and_materialize(redis_repo(tmp_path, "stock", redis_server, "v-a", db=1), engine="feast")
-    apply_and_materialize(redis_repo(tmp_path, "fast", redis_server, "v-a", db=2))
-    written = dump(fast)
+    fast_repo = redis_repo(tmp_path, "fast", redis_server, "v-a", db=2)
+    apply_and_materialize(fast_repo)
+    project = open_store(fast_repo).config.project
+    written = dump(fast, project)
     assert len(written) == 2 * len(IDS)  # one hash per item (attributes) and one per (item, version) (vector)
-    assert written == dump(stock)
+    assert written == dump(stock, project)
+    assert stock.smembers(versions_key(project)) == fast.smembers(versions_key(project)) == {b"v-a"}
+
+
+def test_removing_products_costs_commands_per_product_and_version_not_a_scan_of_the_store(
+    redis_server: LocalRedis, tmp_path: Path
+) -> None:
+    """It scanned every key of the store and asked each whether it held a vector (minutes at a million items)."""
+    db = client(redis_server, 6)
+    db.flushdb()
+    store = apply_repo(redis_repo(tmp_path, "many", redis_server, "v-a", db=6))
+    many, versions = np.arange(100_000, 104_000), ("v-a", "v-b", "v-c")
+    for seed, version in enumerate(versions):
+        write_items(store, *random_embeddings(many, version, seed=seed))
+
+    def removal_commands(item_ids: list[int]) -> dict[str, int]:
+        db.config_resetstat()
+        assert delete_items(store, item_ids) == len(item_ids)
+        stats: dict[str, dict[str, Any]] = db.info("commandstats")  # type: ignore[assignment]
+        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
+
+    gone = [int(many[1]), int(many[2])]
+    commands = removal_commands(gone)
+    assert "scan" not in commands and "hexists" not in commands
+    assert commands["hdel"] == len(gone) * (1 + len(versions))  # its attributes, its vector of each version
+    assert commands["smembers"] == 1  # the versions, once
+    online = OnlineFeatures(tmp_path / "many")
+    for version in versions:
+        assert online.embeddings([*gone, int(many[3])], version)[:2] == [None, None]
+        assert online.embeddings([int(many[3])], version)[0] is not None
+    assert online.attributes(gone)["gender"] == [None, None]
+    assert stored_versions(store) == dict.fromkeys(versions, len(many) - 2)
+
+    # A store whose versions were never recorded (written before the set existed): the first removal scans it once
+    # and records them, the next one does not scan.
+    db.delete(versions_key(store.config.project))
+    assert "scan" in removal_commands([int(many[4])])
+    assert db.smembers(versions_key(store.config.project)) == {v.encode() for v in versions}
+    assert "scan" not in removal_commands([int(many[5])])
+    assert stored_versions(store) == dict.fromkeys(versions, len(many) - 4)
+    assert delete_model_version(store, "v-c") == len(many) - 4
+    assert db.smembers(versions_key(store.config.project)) == {b"v-a", b"v-b"}  # a retired version is forgotten
 
 
 def test_a_shared_sql_registry_and_feast_by_hand_serve_the_same_redis(redis_server: LocalRedis, tmp_path: Path) -> None:

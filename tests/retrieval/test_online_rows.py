@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from fashionrec.config import FEAST_CONFIG_FILE
+from fashionrec.retrieval import online_rows
 from fashionrec.retrieval.embeddings import random_embeddings, write_embeddings
 from fashionrec.retrieval.feast_store import (
     OnlineFeatures,
@@ -121,6 +122,41 @@ def test_deleting_items_removes_their_attributes_and_every_version_of_their_vect
     assert online.embeddings(gone, "v-b") == [None, None] and online.embeddings([kept], "v-b")[0] is not None
     assert online.attributes([*gone, kept])["gender"][:2] == [None, None]
     assert stored_versions(store) == {"v-a": len(IDS) - 2, "v-b": len(IDS) - 2}
+
+
+def test_removing_items_searches_the_store_by_key_and_never_reads_all_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every statement a removal runs finds its rows through the key index (it scanned every vector key: minutes at
+    a million items); the searches grow with the items removed, not with the store."""
+    repo = staged(tmp_path, "repo")
+    store = apply_repo(repo)
+    versions = ("v-a", "v-b", "v-c")
+    for seed, version in enumerate(versions):
+        write_items(store, *random_embeddings(IDS, version, seed=seed))
+    statements: list[str] = []
+    real_init = online_rows._SqliteRows.__init__
+
+    def traced(self: online_rows._SqliteRows, feast_store: object) -> None:
+        real_init(self, feast_store)  # type: ignore[arg-type]
+        self.connection.set_trace_callback(statements.append)
+
+    gone = [int(IDS[0]), int(IDS[1])]  # neighbours: their keys differ in one byte
+    with monkeypatch.context() as patch:
+        patch.setattr(online_rows._SqliteRows, "__init__", traced)
+        assert delete_items(store, gone) == 2
+    reads = [sql for sql in statements if sql.startswith(("SELECT", "DELETE"))]
+    with sqlite3.connect(repo / "data" / "online_store.db") as connection:
+        plans = {sql: [row[-1] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}")] for sql in reads}
+    assert all(plan and all(step.startswith("SEARCH") for step in plan) for plan in plans.values()), plans
+    assert sum(sql.startswith("SELECT") for sql in reads) == len(gone)  # one key search per item
+    assert sum(sql.startswith("DELETE") for sql in reads) == len(gone) * (1 + len(versions))  # its attributes, its vectors
+    online = OnlineFeatures(repo)
+    for version in versions:
+        assert online.embeddings([*gone, int(IDS[2])], version)[:2] == [None, None]
+        assert online.embeddings([int(IDS[2])], version)[0] is not None
+    assert online.attributes(gone)["gender"] == [None, None]
+    assert stored_versions(store) == dict.fromkeys(versions, len(IDS) - 2)
 
 
 def test_a_rewrite_replaces_a_vector_instead_of_adding_one(tmp_path: Path) -> None:

@@ -324,7 +324,8 @@ def run_catalog_update(
     report_dir: Path,
 ) -> dict[str, float]:
     """The update_catalog component's body: a batch of additions and removals on a cluster, against the shared
-    online store that the served releases' Feast repos name. Returns its counts."""
+    online store that the served releases' Feast repos name, then a compaction of the change log. Returns its
+    counts."""
 
     if not model_versions:
         raise CatalogUpdateError("name the model versions being served (model_versions)")
@@ -343,4 +344,5 @@ def run_catalog_update(
             counts |= {"added": float(len(result.added)), "quarantined": float(result.quarantined)}
         if remove_ids:
             counts["removed"] = float(len(remove_items(remove_ids, served, changes, catalog_dir).removed))
+    changes.compact()  # past the log's retention: it grows with the products changed, not with every edit
     return counts

@@ -33,7 +33,15 @@ from fashionrec.config import (
     FEAST_VERSION_KEY,
 )
 from fashionrec.retrieval.embeddings import read_embeddings
-from fashionrec.retrieval.online_rows import delete_model_version, entity_keys, item_key, sqlite_reader, vector_key, write_items
+from fashionrec.retrieval.online_rows import (
+    delete_model_version,
+    entity_keys,
+    item_key,
+    note_model_versions,
+    sqlite_reader,
+    vector_key,
+    write_items,
+)
 from fashionrec.storage import redact_urls, refuse_literal_passwords
 
 if TYPE_CHECKING:
@@ -201,8 +209,10 @@ def materialize(store: FeatureStore, engine: str = "fashionrec") -> MaterializeW
         raise ValueError(f"engine must be one of {MATERIALIZE_ENGINES}, got {engine!r}")
     source = Path(str(store.repo_path)) / FEAST_SOURCE_FILE
     if engine == "feast":
-        timestamps = pd.read_parquet(source, columns=["event_timestamp"])["event_timestamp"]
+        columns = pd.read_parquet(source, columns=["event_timestamp", FEAST_VERSION_KEY])
+        timestamps = columns["event_timestamp"]
         start, end = _window(timestamps)
+        note_model_versions(store, columns[FEAST_VERSION_KEY].astype(str).unique().tolist())  # what removals delete
         store.materialize(start_date=start, end_date=end)
     else:
         table, vectors = read_embeddings(source)

@@ -6,6 +6,14 @@ INSERT per value (~4k items/s on our 2 cores). The rows written here are byte fo
 entity-key serialisation, value protos, sqlite tables and Redis hashes (Feast's helpers name them), so Feast's reads,
 `feast materialize` by hand and this module interoperate; the tests read back through Feast. sqlite and Redis have
 a fast path; any other online store goes through Feast's ``online_write_batch``.
+
+Removing products costs what it removes, not the size of the store: on sqlite the vector keys of an item share
+their first bytes (the id comes before the model version), so one index search per item finds every version's; on
+Redis, which has no such search, the writers record the model versions that have vectors in one small set beside
+Feast's hashes (``versions_key``), and a removal deletes exactly each item's key of each of them. A store whose
+vectors only Feast wrote (before this set existed) is scanned once by the first removal, which fills the set; a
+model version materialized by hand with ``feast materialize`` into a store that has the set is not seen by removals
+until ``note_model_versions`` names it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ EMBEDDING_FEATURE = "embedding"
 REDIS_BATCH = 2_000  # commands per Redis pipeline round trip
 SQLITE_CHUNK = 4_000  # items per executemany: small enough to overlap building and inserting
 SQLITE_READ_CHUNK = 900  # keys per SELECT ... IN (...): under sqlite's oldest limit of 999 bound parameters
+# Redis: the set of model versions with vectors in the store. It ends with ":", which no project name does, so no
+# Feast scan (``<key prefix>*<project>``) and no scan of ours meets it.
+REDIS_VERSIONS_KEY = "fashionrec_model_versions:{project}:"
 
 
 def item_key(item_id: int) -> EntityKey:
@@ -79,11 +90,20 @@ def string_values(texts: list[str]) -> list[bytes]:
 def entity_keys(store: FeatureStore, item_ids: list[int], model_version: str | None = None) -> list[bytes]:
     """Serialised entity keys (item_id, or item_id and model_version) of these items, as Feast's
     ``serialize_entity_key`` gives them: a constant prefix, the id's 8 bytes and a constant suffix."""
+    return _keys(store.config.entity_key_serialization_version, item_ids, model_version)
+
+
+def _keys(version: int, item_ids: list[int], model_version: str | None) -> list[bytes]:
     if not item_ids:
         return []
-    prefix, suffix = _key_frame(store.config.entity_key_serialization_version, model_version)
+    prefix, suffix = _key_frame(version, model_version)
     raw = np.asarray(item_ids, dtype="<i8").tobytes()
     return [prefix + raw[i : i + 8] + suffix for i in range(0, len(raw), 8)]
+
+
+def versions_key(project: str) -> bytes:
+    """The Redis key of the set of model versions that have vectors in the store of ``project``."""
+    return REDIS_VERSIONS_KEY.format(project=project).encode("utf-8")
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,6 +126,24 @@ def _key_frame(version: int, model_version: str | None) -> tuple[bytes, bytes]:
     return prefix, suffix
 
 
+@functools.lru_cache(maxsize=8)
+def _vector_prefix(version: int) -> bytes:
+    """The bytes before the id in a vector key, the same for every model version (checked on two): the keys of one
+    item's vectors are exactly the keys that begin with them and the id."""
+    prefix = _key_frame(version, "a")[0]
+    if _key_frame(version, "another")[0] != prefix:
+        raise AssertionError("the model version comes before the item id in Feast's entity keys")  # fail loudly
+    return prefix
+
+
+def _successor(prefix: bytes) -> bytes:
+    """The smallest byte string above every string that begins with ``prefix``."""
+    kept = prefix.rstrip(b"\xff")
+    if not kept:
+        raise AssertionError("a key prefix of 0xff bytes only")  # a serialisation header never is
+    return kept[:-1] + bytes([kept[-1] + 1])
+
+
 class _Rows(Protocol):
     """One online store's direct row access."""
 
@@ -119,6 +157,16 @@ class _Rows(Protocol):
     def delete(self, view: Any, keys: list[bytes], features: list[str]) -> int: ...
 
     def keys(self, view: Any) -> Iterator[bytes]: ...
+
+    def vector_keys(self, view: Any, item_ids: list[int]) -> list[bytes] | None:
+        """The keys of these items' vectors of every model version, without a scan of the store (None: this store
+        cannot tell them without one)."""
+
+    def note_versions(self, versions: list[str]) -> None:
+        """Record that the store holds (or is about to hold) vectors of these model versions."""
+
+    def forget_version(self, version: str) -> None:
+        """Record that the store holds no more vectors of this model version."""
 
 
 class _SqliteRows:
@@ -197,6 +245,24 @@ class _SqliteRows:
     def keys(self, view: Any) -> Iterator[bytes]:
         yield from (row[0] for row in self.connection.execute(f"SELECT DISTINCT entity_key FROM {self._table(view)}"))
 
+    def vector_keys(self, view: Any, item_ids: list[int]) -> list[bytes] | None:
+        """One search of the key index per item: its keys are those between its prefix and the prefix's successor
+        (blobs compare byte by byte)."""
+        sql = f"SELECT DISTINCT entity_key FROM {self._table(view)} WHERE entity_key >= ? AND entity_key < ?"
+        prefix = _vector_prefix(self.config.entity_key_serialization_version)
+        raw = np.asarray(item_ids, dtype="<i8").tobytes()
+        found: list[bytes] = []
+        for start in range(0, len(raw), 8):
+            low = prefix + raw[start : start + 8]
+            found.extend(row[0] for row in self.connection.execute(sql, (low, _successor(low))))
+        return found
+
+    def note_versions(self, versions: list[str]) -> None:
+        """Nothing to record: the keys themselves are searched."""
+
+    def forget_version(self, version: str) -> None:
+        """Nothing recorded."""
+
 
 class _RedisRows:
     """Feast's Redis layout: a hash per entity key (+ project), a field per view feature and the view's timestamp."""
@@ -207,6 +273,7 @@ class _RedisRows:
         self.config = store.config
         self.client = RedisOnlineStore()._get_client(store.config.online_store)  # honours its connection string
         self.suffix = store.config.project.encode("utf-8")
+        self.versions = versions_key(store.config.project)
 
     def _fields(self, view: Any, features: Iterable[str]) -> tuple[bytes | str, list[bytes]]:
         from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
@@ -268,6 +335,21 @@ class _RedisRows:
             found = pipe.execute()
         yield from (key[: -len(self.suffix)] for key, held in zip(keys, found, strict=True) if held)
 
+    def vector_keys(self, view: Any, item_ids: list[int]) -> list[bytes] | None:
+        """Each item's key of each recorded model version (one command): Redis finds a key by its name only."""
+        versions = sorted(v.decode("utf-8") for v in self.client.smembers(self.versions))
+        if not versions:
+            return None  # no writer of ours recorded any: Feast's own materialize wrote the vectors, or none exist
+        serialization = self.config.entity_key_serialization_version
+        return [key for version in versions for key in _keys(serialization, item_ids, version)]
+
+    def note_versions(self, versions: list[str]) -> None:
+        if versions:
+            self.client.sadd(self.versions, *versions)
+
+    def forget_version(self, version: str) -> None:
+        self.client.srem(self.versions, version)
+
 
 class _FeastRows:
     """Any other online store: Feast's own online_write_batch (slower); no deletes."""
@@ -307,6 +389,17 @@ class _FeastRows:
         raise NotImplementedError(
             f"listing online rows is implemented for sqlite and Redis, not {self.store.config.online_store.type}"
         )
+
+    def vector_keys(self, view: Any, item_ids: list[int]) -> list[bytes] | None:
+        raise NotImplementedError(
+            f"deleting online rows is implemented for sqlite and Redis, not {self.store.config.online_store.type}"
+        )
+
+    def note_versions(self, versions: list[str]) -> None:
+        """Nothing deletes from this store, so nothing needs the versions."""
+
+    def forget_version(self, version: str) -> None:
+        """Nothing recorded."""
 
 
 def _plain_sqlite(store: FeatureStore) -> bool:
@@ -365,6 +458,7 @@ def write_items(store: FeatureStore, table: pd.DataFrame, vectors: np.ndarray | 
             values = float_list_values(vectors)
             view = store.get_feature_view(FEAST_EMBEDDING_VIEW)
             versions = table[FEAST_VERSION_KEY].astype(str).to_numpy()
+            rows.note_versions(sorted(set(versions)))  # before the vectors: a removal after a crash still finds them
             for version in pd.unique(versions):  # normally one
                 rows_of = np.flatnonzero(versions == version).tolist()
                 rows.write(
@@ -393,10 +487,20 @@ def _vector_keys(store: FeatureStore, rows: _Rows) -> Iterator[tuple[bytes, int,
 
 
 def stored_versions(store: FeatureStore) -> dict[str, int]:
-    """How many vectors the online store holds per model version."""
+    """How many vectors the online store holds per model version (a scan of the whole store)."""
     rows = _rows(store)
     try:
         return dict(Counter(version for _, _, version in _vector_keys(store, rows)))
+    finally:
+        rows.close()
+
+
+def note_model_versions(store: FeatureStore, model_versions: list[str]) -> None:
+    """Record that the store holds vectors of these model versions, for vectors written by Feast's own materialize
+    (write_items records its own): a removal deletes the items' vectors of exactly the recorded versions."""
+    rows = _rows(store)
+    try:
+        rows.note_versions(sorted(set(model_versions)))
     finally:
         rows.close()
 
@@ -406,21 +510,28 @@ def delete_model_version(store: FeatureStore, model_version: str) -> int:
     rows = _rows(store)
     try:
         doomed = [raw for raw, _, version in _vector_keys(store, rows) if version == model_version]
-        return rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), doomed, [EMBEDDING_FEATURE]) if doomed else 0
+        deleted = rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), doomed, [EMBEDDING_FEATURE]) if doomed else 0
+        rows.forget_version(model_version)  # after the deletes: a crash before leaves it recorded, never its vectors unseen
+        return deleted
     finally:
         rows.close()
 
 
 def delete_items(store: FeatureStore, item_ids: Iterable[int]) -> int:
-    """Delete these items' attributes and their vectors of every model version; returns how many items had rows."""
+    """Delete these items' attributes and their vectors of every model version; returns how many items had rows.
+    The store operations grow with the items and the model versions, not with the store."""
     rows = _rows(store)
     try:
-        wanted = {int(i) for i in item_ids}
-        attribute_keys = entity_keys(store, sorted(wanted))
-        removed = rows.delete(store.get_feature_view(FEAST_ATTRIBUTE_VIEW), attribute_keys, list(ATTRIBUTE_COLUMNS))
-        vector_keys = [raw for raw, item, _ in _vector_keys(store, rows) if item in wanted]
+        wanted = sorted({int(i) for i in item_ids})
+        removed = rows.delete(store.get_feature_view(FEAST_ATTRIBUTE_VIEW), entity_keys(store, wanted), list(ATTRIBUTE_COLUMNS))
+        view = store.get_feature_view(FEAST_EMBEDDING_VIEW)
+        vector_keys = rows.vector_keys(view, wanted) if wanted else []
+        if vector_keys is None:  # no versions recorded yet: one scan finds them, and records them for the next removal
+            versions = sorted({version for _, _, version in _vector_keys(store, rows)})
+            rows.note_versions(versions)
+            vector_keys = [key for version in versions for key in entity_keys(store, wanted, version)]
         if vector_keys:
-            rows.delete(store.get_feature_view(FEAST_EMBEDDING_VIEW), vector_keys, [EMBEDDING_FEATURE])
+            rows.delete(view, vector_keys, [EMBEDDING_FEATURE])
         return removed
     finally:
         rows.close()
