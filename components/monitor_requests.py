@@ -3,7 +3,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
-from fashionrec.config import PROJECT_IMAGE
+from fashionrec.config import LOG_RETENTION_DAYS, PROJECT_IMAGE
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
@@ -18,6 +18,7 @@ def monitor_requests(
     new_items: int = 0,
     event_log_uri: str = "",
     catalog_changes_uri: str = "",
+    log_retention_days: float = LOG_RETENTION_DAYS,
 ) -> NamedTuple("MonitorOutputs", [("retrain", bool)]):  # type: ignore[valid-type]
     """Compare what the production model was asked with what it learned: the transformers' request log (JSONL part
     files, imported from object storage) against the reference profile of its release under ``releases_uri``
@@ -26,18 +27,21 @@ def monitor_requests(
     latest window; ``retrain`` is true when the latest window drifted, when products added since the release (read
     from the catalogue change log at ``catalog_changes_uri``, else ``new_items``) reach a fifth of the catalogue, or
     when shoppers' CTR@5 of the last day (the transformers' feedback events at ``event_log_uri``) fell significantly
-    below the days before. The Markdown names the signals that fired."""
+    below the days before. The Markdown names the signals that fired. Both logs are read for their last
+    ``log_retention_days`` only, their finished days compacted into one part a day in place, and lines that do not
+    parse are skipped and counted (the metrics' skipped_lines_*)."""
     import shutil
     import tempfile
     from collections import namedtuple
     from pathlib import Path
 
-    from fashionrec.monitoring.report import REPORT_FILE, run_monitoring_step
+    from fashionrec.monitoring.report import LOG_LINES, REPORT_FILE, compact_logs, run_monitoring_step
 
+    compact_logs(request_log.uri, event_log_uri)  # the stored logs (request_log.path is the launcher's copy)
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_monitoring_step(
             Path(request_log.path), releases_uri, model_version, registry_uri, new_items, Path(tmp),
-            event_log=event_log_uri, catalog_changes=catalog_changes_uri,
+            event_log=event_log_uri, catalog_changes=catalog_changes_uri, retention_days=log_retention_days,
         )  # fmt: skip
         shutil.copy2(Path(tmp) / REPORT_FILE, report.path)
     lines = "\n".join(f"- {reason}" for reason in outcome.reasons) or "- nothing drifted"
@@ -47,6 +51,8 @@ def monitor_requests(
     for signal in ("drift", "catalogue growth", "engagement"):
         metrics.log_metric(f"signal_{signal.replace(' ', '_')}", float(signal in outcome.signals))
     metrics.log_metric("windows", float(len(outcome.windows)))
+    for log in LOG_LINES:
+        metrics.log_metric(f"skipped_lines_{log}", float(outcome.skipped_lines.get(log, 0)))
     if outcome.windows:
         latest = outcome.windows[-1]
         for name in ("coverage", "gini", "low_score_share"):

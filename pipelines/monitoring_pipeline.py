@@ -11,7 +11,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from components.monitor_requests import monitor_requests
 from components.trigger_training import trigger_training
-from fashionrec.config import RETRAINING_COOLDOWN_HOURS
+from fashionrec.config import LOG_RETENTION_DAYS, RETRAINING_COOLDOWN_HOURS
 from pipelines.training_pipeline import REGISTRY, STORAGE, with_secrets
 
 PIPELINE_NAME = "fashionrec-monitoring"
@@ -32,6 +32,7 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
         event_log_uri: str = "",
         catalog_changes_uri: str = "",
         cooldown_hours: float = RETRAINING_COOLDOWN_HOURS,
+        log_retention_days: float = LOG_RETENTION_DAYS,
     ) -> None:
         """Monitor the production model and retrain it when its queries drifted.
 
@@ -47,6 +48,7 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
             event_log_uri: the transformers' --event_log (shoppers' feedback): retrain on a significant CTR@5 drop.
             catalog_changes_uri: the catalogue change log: products added since the production release are counted.
             cooldown_hours: no retraining run while one is in flight or within this long of the last one.
+            log_retention_days: the days of the request and event logs the monitor reads (older parts are not).
         """
         imported = dsl.importer(artifact_uri=request_log_uri, artifact_class=Dataset, reimport=True)
         imported.set_display_name("import the request log")
@@ -58,6 +60,7 @@ def build_monitoring_pipeline(gpu: bool = True) -> GraphComponent:
             new_items=new_items,
             event_log_uri=event_log_uri,
             catalog_changes_uri=catalog_changes_uri,
+            log_retention_days=log_retention_days,
         )
         monitored.set_display_name("drift report and decision")
         monitored.set_caching_options(False)  # the log grows between runs under the same URI

@@ -3,6 +3,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from fashionrec.cli import app
+from fashionrec.data.changes import ChangeLog
+from fashionrec.workdir import WorkDir
 
 runner = CliRunner()
 
@@ -74,3 +76,14 @@ def test_an_experiment_without_running_servers_says_what_to_start(tmp_path: Path
     result = runner.invoke(app, ["experiment", "2", "--workdir", str(tmp_path)])
     assert result.exit_code == 1
     assert "nothing is served" in result.output and "fashionrec serve --workdir" in " ".join(result.output.split())
+
+
+def test_catalog_compact_folds_the_workdirs_old_changes(tmp_path: Path) -> None:
+    log = ChangeLog(str(WorkDir(tmp_path).catalog_changes))
+    first, second = log.append("add", [1], ["v1"], rows=b"rows"), log.append("remove", [1])
+    result = runner.invoke(app, ["catalog", "compact", "--workdir", str(tmp_path)])
+    assert result.exit_code == 0 and "folded 0 change(s)" in result.output, result.output  # younger than the retention
+    result = runner.invoke(app, ["catalog", "compact", "--workdir", str(tmp_path), "--older-than-days", "0"])
+    assert result.exit_code == 0 and "folded 2 change(s)" in result.output, result.output
+    assert ChangeLog(str(WorkDir(tmp_path).catalog_changes)).changes() == [second]  # the removal is 1's last change
+    assert not Path(log.rows_uri(first)).exists()

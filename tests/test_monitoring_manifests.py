@@ -51,6 +51,10 @@ KNOWN: dict[str, str] = {
     "fashionrec_recommendation_coverage": "gauge",
     "fashionrec_recommendation_gini": "gauge",
     "fashionrec_low_score_share": "gauge",
+    "fashionrec_monitor_last_success_timestamp_seconds": "gauge",
+    "fashionrec_monitor_interval_seconds": "gauge",
+    "fashionrec_request_log_dropped_lines": "counter",
+    "fashionrec_request_log_buffered_lines": "gauge",
     "fashionrec_feedback_events": "counter",
     "fashionrec_feedback_rejected": "counter",
     "fashionrec_feedback_buffered": "gauge",
@@ -74,6 +78,8 @@ EXPECTED_ALERTS = {
     "FashionrecNoTraffic",
     "FashionrecEngagementDrop",
     "FashionrecNoFeedbackEvents",
+    "FashionrecMonitorStale",
+    "FashionrecRequestLogDropping",
 }
 # Series Prometheus makes itself for every target (1: the last scrape worked), which the silence alerts read.
 PROMETHEUS_OWN = {"up"}
@@ -605,6 +611,68 @@ def test_silence_is_noticed_a_dead_target_a_missing_one_and_no_traffic(rendered:
             "alert_rule_test": [
                 quiet("5m", "FashionrecScrapeTargetMissing"),
                 fires(rules, "15m", "FashionrecScrapeTargetMissing", {"severity": "critical", "component": "predictor"}, missing),
+            ],
+        },
+    ]
+    assert_promtool_passes(groups, tmp_path)
+
+
+def test_a_stale_monitor_and_a_request_log_losing_lines_are_noticed(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+    """promtool's clock starts at 0, so a gauge of "the time of the last success" that keeps up reads 0+60 a minute.
+    shop: one replica's evaluations stop at minute 20 (the other's go on), and 5 request-log lines are lost at
+    minute 10; slow: no success since the start, but it runs every 10 minutes, so it is stale only after 30."""
+    rules = alerting_rules(rendered)
+    rules_file(rendered, tmp_path)
+
+    def series(name: str, values: str, namespace: str = "shop", **labels: str) -> dict[str, str]:
+        selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": namespace, **labels}.items())
+        return {"series": f"{name}{{{selector}}}", "values": values}
+
+    success = "fashionrec_monitor_last_success_timestamp_seconds"
+    stale = {"$labels.namespace": "shop", "$labels.step": "evaluation", "$value | humanizeDuration": "15m 0s"}
+    dropped = {"$labels.namespace": "shop", "$value | humanize": "5"}
+    groups = [
+        {
+            "interval": "1m",
+            "input_series": [
+                series(success, "0+60x20 1200x40", pod="t-1", step="evaluation"),
+                series(success, "0+60x60", pod="t-2", step="evaluation"),
+                series(success, "0+60x60", pod="t-1", step="request_log"),
+                series(success, "0+60x60", pod="t-2", step="request_log"),
+                series("fashionrec_monitor_interval_seconds", "30x60", pod="t-1"),
+                series("fashionrec_monitor_interval_seconds", "30x60", pod="t-2"),
+                series("fashionrec_request_log_dropped_lines_total", "0x9 5x50", pod="t-1"),
+                series("fashionrec_request_log_dropped_lines_total", "0x60", namespace="slow", pod="s-1"),
+            ],
+            "alert_rule_test": [
+                quiet("30m", "FashionrecMonitorStale"),  # stale since 21m30s, its `for` not over
+                fires(
+                    rules,
+                    "35m",
+                    "FashionrecMonitorStale",
+                    {"severity": "warning", "namespace": "shop", "step": "evaluation"},
+                    stale,
+                ),
+                quiet("5m", "FashionrecRequestLogDropping"),
+                fires(rules, "12m", "FashionrecRequestLogDropping", {"severity": "warning", "namespace": "shop"}, dropped),
+                quiet("25m", "FashionrecRequestLogDropping"),  # 10 minutes without a loss: resolved
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                series(success, "0x60", namespace="slow", pod="s-1", step="evaluation"),
+                series("fashionrec_monitor_interval_seconds", "600x60", namespace="slow", pod="s-1"),
+            ],
+            "alert_rule_test": [
+                quiet("35m", "FashionrecMonitorStale"),  # 35 minutes is within three of its intervals plus `for`
+                fires(
+                    rules,
+                    "45m",
+                    "FashionrecMonitorStale",
+                    {"severity": "warning", "namespace": "slow", "step": "evaluation"},
+                    {**stale, "$labels.namespace": "slow", "$value | humanizeDuration": "45m 0s"},
+                ),
             ],
         },
     ]

@@ -34,7 +34,7 @@ def test_train_and_pipeline_run_offer_every_parameter_with_its_help() -> None:
         assert option(p.name) in train_help and option(p.name) in run_help and p.help in train_help
     for p in run_parameters(PipelineSettings, cli=True):
         assert option(p.name) in run_help and p.help.split(" (")[0] in run_help
-    assert "resnet18|resnet50|efficientnet_b0|mobilenet_v3_large" in train_help  # enum choices are listed
+    assert "resnet18|resnet18_fine|resnet50|efficientnet_b0|mobilenet_v3_large" in train_help  # enum choices are listed
 
 
 def test_the_cli_refuses_a_value_outside_the_choices(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -20,6 +21,7 @@ from fashionrec.config import (
     DEFECTS_FILE,
     GALLERY_PORT,
     INDEX_RECALL_TARGET,
+    LOG_RETENTION_DAYS,
     LOOPBACK,
     MAX_IMAGE_BYTES,
     MODEL_NAME,
@@ -552,6 +554,26 @@ def catalog_remove(
     )
 
 
+@catalog_app.command("compact")
+def catalog_compact(
+    older_than_days: Annotated[
+        float | None, typer.Option(help="Fold the changes made longer ago than this; default: the change log's retention.")
+    ] = None,
+    changes: Annotated[
+        str | None, typer.Option(help="The change log (a folder, gs://, s3://); default: WORKDIR's catalogue changes.")
+    ] = None,
+    workdir: Workdir = DEFAULT_WORKDIR,
+) -> None:
+    """Fold the old catalogue changes into the change log's compacted state (the last change of each product) and
+    delete their files, so that the log stops growing with every edit; the served replicas keep what they applied."""
+    from fashionrec.data.changes import ChangeLog
+    from fashionrec.storage import redact_urls
+
+    log = ChangeLog(changes or str(WorkDir(workdir).catalog_changes))
+    folded = log.compact() if older_than_days is None else log.compact(older_than=timedelta(days=older_than_days))
+    console.print(f"folded {folded} change(s) into the compacted state of {redact_urls(log.uri)}", markup=False)
+
+
 @app.command()
 def monitor(
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -567,6 +589,9 @@ def monitor(
     cooldown_hours: Annotated[
         float, typer.Option(help="No retraining while one runs, or within this long of the last one started.")
     ] = RETRAINING_COOLDOWN_HOURS,
+    retention_days: Annotated[
+        float, typer.Option(help="Read the request and event logs' lines of this many days only.")
+    ] = LOG_RETENTION_DAYS,
 ) -> None:
     """Compare what the production model was asked (the request log) with what it learned (its reference profile),
     and how shoppers engaged with it (the event log): an HTML drift report, a decision (retrain or not, with reasons)
@@ -576,8 +601,15 @@ def monitor(
     from fashionrec.drift.profile import ReferenceProfile
     from fashionrec.engagement.events import FeedbackEvent
     from fashionrec.local.deployment import production_deployment
-    from fashionrec.monitoring.report import RequestLog, analyse, decide_retraining, engagement_drop, write_report
-    from fashionrec.storage import read_log_lines
+    from fashionrec.monitoring.report import (
+        RequestLog,
+        analyse,
+        decide_retraining,
+        engagement_drop,
+        read_events,
+        write_report,
+    )
+    from fashionrec.storage import SkippedLines
 
     if retrain and catalog is None:
         raise typer.BadParameter("--retrain needs --catalog (the catalogue to train on)")
@@ -587,14 +619,18 @@ def monitor(
         console.print(f"[red]model {deployment.model_version} has no reference profile (built before monitoring)[/red]")
         raise typer.Exit(1)
     log = log or WorkDir(workdir).request_log
-    requests = RequestLog.read(log, profile.model_version) if log.exists() else RequestLog.read_none()
+    now = time.time()
+    since = now - retention_days * 86400
+    requests = RequestLog.read(log, profile.model_version, since) if log.exists() else RequestLog.read_none()
     healths = analyse(profile, requests)
     changes = WorkDir(workdir).catalog_changes
     added = sum(c.action == "add" for c in latest_changes(ChangeLog(str(changes))).values()) if changes.exists() else 0
     events = WorkDir(workdir).event_log  # what `fashionrec serve`'s shoppers were shown and clicked
-    feedback = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(events))] if events.exists() else []
-    engagement = engagement_drop(feedback, profile.model_version, time.time()) if feedback else None
-    decision = decide_retraining(healths, added, profile.catalogue_size, engagement)
+    bad_events = SkippedLines()
+    feedback: list[FeedbackEvent] = read_events(str(events), bad_events, since) if events.exists() else []
+    engagement = engagement_drop(feedback, profile.model_version, now) if feedback else None
+    skipped = {"request_log": requests.skipped, "event_log": bad_events}
+    decision = decide_retraining(healths, added, profile.catalogue_size, engagement, skipped)
     report = write_report(profile, requests, healths, decision, out or WorkDir(workdir).monitoring)
     verdict = "[bold red]retrain[/bold red]" if decision.retrain else "[green]no retraining needed[/green]"
     console.print(f"{len(requests.top1)} logged queries of model {profile.model_version}, {len(healths)} windows: {verdict}")

@@ -153,6 +153,8 @@ FEAST_SECRET = "fashionrec-feast-credentials"
 CATALOG_POLL_SECONDS = 2.0
 # How often a transformer tests its window of recent image queries for drift (fashionrec.drift.live).
 MONITOR_SECONDS = 30.0
+# What the monitoring step reads of the request and event logs: the parts (and lines) of the last this many days.
+LOG_RETENTION_DAYS = 14.0
 # A monitor that decides to retrain at every tick starts one run: none while one is in flight or within this long.
 RETRAINING_COOLDOWN_HOURS = 24.0
 # The training pipeline's compiled YAML inside the project image (the monitoring pipeline's trigger submits it).

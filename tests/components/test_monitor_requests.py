@@ -31,7 +31,7 @@ def release_with_profile(root: Path, rng: np.random.Generator, centres: np.ndarr
     return profile
 
 
-def run(tmp_path: Path, log_dir: Path, root: Path, **sources: str) -> tuple[bool, Metrics, Path]:
+def run(tmp_path: Path, log_dir: Path, root: Path, **sources: str | float) -> tuple[bool, Metrics, Path]:
     metrics = artifact(Metrics, tmp_path, "metrics")
     report, decision = artifact(HTML, tmp_path, "report.html"), artifact(Markdown, tmp_path, "decision.md")
     outputs = monitor_requests.python_func(
@@ -104,3 +104,32 @@ def test_an_engagement_drop_or_catalogue_growth_in_the_change_log_asks_for_retra
     changes.append("remove", [1000])
     retrain, metrics, decision = run(tmp_path, log, tmp_path / "releases", catalog_changes_uri=str(tmp_path / "changes"))
     assert retrain and "199 products added" in decision.read_text() and metrics.metadata["signal_catalogue_growth"] == 1.0
+
+
+def test_bad_lines_are_skipped_and_counted_and_days_past_the_retention_are_not_read(tmp_path: Path) -> None:
+    """A truncated line in either log no longer fails every run; drifted month-old parts past the retention are
+    not read; the stored log's finished days are compacted in place, losing nothing."""
+    rng = np.random.default_rng(9)
+    centres = rng.standard_normal((10, DIM))
+    profile = release_with_profile(tmp_path / "releases", rng, centres)
+    log = calm_log(tmp_path, profile, centres, rng)
+    (log / f"{time.time_ns():020d}-1-aaaaaa.jsonl").write_text('{"request_id": "r", "embedding": [0.1, \n')
+    drifted = tmp_path / "drifted-batch.jsonl"  # a month ago the queries drifted: past the 14 days read
+    monitor = LiveMonitor(profile, request_log=drifted)
+    vectors = centres[rng.integers(6, 10, 200)] + 0.3 * rng.standard_normal((200, DIM))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    monitor.record(vectors, [{"brightness": 80.0}] * 200, rng.integers(0, 500, (200, 5)), np.full(200, 0.9))
+    monitor.flush()
+    month_ago = time.time() - 30 * 86400
+    lines = [json.dumps({**json.loads(line), "time": month_ago}) for line in drifted.read_text().splitlines()]
+    for hour in range(2):
+        (log / f"{int((month_ago + hour) * 1e9):020d}-1-bbbbb{hour}.jsonl").write_text("\n".join(lines) + "\n")
+    events = tmp_path / "events"
+    write_log_lines(str(events), [*shown("v-prod", 20, 0.3, time.time() - 3600, rng), '{"kind": "click", "event_'])
+    retrain, metrics, decision = run(tmp_path, log, tmp_path / "releases", event_log_uri=str(events), log_retention_days=14)
+    assert not retrain and metrics.metadata["signal_drift"] == 0.0 and metrics.metadata["windows"] == 1.0
+    assert metrics.metadata["skipped_lines_request_log"] == 1.0 and metrics.metadata["skipped_lines_event_log"] == 1.0
+    assert "skipped 1 unreadable line(s) of the request log" in decision.read_text()
+    assert len(list(log.glob("*-day-*.jsonl"))) == 1 and not list(log.glob("*-bbbbb*.jsonl"))  # compacted
+    _, metrics, _ = run(tmp_path, log, tmp_path / "releases", log_retention_days=60)
+    assert metrics.metadata["windows"] == 3.0  # within 60 days the month's 400 queries are read: compaction lost none

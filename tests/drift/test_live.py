@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from fashionrec.drift import live
 from fashionrec.drift.live import LiveMonitor, gini
 from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.serving.metrics import publish_health
@@ -125,3 +126,25 @@ def test_item_queries_are_logged_for_replay_and_left_out_of_the_drift_windows(
         "item_ids": [5, 6],
     }
     assert len(RequestLog.read(tmp_path / "requests.jsonl").top1) == 40  # the drift analysis reads image queries only
+
+
+def test_a_failing_request_log_write_never_stops_the_evaluation_and_every_lost_line_is_heard_of(
+    world: tuple[ReferenceProfile, np.ndarray, np.random.Generator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile, centres, rng = world
+    monkeypatch.setattr(live, "REQUEST_LOG_BUFFER", 150)  # lines held for the log at most
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the log's folder should be: every write fails")
+    lost: list[int] = []
+    monitor = LiveMonitor(profile, window=100, request_log=blocker / "requests.jsonl", on_dropped=lost.append)
+    started = monitor.written_at
+    queries(monitor, rng, catalogue(rng, 100, centres[:8]), brightness=180, score=0.9)
+    health = monitor.evaluate()  # the write fails: the window is tested all the same
+    assert health is not None and health.window == 100
+    assert monitor.evaluated_at > started and monitor.written_at == started and monitor.buffered == 100
+    queries(monitor, rng, catalogue(rng, 100, centres[:8]), brightness=180, score=0.9)  # 50 fit, 13 requests of 4 not
+    assert monitor.buffered == 148 and sum(lost) == monitor.dropped == 52
+    blocker.unlink()
+    monitor.flush()  # the storage is back: what was kept is written
+    assert len((blocker / "requests.jsonl").read_text().splitlines()) == 148
+    assert monitor.written_at > started and monitor.buffered == 0

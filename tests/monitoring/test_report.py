@@ -2,6 +2,7 @@
 and the HTML report with its plots."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,29 @@ def test_a_log_folder_of_part_files_reads_as_one_log_in_order(tmp_path: Path) ->
     assert len(parts) == 2
     log = RequestLog.read(tmp_path / "parts")
     assert len(log.top1) == 80 and log.top1[0] == 0.1 and log.top1[-1] == 0.2 and log.embeddings.shape == (80, DIM)
+
+
+def test_the_log_is_read_for_its_retained_days_and_latest_windows_only_and_bad_lines_are_counted(tmp_path: Path) -> None:
+    """A month of parts: those before the retention are not opened (nor their queries kept), a truncated line or a
+    foreign one is skipped and counted, and at most the latest queries asked for are held."""
+    profile, _ = logged(tmp_path, shifted=False)
+    parts = tmp_path / "parts"
+    now = time.time()
+    parts.mkdir()
+    for age_days, score in ((30, 0.1), (2, 0.5), (1, 0.6)):
+        batch = tmp_path / f"{age_days}.jsonl"  # the live monitor's lines, then dated and stored as a part of then
+        monitor = LiveMonitor(profile, window=50, request_log=batch)
+        monitor.record(profile.embeddings[:40], [{"brightness": 1.0}] * 40, np.zeros((40, 5), dtype=np.int64),
+                       np.full(40, score))  # fmt: skip
+        monitor.flush()
+        when = now - age_days * 86400
+        rows = [json.dumps({**json.loads(line), "time": when}) for line in batch.read_text().splitlines()]
+        (parts / f"{int(when * 1e9):020d}-1-aaaaaa.jsonl").write_text("\n".join(rows) + '\n{"time": 1, "embedd\n[]\n')
+    log = RequestLog.read(parts, "v1", since=now - 14 * 86400)
+    assert len(log.top1) == 80 and set(log.top1) == {0.5, 0.6}  # the month-old part is not read
+    assert log.skipped.count == 4 and "aaaaaa.jsonl:41" in log.skipped.examples[0]
+    latest = RequestLog.read(parts, "v1", latest=50)
+    assert len(latest.top1) == 50 and latest.top1[-1] == 0.6 and latest.top1[0] == 0.5
+    decision = decide_retraining(analyse(profile, log), 0, 1000, skipped={"request_log": log.skipped})
+    assert decision.skipped_lines == {"request_log": 4}
+    assert any(r.startswith("skipped 4 unreadable line(s) of the request log") for r in decision.reasons)

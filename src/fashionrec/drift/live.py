@@ -6,15 +6,20 @@ fashionrec_recommendation_coverage, fashionrec_recommendation_gini, fashionrec_l
 Optionally every observation goes to a JSONL request log for offline analysis (`fashionrec monitor`): the embedding,
 the statistics, the top-k ids and top-1 score and the model_version; never the photo itself. A local ``*.jsonl``
 file is appended to; any other location (a folder, gs://, s3://, minio://) gets one part file per flush, named by
-time and process, as object storage cannot append and every replica writes its own.
+time and process, as object storage cannot append and every replica writes its own. A write that fails keeps its
+lines for the next (as far as the buffer's bound allows; each line lost is reported) and never stops the drift
+test; the monitor records when its evaluation and its write last succeeded, which the transformer publishes
+(fashionrec_monitor_last_success_timestamp_seconds) for the alert on a monitor gone stale.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ import numpy as np
 
 from fashionrec.drift.detectors import MIN_WINDOW, DriftDecision, decide, image_stat_drift, mmd_permutation_test
 from fashionrec.drift.profile import ReferenceProfile
-from fashionrec.storage import LogBuffer
+from fashionrec.storage import LogBuffer, redact_urls
 
 # One logged image query: (time, embedding, image statistics, recommended ids, top-1 score, request id).
 LoggedQuery = tuple[float, np.ndarray, dict[str, float], np.ndarray, float, str]
@@ -33,6 +38,7 @@ REQUEST_LOG_BUFFER = 10_000  # queries between two flushes at most (~2 KB each: 
 WINDOW = 200  # image queries per test: ~0.8 power on a small embedding shift (tests/monitoring/test_drift.py)
 ALPHA = 0.01  # false-alarm rate of each evaluation (image statistics: Bonferroni-corrected across them)
 PERMUTATIONS = 200
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,15 @@ def gini(counts: np.ndarray) -> float:
 
 
 class LiveMonitor:
-    """Thread-safe: request threads ``record``, a background thread ``evaluate``s."""
+    """Thread-safe: request threads ``record``, a background thread ``evaluate``s. ``evaluated_at`` and
+    ``written_at`` are the Unix times of the last evaluation and the last request-log write that succeeded (the
+    monitor's start until then, so that one that never succeeds goes stale from it); ``on_dropped`` hears of
+    every request-log line lost (buffer full, or a failed write past the bound)."""
 
-    def __init__(self, profile: ReferenceProfile, window: int = WINDOW, request_log: str | Path | None = None) -> None:
+    def __init__(
+        self, profile: ReferenceProfile, window: int = WINDOW, request_log: str | Path | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:  # fmt: skip
         self.profile = profile
         self.window = window
         self.request_log = request_log
@@ -70,9 +82,10 @@ class LiveMonitor:
         # queries not in the request log yet: (time, embedding, statistics, hits, top-1 score)
         self._pending: LogBuffer[LoggedQuery | LoggedItemQuery] | None = None
         if request_log is not None:
-            self._pending = LogBuffer(str(request_log), self._log_line, capacity=REQUEST_LOG_BUFFER)
+            self._pending = LogBuffer(str(request_log), self._log_line, capacity=REQUEST_LOG_BUFFER, on_drop=on_dropped)
         self._recorded = 0
-        self._evaluated_at = 0
+        self._evaluated_count = 0
+        self.evaluated_at = self.written_at = time.time()
 
     def record(
         self, embeddings: np.ndarray, stats: list[dict[str, float]], hits: np.ndarray, top1: np.ndarray, request_id: str = ""
@@ -94,14 +107,21 @@ class LiveMonitor:
             self._pending.add(logged)  # bounded: past it, the log loses queries (counted), the server nothing
 
     def flush(self) -> None:
-        """Write the request-log lines recorded since the last flush (on every evaluation, and at shutdown)."""
+        """Write the request-log lines recorded since the last flush (on every evaluation, at a hot swap and at
+        shutdown). Raises when the write fails; the lines stay for the next flush, as far as the bound allows."""
         if self._pending is not None:
             self._pending.flush()
+        self.written_at = time.time()
 
     @property
     def dropped(self) -> int:
-        """Queries the request log lost because its buffer was full."""
+        """Queries the request log lost: its buffer was full, or a failed write held more than it has room for."""
         return self._pending.dropped if self._pending is not None else 0
+
+    @property
+    def buffered(self) -> int:
+        """Request-log lines waiting for the next flush."""
+        return len(self._pending) if self._pending is not None else 0
 
     def record_item(self, request_id: str, item_id: int, hits: np.ndarray) -> None:
         """An item query ("more like item_id") and its answer, for the request log only (no drift test reads it):
@@ -135,19 +155,25 @@ class LiveMonitor:
         )
 
     def evaluate(self) -> Health | None:
-        """Test the window against the reference if it holds enough queries and changed since the last evaluation;
-        write pending request-log lines. None when there was nothing (new) to test."""
-        self.flush()
+        """Write pending request-log lines, then test the window against the reference if it holds enough queries
+        and changed since the last evaluation. None when there was nothing (new) to test. A failed write is logged
+        and never stops the test: the drift gauges must not freeze while the log's storage is down (its lines wait
+        for the next flush, ``written_at`` stays behind and the drops are counted)."""
+        try:
+            self.flush()
+        except Exception:
+            where = redact_urls(str(self.request_log))
+            logger.exception("writing the request log to %s failed; its lines wait for the next flush", where)
         with self._lock:
-            fresh = self._recorded != self._evaluated_at
-            self._evaluated_at = self._recorded
+            fresh = self._recorded != self._evaluated_count
+            self._evaluated_count = self._recorded
             embeddings = np.stack(list(self._embeddings)) if self._embeddings else np.empty((0, 0), dtype=np.float32)
             stats = list(self._stats)
             hits = list(self._hits)
             top1 = np.asarray(self._top1, dtype=np.float64)
-        if not fresh or len(embeddings) < MIN_WINDOW:
-            return None
-        return health_of(self.profile, embeddings, stats, hits, top1)
+        health = health_of(self.profile, embeddings, stats, hits, top1) if fresh and len(embeddings) >= MIN_WINDOW else None
+        self.evaluated_at = time.time()
+        return health
 
 
 def health_of(

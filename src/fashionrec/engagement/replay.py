@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from fashionrec.engagement.events import FeedbackEvent
-from fashionrec.storage import read_log_lines
+from fashionrec.storage import SkippedLines, read_log_records
 
 REPLAY_K = 5  # clicks recovered within the candidate's top 5
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,20 @@ def replay_recall(found: list[Session], neighbours: Callable[[int], list[int]], 
 REPLAY_SHARE = 0.2  # of the logged sessions kept for the replay metric; the rest may train (co-clicked pairs)
 
 
+def item_query(line: str) -> tuple[str, int] | None:
+    """(request id, query item) of a request-log line; None for an image query. ValueError, TypeError or KeyError
+    when the line is not one the transformer writes."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError(f"a JSON {type(row).__name__}, not an object")
+    if "query_item_id" in row and row.get("request_id"):
+        return str(row["request_id"]), int(row["query_item_id"])
+    return None
+
+
 def item_queries(request_log_lines: Iterable[str]) -> dict[str, int]:
     """Request id -> query item, from the request log's item-query lines (the transformer logs one per query)."""
-    found = {}
-    for line in request_log_lines:
-        row = json.loads(line)
-        if "query_item_id" in row and row.get("request_id"):
-            found[str(row["request_id"])] = int(row["query_item_id"])
-    return found
+    return dict(query for line in request_log_lines if (query := item_query(line)) is not None)
 
 
 def for_replay(session_request: str) -> bool:
@@ -75,11 +83,15 @@ def for_replay(session_request: str) -> bool:
     return int.from_bytes(digest[:4], "big") < REPLAY_SHARE * 2**32
 
 
-def logged_sessions(request_log: str, event_log: str) -> tuple[list[Session], list[Session]]:
+def logged_sessions(request_log: str, event_log: str, skipped: SkippedLines | None = None) -> tuple[list[Session], list[Session]]:
     """The replayable sessions of the logs (locations as the transformer writes them), split into those that may
-    train and those kept for the replay metric."""
-    queries = item_queries(read_log_lines(request_log))
-    events = [FeedbackEvent.from_log_line(line) for line in read_log_lines(event_log)]
+    train and those kept for the replay metric. Lines that do not parse are skipped, counted in ``skipped`` and
+    logged, never fatal."""
+    skipped = SkippedLines() if skipped is None else skipped
+    queries = dict(read_log_records(request_log, item_query, skipped))
+    events = list(read_log_records(event_log, FeedbackEvent.from_log_line, skipped))
+    if skipped.count:
+        logger.warning("skipped %d unreadable log line(s): %s", skipped.count, "; ".join(skipped.examples))
     training: list[str] = []
     replay: list[str] = []
     for request in sorted({e.request_id for e in events if e.kind == "click" and e.request_id in queries}):

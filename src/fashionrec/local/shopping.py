@@ -28,7 +28,7 @@ from fashionrec.local.tables import print_engagement
 from fashionrec.monitoring.report import Decision, decide_retraining, engagement_drop
 from fashionrec.params import TrainConfig
 from fashionrec.serving.client import infer, item_request, parse_hits, post_feedback
-from fashionrec.storage import read_log_lines
+from fashionrec.storage import SkippedLines, read_log_records
 from fashionrec.workdir import WorkDir
 
 ANSWER_SIZE = 10  # what a shopper is shown per query
@@ -96,7 +96,7 @@ def logged_events(event_log: Path, at_least: int, timeout_s: float = 30.0) -> li
     """The event log once it holds ``at_least`` events (the transformer flushes every few seconds)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        events = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(event_log))]
+        events = list(read_log_records(str(event_log), FeedbackEvent.from_log_line, SkippedLines()))
         if len(events) >= at_least or time.monotonic() > deadline:
             return events
         time.sleep(0.5)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fashionrec.charts import line_chart
-from fashionrec.config import SNAPSHOT_INDEX_DIR
+from fashionrec.config import LOG_RETENTION_DAYS, SNAPSHOT_INDEX_DIR
 from fashionrec.data.changes import ChangeLog, added_since
 from fashionrec.drift.detectors import MIN_WINDOW
 from fashionrec.drift.live import ALPHA, WINDOW, Health, as_dict, health_of
@@ -35,13 +37,48 @@ from fashionrec.engagement.sequential import (
 )
 from fashionrec.engagement.tally import by_answer_time, tally
 from fashionrec.serving.release import fetch_serving, read_release
-from fashionrec.storage import read_log_lines, redact_urls
+from fashionrec.storage import SkippedLines, compact_log, read_log_records, redact_urls
 from fashionrec.training.registry import MlflowRegistry
 
 REPORT_FILE = "drift_report.html"
 DECISION_FILE = "decision.json"
 NEW_ITEMS_SHARE = 0.2  # retrain once products added since training reach this share of the catalogue it learned
 ENGAGEMENT_RECENT_S = 24 * 3600  # the production model's latest day of answers, against all its days before
+logger = logging.getLogger(__name__)
+
+
+MAX_WINDOWS = 50  # windows of WINDOW queries the monitoring step analyses at most: the latest ones
+LOG_LINES = {"request_log": "the request log", "event_log": "the event log"}  # the logs whose bad lines are counted
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """One image query of the request log, as the drift analysis reads it."""
+
+    time: float
+    model_version: str
+    embedding: np.ndarray
+    stats: dict[str, float]
+    hits: np.ndarray
+    top1: float
+
+    @classmethod
+    def from_log_line(cls, line: str) -> ImageQuery | None:
+        """The image query of a request-log line; None for an item query (the replay's, not the drift analysis').
+        ValueError, TypeError or KeyError when the line is not one the live monitor writes."""
+        row = json.loads(line)
+        if not isinstance(row, dict):
+            raise ValueError(f"a JSON {type(row).__name__}, not an object")
+        if "embedding" not in row:
+            return None
+        stats = row["stats"]
+        if not isinstance(stats, dict):
+            raise ValueError("stats is not an object")
+        embedding = np.asarray(row["embedding"], dtype=np.float32)
+        if embedding.ndim != 1 or not len(embedding):
+            raise ValueError(f"an embedding of shape {list(embedding.shape)}")
+        return cls(float(row["time"]), str(row["model_version"]), embedding, {str(k): float(v) for k, v in stats.items()},
+                   np.asarray(row["item_ids"], dtype=np.int64).reshape(-1), float(row["top1_score"]))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,23 +88,39 @@ class RequestLog:
     hits: list[np.ndarray]
     top1: np.ndarray
     model_versions: list[str]
+    skipped: SkippedLines = field(default_factory=SkippedLines)  # lines that did not parse: passed over
 
     @classmethod
     def read_none(cls) -> RequestLog:
         return cls(np.empty((0, 0), dtype=np.float32), [], [], np.empty(0), [])
 
     @classmethod
-    def read(cls, path: Path, model_version: str | None = None) -> RequestLog:
-        """The log's queries (those answered by ``model_version`` only, when given), in order: a .jsonl file, or a
-        folder of part files."""
-        rows = [row for line in read_log_lines(str(path)) if "embedding" in (row := json.loads(line))]  # image queries
-        rows = [row for row in rows if model_version is None or row["model_version"] == model_version]
+    def read(
+        cls, path: Path | str, model_version: str | None = None, since: float | None = None,
+        latest: int | None = MAX_WINDOWS * WINDOW,
+    ) -> RequestLog:  # fmt: skip
+        """The log's image queries (those answered by ``model_version`` only, when given; logged at or after
+        ``since`` only, when given), in order, the ``latest`` of them at most: a .jsonl file, or a folder of part
+        files. Only that many are ever held; a line that does not parse is skipped and counted (``skipped``)."""
+        skipped = SkippedLines()
+        kept: deque[ImageQuery] = deque(maxlen=latest)
+        for query in read_log_records(str(path), ImageQuery.from_log_line, skipped, since):
+            if (model_version is None or query.model_version == model_version) and (since is None or query.time >= since):
+                kept.append(query)
+        width = kept[-1].embedding.shape[0] if kept else 0
+        rows = []
+        for query in kept:  # another model's width among them (a version label reused) cannot be stacked
+            if query.embedding.shape[0] == width:
+                rows.append(query)
+            else:
+                skipped.add(f"query at {query.time:.0f}", ValueError(f"an embedding of {query.embedding.shape[0]} values"))
         return cls(
-            embeddings=np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(len(rows), -1),
-            stats=[row["stats"] for row in rows],
-            hits=[np.asarray(row["item_ids"], dtype=np.int64) for row in rows],
-            top1=np.asarray([row["top1_score"] for row in rows], dtype=np.float64),
-            model_versions=[row["model_version"] for row in rows],
+            embeddings=np.asarray([row.embedding for row in rows], dtype=np.float32).reshape(len(rows), width),
+            stats=[row.stats for row in rows],
+            hits=[row.hits for row in rows],
+            top1=np.asarray([row.top1 for row in rows], dtype=np.float64),
+            model_versions=[row.model_version for row in rows],
+            skipped=skipped,
         )
 
 
@@ -78,6 +131,7 @@ class Decision:
     windows: list[dict[str, object]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)  # which fired: "drift", "catalogue growth", "engagement"
     engagement: str = ""  # the engagement comparison, in words ("" without events)
+    skipped_lines: dict[str, int] = field(default_factory=dict)  # per log (LOG_LINES), lines that did not parse
 
 
 def engagement_drop(
@@ -121,10 +175,12 @@ def drop_summary(engagement: Comparison) -> str:
 
 
 def decide_retraining(
-    healths: list[Health], new_items: int, catalogue_size: int, engagement: Comparison | None = None
-) -> Decision:
+    healths: list[Health], new_items: int, catalogue_size: int, engagement: Comparison | None = None,
+    skipped: Mapping[str, SkippedLines] | None = None,
+) -> Decision:  # fmt: skip
     """Retrain when the latest window drifted, when enough products were added since the model was trained, or when
-    shoppers engage significantly less with it than they did."""
+    shoppers engage significantly less with it than they did. ``skipped``: per log (LOG_LINES), its lines that did
+    not parse, noted with the first of them."""
     reasons, signals = [], []
     if healths and healths[-1].decision.drifted:
         reasons += [f"the latest window drifted: {reason}" for reason in healths[-1].decision.reasons]
@@ -140,8 +196,12 @@ def decide_retraining(
         notes.append("no engagement test: no feedback events of this model in both periods")
     elif engagement.decision != CANDIDATE_WORSE:
         notes.append(f"engagement held: {drop_summary(engagement)}")
+    for log, lines in (skipped or {}).items():
+        if lines.count:
+            notes.append(f"skipped {lines.count} unreadable line(s) of {LOG_LINES[log]}: {'; '.join(lines.examples)}")
     summary = drop_summary(engagement) if engagement is not None else ""
-    return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths], signals, summary)
+    counts = {log: lines.count for log, lines in (skipped or {}).items()}
+    return Decision(bool(reasons), reasons + notes, [as_dict(h) for h in healths], signals, summary, counts)
 
 
 def write_report(profile: ReferenceProfile, log: RequestLog, healths: list[Health], decision: Decision, out_dir: Path) -> Path:
@@ -215,26 +275,54 @@ def production_version(registry_uri: str) -> str:
     return production.model_version
 
 
+def read_events(event_log: str, skipped: SkippedLines, since: float | None = None) -> list[FeedbackEvent]:
+    """The feedback events received at or after ``since`` (all without it); bad lines skipped and counted."""
+    events = read_log_records(event_log, FeedbackEvent.from_log_line, skipped, since)
+    return [event for event in events if since is None or event.received >= since]
+
+
+def compact_logs(*locations: str, now: float | None = None) -> None:
+    """Merge the finished days of each log folder into one part a day (fashionrec.storage.compact_log): what the
+    next runs list and open stays proportional to the days kept, not to every flush of every replica. Lossless; a
+    failure is logged, never the step's (the logs still read as they are)."""
+    for location in locations:
+        if not location:
+            continue
+        try:
+            done = compact_log(location, now)
+        except Exception:
+            logger.exception("compacting %s failed; it is read as it is", redact_urls(location))
+            continue
+        if done.written:
+            logger.info("compacted %d parts of %s into %d day parts", done.merged, redact_urls(location), done.written)
+
+
 def run_monitoring_step(
     request_log: Path, releases_uri: str, model_version: str, registry_uri: str, new_items: int, out_dir: Path,
     event_log: str = "", catalog_changes: str = "", now: float | None = None,
+    retention_days: float = LOG_RETENTION_DAYS,
 ) -> Decision:  # fmt: skip
     """The monitor component's body: the production release's profile against the request log, its engagement in
     the feedback events (``event_log``), and the products added since its release (``catalog_changes``, else the
-    ``new_items`` given); report + decision."""
+    ``new_items`` given); report + decision. Of both logs only the parts of the last ``retention_days`` are read,
+    and only the latest MAX_WINDOWS windows of queries are kept; unreadable lines are skipped and counted."""
     import tempfile
 
+    now = time.time() if now is None else now
+    since = now - retention_days * 86400
     version = model_version or production_version(registry_uri)
     if catalog_changes:
         release = read_release(releases_uri, version)
         if release is not None:
             new_items = max(new_items, len(added_since(ChangeLog(catalog_changes), release.created)))
-    events = [FeedbackEvent.from_log_line(line) for line in read_log_lines(event_log)] if event_log else []
-    engagement = engagement_drop(events, version, time.time() if now is None else now) if events else None
+    bad_events = SkippedLines()
+    events = read_events(event_log, bad_events, since) if event_log else []
+    engagement = engagement_drop(events, version, now) if events else None
     with tempfile.TemporaryDirectory(prefix="fashionrec-profile-") as tmp:
         profile = fetch_profile(releases_uri, version, Path(tmp) / "reference")
-    log = RequestLog.read(request_log, version) if request_log.exists() else RequestLog.read_none()
+    log = RequestLog.read(request_log, version, since) if request_log.exists() else RequestLog.read_none()
     healths = analyse(profile, log)
-    decision = decide_retraining(healths, new_items, profile.catalogue_size, engagement)
+    skipped = {"request_log": log.skipped, "event_log": bad_events}
+    decision = decide_retraining(healths, new_items, profile.catalogue_size, engagement, skipped)
     write_report(profile, log, healths, decision, out_dir)
     return decision

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 if TYPE_CHECKING:  # an annotation only: the encoder runtimes import these metrics too, not the drift tests
-    from fashionrec.drift.live import Health
+    from fashionrec.drift.live import Health, LiveMonitor
 
 # Sub-millisecond resolution: the hop budget is 2 ms, the FAISS search and Feast read are fractions of it.
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -42,6 +42,10 @@ class TransformerMetrics:
     coverage: Gauge
     gini: Gauge
     low_score_share: Gauge
+    monitor_last_success: Gauge
+    monitor_interval: Gauge
+    request_log_dropped: Counter
+    request_log_buffered: Gauge
     feedback_events: Counter
     feedback_rejected: Counter
     feedback_buffered: Gauge
@@ -104,6 +108,20 @@ def transformer_metrics() -> TransformerMetrics:
         low_score_share=Gauge(
             "fashionrec_low_score_share", "Share of window queries whose top-1 score is below the reference's 5th percentile"
         ),
+        # Whether the monitor itself works: a thread that stopped, or a request log that cannot be written, leaves
+        # every gauge above at its last value, which the alerts would read as calm.
+        monitor_last_success=Gauge(
+            "fashionrec_monitor_last_success_timestamp_seconds",
+            "Unix time of the monitor's last successful step (evaluation: the drift test of every served window; "
+            "request_log: the write of every monitor's pending lines), the oldest of the monitors",
+            ["step"],
+        ),
+        monitor_interval=Gauge("fashionrec_monitor_interval_seconds", "How often the monitor runs (--monitor_seconds)"),
+        request_log_dropped=Counter(
+            "fashionrec_request_log_dropped_lines",
+            "Request-log lines lost: the buffer was full, or a failed write held more lines than it has room for",
+        ),
+        request_log_buffered=Gauge("fashionrec_request_log_buffered_lines", "Request-log lines waiting for the next write"),
         # Engagement (fashionrec.serving.feedback): what shoppers were shown and chose, per model version. CTR@5 is
         # clicked_answers / answers, MRR reciprocal_ranks / answers (fashionrec.engagement.tally).
         feedback_events=Counter(
@@ -134,3 +152,19 @@ def publish_health(health: Health) -> None:
     metrics.coverage.set(health.coverage)
     metrics.gini.set(health.gini)
     metrics.low_score_share.set(health.low_score_share)
+
+
+EVALUATION_STEP = "evaluation"  # the label values of fashionrec_monitor_last_success_timestamp_seconds
+REQUEST_LOG_STEP = "request_log"
+
+
+def publish_monitoring(served: list[LiveMonitor], writing: list[LiveMonitor], logged: bool) -> None:
+    """The monitor's own health: the oldest last success of the ``served`` monitors' evaluations and, with a
+    request log (``logged``), of the ``writing`` monitors' writes (the served ones and those swapped out with lines
+    still to write), and the lines they hold."""
+    metrics = transformer_metrics()
+    if served:
+        metrics.monitor_last_success.labels(step=EVALUATION_STEP).set(min(m.evaluated_at for m in served))
+    if logged and writing:
+        metrics.monitor_last_success.labels(step=REQUEST_LOG_STEP).set(min(m.written_at for m in writing))
+        metrics.request_log_buffered.set(sum(m.buffered for m in writing))

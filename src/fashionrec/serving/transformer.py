@@ -75,7 +75,7 @@ from fashionrec.retrieval.feast_store import OnlineFeatures
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.retrieval.rerank import ItemLabels, LabelVote
 from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
-from fashionrec.serving.metrics import publish_health, transformer_metrics
+from fashionrec.serving.metrics import publish_health, publish_monitoring, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
@@ -292,6 +292,10 @@ class FashionrecTransformer(Model):
         self.monitor_seconds = monitor_seconds
         self.request_log = request_log
         self._monitor_thread: threading.Thread | None = None
+        # Monitors of snapshots swapped out, with request-log lines to write: flushed at the swap and by the
+        # monitor thread until a flush succeeds (a request in flight may still record into one after the swap).
+        self._retired: list[LiveMonitor] = []
+        self._retired_lock = threading.Lock()
 
     def load(self) -> bool:
         import faiss
@@ -307,6 +311,7 @@ class FashionrecTransformer(Model):
             )
             self._feedback_thread.start()
         if self.monitor_window and self._monitor_thread is None:
+            transformer_metrics().monitor_interval.set(self.monitor_seconds)
             self._monitor_thread = threading.Thread(target=self._monitor, name="fashionrec-monitor", daemon=True)
             self._monitor_thread.start()
         self.ready = True
@@ -329,22 +334,58 @@ class FashionrecTransformer(Model):
         if snapshot.profile is None:
             logger.warning("the index of %s has no reference profile: no live monitoring", snapshot.model_version)
             return snapshot
-        return dataclasses.replace(snapshot, monitor=LiveMonitor(snapshot.profile, self.monitor_window, self.request_log))
+        dropped = transformer_metrics().request_log_dropped.inc
+        monitor = LiveMonitor(snapshot.profile, self.monitor_window, self.request_log, on_dropped=dropped)
+        return dataclasses.replace(snapshot, monitor=monitor)
 
     def _monitor(self) -> None:
-        """Every monitor_seconds, test each snapshot's window against its reference; the stable one's sets the gauges."""
+        """Every monitor_seconds, one round of monitoring (``monitor_once``)."""
         while not self._stopping.wait(self.monitor_seconds):
-            routing = self.routing
-            for snapshot in routing.snapshots if routing is not None else []:
-                if snapshot.monitor is None:
-                    continue
-                try:
-                    health = snapshot.monitor.evaluate()
-                except Exception:  # a bad window must never take serving down: log it, try the next one
-                    logger.exception("evaluating the monitoring window of %s failed", snapshot.model_version)
-                    continue
-                if health is not None and snapshot is routing.stable:  # type: ignore[union-attr]
-                    publish_health(health)
+            self.monitor_once()
+
+    def monitor_once(self) -> None:
+        """Test each snapshot's window against its reference (writing its request-log lines first; the stable
+        one's health sets the gauges), write what swapped-out snapshots still hold, and publish when each step last
+        succeeded: a monitor that keeps failing goes stale (FashionrecMonitorStale), never silent."""
+        routing = self.routing
+        served = [s.monitor for s in routing.snapshots if s.monitor is not None] if routing is not None else []
+        for snapshot in routing.snapshots if routing is not None else []:
+            if snapshot.monitor is None:
+                continue
+            try:
+                health = snapshot.monitor.evaluate()
+            except Exception:  # a bad window must never take serving down: log it, try the next one
+                logger.exception("evaluating the monitoring window of %s failed", snapshot.model_version)
+                continue
+            if health is not None and snapshot is routing.stable:  # type: ignore[union-attr]
+                publish_health(health)
+        retired = self._flush_retired(release=True)
+        # A failed evaluation leaves its monitor's evaluated_at behind: the oldest of them is what is published.
+        publish_monitoring(served, served + retired, self.request_log is not None)
+
+    def _retire(self, old: Routing) -> None:
+        """The monitors of a routing no longer served: their lines are written before they are let go."""
+        with self._retired_lock:
+            self._retired += [s.monitor for s in old.snapshots if s.monitor is not None]
+
+    def _flush_retired(self, release: bool) -> list[LiveMonitor]:
+        """Write the request-log lines the swapped-out snapshots hold; with ``release``, let go of each monitor
+        whose write succeeded. Returns the monitors still held."""
+        with self._retired_lock:
+            retired = list(self._retired)
+        kept = []
+        for monitor in retired:
+            try:
+                monitor.flush()
+            except Exception:  # the storage is down: the monitor thread tries again (its drops are counted)
+                logger.exception("writing the request log of the swapped-out %s failed", monitor.profile.model_version)
+                kept.append(monitor)
+            else:
+                if not release:
+                    kept.append(monitor)
+        with self._retired_lock:
+            self._retired = [m for m in self._retired if m in kept or m not in retired]  # and those retired meanwhile
+            return list(self._retired)
 
     def _poll_changes(self) -> None:
         """Apply new catalogue changes to every loaded snapshot until stopped; a failed poll is retried."""
@@ -363,8 +404,12 @@ class FashionrecTransformer(Model):
     async def reload(self) -> None:
         """Hot swap: load the snapshots now at their folders off the event loop, then switch in one step."""
         routing = await asyncio.to_thread(self._load_routing)
+        old = self.routing
         self._install(routing)
         transformer_metrics().swaps.inc()
+        if old is not None:  # the old snapshots' pending request-log lines would otherwise be lost with them
+            self._retire(old)
+            await asyncio.to_thread(self._flush_retired, False)
 
     def _install(self, routing: Routing) -> None:
         self.routing = routing  # one assignment on the event loop thread: no request sees a half-installed routing
@@ -380,9 +425,9 @@ class FashionrecTransformer(Model):
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
         super().stop()
         self._stopping.set()
-        for snapshot in self.routing.snapshots if self.routing is not None else []:
-            if snapshot.monitor is not None:
-                snapshot.monitor.flush()  # the request log keeps the last queries too
+        if self.routing is not None:
+            self._retire(self.routing)  # the request log keeps the last queries too
+        self._flush_retired(release=True)
         self.feedback.flush()  # and the event log the last events
         self.cpu_pool.shutdown(wait=False)
         predictor, self.predictor = self.predictor, None
