@@ -44,6 +44,7 @@ KNOWN: dict[str, str] = {
     "fashionrec_model_request_seconds": "histogram",
     "fashionrec_canary_share": "gauge",
     "fashionrec_catalog_changes": "counter",
+    "fashionrec_catalog_items_waiting_for_vector": "gauge",
     "fashionrec_drift_score": "gauge",
     "fashionrec_drift_p_value": "gauge",
     "fashionrec_drift_detected": "gauge",

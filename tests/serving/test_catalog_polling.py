@@ -6,9 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pytest
 
 from fashionrec.data.changes import Change, ChangeLog
+from fashionrec.retrieval.index import ItemIndex
+from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.transformer import ServingSnapshot
 
 
@@ -79,3 +82,40 @@ def test_replicas_before_and_after_a_compaction_apply_each_change_once_and_agree
         assert replica.index == everything.index
         assert len(replica.calls) == len({c.name for c in replica.calls})  # none applied twice
     assert {c.name for c in behind.calls} >= {c.name for c in later}
+
+
+@dataclass
+class Store:
+    """The online store as a snapshot reads it: vectors of one version that appear when they are written."""
+
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def embeddings(self, items: list[int], model_version: str) -> list[np.ndarray | None]:
+        return [self.vectors.get(item) for item in items]
+
+
+def test_an_addition_without_a_vector_is_retried_until_it_lands_and_never_after_a_removal(tmp_path: Path) -> None:
+    """Products added for another version only: the index misses them, says so, and takes each one the poll after
+    its vector is written (reencode_additions); a product removed meanwhile never comes back."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((6, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = Store({0: vectors[0]})
+    snapshot = ServingSnapshot(ItemIndex.build(np.arange(1), vectors[:1], "v1", "digest", kind="flat"), cast(Any, store))
+    log = ChangeLog(str(tmp_path / "changes"))
+    log.append("add", [1, 2, 3], ["v0"], rows=b"rows")
+    waiting = transformer_metrics().catalog_waiting.labels(model_version="v1")
+
+    assert snapshot.catch_up(log) == 1 and snapshot.index.count == 1
+    assert snapshot.waiting_items == 3 and waiting._value.get() == 3 and not snapshot.applied
+    store.vectors[1] = vectors[1]  # its vector is written
+    snapshot.catch_up(log)
+    assert snapshot.index.count == 2 and snapshot.waiting_items == 2 and not snapshot.applied
+    log.append("remove", [2])
+    snapshot.catch_up(log)
+    assert snapshot.waiting_items == 1  # 3 only: the removed product no longer waits
+    store.vectors[2], store.vectors[3] = vectors[2], vectors[3]  # a late write of the removed product's vector too
+    snapshot.catch_up(log)
+    assert snapshot.index.vectors_of([2])[0] is None  # never added after its removal
+    assert snapshot.waiting_items == 0 and waiting._value.get() == 0 and len(snapshot.applied) == 2
+    assert snapshot.index.count == 3 and snapshot.catch_up(log) == 0  # 0, 1 and 3; nothing left to retry

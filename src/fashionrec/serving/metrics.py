@@ -35,6 +35,7 @@ class TransformerMetrics:
     version_seconds: Histogram
     canary_share: Gauge
     catalog_changes: Counter
+    catalog_waiting: Gauge
     drift_score: Gauge
     drift_p_value: Gauge
     drift_detected: Gauge
@@ -95,6 +96,11 @@ def transformer_metrics() -> TransformerMetrics:
             "Items of catalogue changes applied to a live index, by action and outcome (no_vector: the online store "
             "has no vector of that index's model version for an added item)",
             ["model_version", "action", "outcome"],
+        ),
+        catalog_waiting=Gauge(
+            "fashionrec_catalog_items_waiting_for_vector",
+            "Products added live that this index has no vector of its model version for yet: retried at every poll",
+            ["model_version"],
         ),
         # Monitoring (fashionrec.drift.live): the recent query window against the model's reference profile.
         drift_score=Gauge("fashionrec_drift_score", "Drift statistic of the recent window (MMD^2 or KS D)", ["signal"]),

@@ -151,19 +151,32 @@ class ServingSnapshot:
     profile: ReferenceProfile | None = None  # the model's reference profile (index/reference/), when it has one
     monitor: LiveMonitor | None = None  # the window of recent image queries, when monitoring
     labels: ItemLabels | None = None  # each item's articleType, for the label-vote re-ranking (older indexes: none)
+    # Added items whose vector of this version is not in the online store yet, by change: retried at every poll
+    # until it lands (reencode_additions writes it), dropped when a later change removes the item.
+    waiting: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def model_version(self) -> str:
         return self.index.meta.model_version
 
     def apply(self, change: Change) -> None:
-        """Apply one catalogue change to the live index (vectors of this snapshot's model version only)."""
-        counter = transformer_metrics().catalog_changes
+        """Apply one catalogue change to the live index (vectors of this snapshot's model version only). An addition
+        whose vector of this version is not in the store yet stays unapplied for those items: the next poll retries
+        them (counted once as no_vector, and in the waiting gauge until they land)."""
+        metrics = transformer_metrics()
+        counter = metrics.catalog_changes
         ids = np.asarray(change.item_ids, dtype=np.int64)
         if change.action == "remove":
             removed = self.index.remove(ids)
             counter.labels(model_version=self.model_version, action="remove", outcome="applied").inc(removed)
+            for name, items in list(self.waiting.items()):  # a removed product's older addition must not land later
+                items.difference_update(change.item_ids)
+                if not items:
+                    del self.waiting[name]
+                    self.applied.add(name)
         else:
+            retry = change.name in self.waiting
+            ids = np.asarray(sorted(self.waiting[change.name]), dtype=np.int64) if retry else ids
             vectors = self.features.embeddings([int(i) for i in ids], self.model_version)
             found = [n for n, vector in enumerate(vectors) if vector is not None]
             if found:
@@ -172,9 +185,21 @@ class ServingSnapshot:
                     added = [int(ids[n]) for n in found]
                     self.labels.add(added, self.features.attributes(added)[LABEL_COLUMN])
             counter.labels(model_version=self.model_version, action="add", outcome="applied").inc(len(found))
-            if len(found) < len(ids):
-                counter.labels(model_version=self.model_version, action="add", outcome="no_vector").inc(len(ids) - len(found))
+            missing = {int(ids[n]) for n, vector in enumerate(vectors) if vector is None}
+            if missing and not retry:
+                counter.labels(model_version=self.model_version, action="add", outcome="no_vector").inc(len(missing))
+            if missing:
+                self.waiting[change.name] = missing
+                metrics.catalog_waiting.labels(model_version=self.model_version).set(self.waiting_items)
+                return  # not applied: the next catch_up reads the change again
+            self.waiting.pop(change.name, None)
+            metrics.catalog_waiting.labels(model_version=self.model_version).set(self.waiting_items)
         self.applied.add(change.name)
+
+    @property
+    def waiting_items(self) -> int:
+        """Added items this snapshot has no vector of yet."""
+        return sum(len(items) for items in self.waiting.values())
 
     def catch_up(self, log: ChangeLog) -> int:
         """Apply every change of the log this snapshot has not applied yet, oldest first; returns how many. A file
