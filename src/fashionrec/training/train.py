@@ -419,7 +419,7 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 loss = F.cross_entropy(classifier(encoder(x), labels).float(), labels)
             loss.backward()
-            float(loss)  # waits for the device
+            float(loss.detach())  # waits for the device
             encoder.zero_grad(set_to_none=True)
             classifier.zero_grad(set_to_none=True)
 
