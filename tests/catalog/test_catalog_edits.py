@@ -191,18 +191,25 @@ REMOVE_STEPS = {
 }
 
 
+def retried_after_failure(
+    uninterrupted: Callable[[], Any], interrupted: Callable[[], Any], step: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any]:
+    """The answer of an uninterrupted call, and that of a retry after the same call failed at ``step``."""
+    answer = uninterrupted()
+    owner, name, when = step
+    with monkeypatch.context() as patch:
+        fail_once(patch, owner, name, when)
+        with pytest.raises(OSError, match="injected failure"):
+            interrupted()
+    return answer, interrupted()
+
+
 @pytest.mark.parametrize("step", list(ADD_STEPS))
 def test_an_addition_that_fails_before_any_step_is_finished_by_its_retry(
     step: str, world: Callable[[str], World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected, interrupted = world("uninterrupted"), world("interrupted")
-    answer = expected.add()
-    owner, name, when = ADD_STEPS[step]
-    with monkeypatch.context() as patch:
-        fail_once(patch, owner, name, when)
-        with pytest.raises(OSError, match="injected failure"):
-            interrupted.add()
-    retried = interrupted.add()
+    answer, retried = retried_after_failure(expected.add, interrupted.add, ADD_STEPS[step], monkeypatch)
     assert (retried.added, retried.quarantined, retried.model_versions) == (
         answer.added,
         answer.quarantined,
@@ -216,13 +223,7 @@ def test_a_removal_that_fails_before_any_step_is_finished_by_its_retry(
     step: str, world: Callable[[str], World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected, interrupted = world("uninterrupted"), world("interrupted")
-    answer = expected.remove()
-    owner, name, when = REMOVE_STEPS[step]
-    with monkeypatch.context() as patch:
-        fail_once(patch, owner, name, when)
-        with pytest.raises(OSError, match="injected failure"):
-            interrupted.remove()
-    retried = interrupted.remove()
+    answer, retried = retried_after_failure(expected.remove, interrupted.remove, REMOVE_STEPS[step], monkeypatch)
     assert (retried.removed, retried.unknown) == (answer.removed, answer.unknown) == ([123, 10002], [])
     assert interrupted.state() == expected.state()
 

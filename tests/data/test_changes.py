@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fashionrec.catalog.update import latest_changes
-from fashionrec.data.changes import COMPACTED_DIR, HEAD_FILE, Action, Change, ChangeLog, added_since
+from fashionrec.data.changes import COMPACTED_DIR, HEAD_FILE, Action, Change, ChangeLog, PendingChange, added_since
 
 
 def test_changes_come_back_in_the_order_they_were_made_with_their_rows(tmp_path: Path) -> None:
@@ -59,15 +59,21 @@ def test_a_begun_change_is_read_by_no_consumer_until_it_is_committed(tmp_path: P
     assert log.changes() == [begun.change] and log.pending() == []
 
 
-def test_a_commit_cut_short_after_the_change_is_finished_by_committing_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = ChangeLog(str(tmp_path / "changes"))
+def half_committed(log: ChangeLog, monkeypatch: pytest.MonkeyPatch) -> PendingChange:
+    """A removal whose commit wrote the change and then crashed before dropping its pending record."""
     begun = log.begin("remove", [6])
     with monkeypatch.context() as patch:
         patch.setattr(ChangeLog, "_drop_pending", lambda self, name: (_ for _ in ()).throw(OSError("crash")))
         with pytest.raises(OSError):
             log.commit(begun.change)
+    return begun
+
+
+def test_a_commit_cut_short_after_the_change_is_finished_by_committing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = ChangeLog(str(tmp_path / "changes"))
+    begun = half_committed(log, monkeypatch)
     assert log.changes() == [begun.change]
     assert [(p.change, p.committed) for p in log.pending()] == [(begun.change, True)]
     log.commit(begun.change)  # no second copy of the change
@@ -223,11 +229,7 @@ def test_compaction_leaves_a_change_whose_pending_record_is_left_for_its_writer(
 ) -> None:
     """Its writer finishes it by its file (committed: nothing is made twice); folded, a retry would make it again."""
     log = ChangeLog(str(tmp_path / "changes"))
-    begun = log.begin("remove", [6])
-    with monkeypatch.context() as patch:
-        patch.setattr(ChangeLog, "_drop_pending", lambda self, name: (_ for _ in ()).throw(OSError("crash")))
-        with pytest.raises(OSError):
-            log.commit(begun.change)
+    begun = half_committed(log, monkeypatch)
     other = log.append("add", [7], ["v1"], rows=b"rows")
     assert log.compact(older_than=timedelta(0)) == 1  # the addition only
     assert [(p.change, p.committed) for p in log.pending()] == [(begun.change, True)]
