@@ -72,7 +72,7 @@ def synonym_labels(labels: np.ndarray, vectors: np.ndarray, rows: np.ndarray, gr
         1, index=pd.MultiIndex.from_arrays([np.where(mine < theirs, mine, theirs), np.where(mine < theirs, theirs, mine)])
     )
     confused = pairs[mine != theirs].groupby(level=[0, 1]).sum()
-    merged = {name: name for name in sizes.index}
+    merged = {name: name for name in set(labels)}  # classes only held out too: never merged
 
     def root(name: str) -> str:
         while merged[name] != name:
