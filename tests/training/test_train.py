@@ -121,7 +121,7 @@ def test_interrupted_training_resumes_to_the_same_model(
 
     def preempted_in_epoch_three(images: torch.Tensor, generator: torch.Generator, strength: Augmentation) -> torch.Tensor:
         calls["n"] += 1
-        if calls["n"] == 7:  # 3 steps per epoch: the first step of epoch 3
+        if calls["n"] == 8:  # the time budget's measurement augments once, then 3 steps per epoch: epoch 3's first
             raise RuntimeError("node pre-empted")
         return original(images, generator, strength)
 
