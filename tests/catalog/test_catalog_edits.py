@@ -168,6 +168,12 @@ def new_photo(path: Path, *_: Any) -> bool:
 
 
 # Each step of a call, and a failure just before it: the steps before it are done, it and those after are not.
+# Additions and removals end with the same three steps of the change log.
+COMMIT_STEPS = {
+    "commit the change": (ChangeLog, "commit", None),
+    "move the log's HEAD (change written)": (ChangeLog, "_write_head", None),
+    "drop the pending record (change committed)": (ChangeLog, "_drop_pending", None),
+}
 ADD_STEPS = {
     "record the intent": (ChangeLog, "begin", None),
     "write the online store": (update, "_write_stores", None),
@@ -175,9 +181,7 @@ ADD_STEPS = {
     "write the new photos (replaced lines and photos kept)": (catalog_files, "write_durably", new_photo),
     "replace styles.csv": (catalog_files, "write_durably", styles_path),
     "delete the replaced photos": (catalog_files, "_drop_old_photos", None),
-    "commit the change": (ChangeLog, "commit", None),
-    "move the log's HEAD (change written)": (ChangeLog, "_write_head", None),
-    "drop the pending record (change committed)": (ChangeLog, "_drop_pending", None),
+    **COMMIT_STEPS,
 }
 REMOVE_STEPS = {
     "record the intent": (ChangeLog, "begin", None),
@@ -185,9 +189,7 @@ REMOVE_STEPS = {
     "edit the catalogue": (update, "edit_catalogue", None),
     "replace styles.csv (removed lines and photos kept)": (catalog_files, "write_durably", styles_path),
     "delete the removed photos": (catalog_files, "_drop_old_photos", None),
-    "commit the change": (ChangeLog, "commit", None),
-    "move the log's HEAD (change written)": (ChangeLog, "_write_head", None),
-    "drop the pending record (change committed)": (ChangeLog, "_drop_pending", None),
+    **COMMIT_STEPS,
 }
 
 
