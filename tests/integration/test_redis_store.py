@@ -41,7 +41,7 @@ from fashionrec.retrieval.feast_store import (
 )
 from fashionrec.retrieval.index import ItemIndex, build_index
 from fashionrec.retrieval.online_rows import delete_items, delete_model_version, stored_versions, versions_key, write_items
-from fashionrec.serving.client import image_request, item_request
+from fashionrec.serving.client import image_request, item_request, parse_hits
 from fashionrec.serving.processes import (
     LIVE_DIR,
     LOOPBACK,
@@ -205,6 +205,36 @@ def test_materializing_the_next_version_into_the_shared_store_never_disturbs_the
         assert stored_versions(store) == {"v-a": len(IDS), "v-b": len(IDS)}
     finally:
         transformer.stop()
+
+
+def test_a_restarting_redis_costs_503s_with_the_reason_and_its_data_comes_back(tmp_path: Path) -> None:
+    """While the online store is down the transformer says so (503, not a 500 with the client's stack); a persistent
+    Redis restarted on its data serves every vector again, with no reload."""
+    server = LocalRedis(tmp_path / "redis", persistent=True)
+    server.start()
+    transformer = None
+    try:
+        repo = redis_repo(tmp_path, "repo", server, "v-a")
+        table, vectors = read_embeddings(repo / "data" / "item_embeddings.parquet")
+        apply_and_materialize(repo)
+        ItemIndex.build(table["item_id"].to_numpy(), vectors, "v-a", "d").save(tmp_path / "index")
+        transformer = LocalTransformer(
+            tmp_path / "transformer", index_dir=tmp_path / "index", feature_repo=repo, predictor_host=f"{LOOPBACK}:9"
+        )
+        transformer.start()
+        url = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
+        query = item_request([int(IDS[3])], top_k=5)
+        assert httpx.post(url, json=query, timeout=30).status_code == 200
+        server.stop()
+        down = httpx.post(url, json=query, timeout=60)
+        assert down.status_code == 503 and "online store cannot be reached" in down.json()["error"]
+        server.start()  # the same port and data directory: its append-only file brings the store back
+        again = httpx.post(url, json=query, timeout=30)
+        assert again.status_code == 200 and len(parse_hits(again.json())[0]) == 5
+    finally:
+        if transformer is not None:
+            transformer.stop()
+        server.stop()
 
 
 def _deployment(index_dir: Path, repo: Path) -> Deployment:

@@ -18,6 +18,10 @@ REDIS_SERVER = "redis-server"
 
 @dataclass
 class LocalRedis(LoopbackServer):
+    # False: in memory only, a store the tests throw away. True: an append-only file in work_dir, fsynced every
+    # second and on shutdown, as a production Redis keeps its data across a restart (the soak benchmark restarts it).
+    persistent: bool = False
+
     @property
     def url(self) -> str:
         """The online store setting (fashionrec.retrieval.feast_store.StoreSettings) that points at this server."""
@@ -27,8 +31,8 @@ class LocalRedis(LoopbackServer):
         binary = shutil.which(REDIS_SERVER)
         if binary is None:
             raise ServerStartError(f"{REDIS_SERVER} not found: run `make test-tools` (installs Debian's redis-server)")
-        # In memory only, loopback only, no background saves: a store the tests throw away.
-        args = [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
+        durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persistent else ["--appendonly", "no"]
+        args = [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "", *durability]
         process = self.launch("redis", [*args, "--dir", str(self.work_dir)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -272,6 +272,19 @@ def apply_and_materialize(repo_dir: Path, engine: str = "fashionrec") -> Materia
     return materialize(apply_repo(repo_dir), engine)
 
 
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store did not answer (a Redis restarting, a network fault): a server that is not ready, not a bug."""
+
+
+def unreachable_errors(online_store: Any) -> tuple[type[BaseException], ...]:
+    """What the online store's client raises when its server cannot be reached."""
+    if getattr(online_store, "type", "") == "redis":
+        import redis.exceptions  # deferred: the Redis client is the optional production store's
+
+        return (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    return (OSError,)
+
+
 class OnlineFeatures:
     """Batched online reads for serving: one read of the online store per request and feature view.
 
@@ -289,6 +302,7 @@ class OnlineFeatures:
         self._sqlite = sqlite_reader(self.store)  # the embedded store: rows read by serialised key, no protobuf keys
         self._attribute_view = self.store.get_feature_view(FEAST_ATTRIBUTE_VIEW)
         self._embedding_view = self.store.get_feature_view(FEAST_EMBEDDING_VIEW)
+        self._unreachable = unreachable_errors(self.store.config.online_store)
 
     def _read(
         self, view: Any, item_ids: list[int], features: list[str], model_version: str | None = None
@@ -297,7 +311,10 @@ class OnlineFeatures:
         if self._sqlite is not None:
             return self._sqlite.read(view, entity_keys(self.store, item_ids, model_version), features)
         keys = [item_key(i) if model_version is None else vector_key(i, model_version) for i in item_ids]
-        return [values for _, values in self._online.online_read(self.store.config, view, keys, features)]
+        try:
+            return [values for _, values in self._online.online_read(self.store.config, view, keys, features)]
+        except self._unreachable as exc:
+            raise OnlineStoreUnavailable(f"the online store cannot be reached: {exc}") from exc
 
     def attributes(self, item_ids: list[int]) -> dict[str, list[str | None]]:
         rows = self._read(self._attribute_view, item_ids, list(ATTRIBUTE_COLUMNS))

@@ -71,7 +71,7 @@ from fashionrec.data.imagefacts import image_stats
 from fashionrec.drift.live import WINDOW, LiveMonitor
 from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.imaging import ImageDecodeError, header_pixels, validate_images
-from fashionrec.retrieval.feast_store import OnlineFeatures
+from fashionrec.retrieval.feast_store import OnlineFeatures, OnlineStoreUnavailable
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.retrieval.rerank import ItemLabels, LabelVote
 from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
@@ -560,6 +560,8 @@ class FashionrecTransformer(Model):
         except InvalidInput:
             outcome = "client_error"
             raise
+        except OnlineStoreUnavailable as exc:  # Redis restarting: 503 with the reason, the client retries
+            raise ServerNotReady(str(exc)) from exc
         finally:
             metrics.version_requests.labels(model_version=snapshot.model_version, outcome=outcome).inc()
             if outcome == "ok":
