@@ -73,6 +73,11 @@ def storage(uri: str) -> tuple[Any, str]:
     return fs, path
 
 
+def absolute_location(location: str | Path) -> str:
+    """A storage location that means the same from any working directory: a local path made absolute, a URL as is."""
+    return str(location) if "://" in str(location) else str(Path(location).absolute())
+
+
 LOG_SUFFIX = ".jsonl"
 LOG_BUFFER_LINES = 20_000  # records held between flushes at most, unless the log says otherwise
 # A part file's name: the time it was written (ns since the epoch, zero-padded, so that names sort by time), then

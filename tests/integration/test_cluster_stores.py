@@ -2,10 +2,7 @@
 S3-compatible server (moto's), through the same code paths a team's s3:// or KFP's minio:// takes, including a
 network fault in the middle of publishing a release. `make test-tools` installs both servers into .tools/."""
 
-import contextlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 
 from fashionrec.config import LOOPBACK
 from fashionrec.local.cluster_servers import LocalS3Server, running_mlflow, running_s3
+from fashionrec.local.faults import CuttableProxy
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.release import RELEASE_FILE, fetch_serving, publish, read_release
 from fashionrec.storage import storage
@@ -70,59 +68,6 @@ def test_releases_are_published_once_and_fetched_back_from_an_s3_api(s3: LocalS3
     fetched = fetch_serving(root, "bbb222", "index", tmp_path / "fetched")
     assert (fetched / "placeholder").read_text() == "bbb222"
     assert publish(fake_deployment(tmp_path / "again", "bbb222"), root, first) == second  # never overwritten
-
-
-class CuttableProxy:
-    """A TCP proxy on loopback in front of the S3 server that can cut the network: open connections are reset and
-    new ones refused until it is restored."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server((LOOPBACK, 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut = threading.Event()
-        self.puts = 0
-        self.cut_after_puts: int | None = None
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection((LOOPBACK, self.upstream_port))
-            self.connections += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if requests and data.startswith(b"PUT "):
-                    self.puts += 1
-                    if self.cut_after_puts is not None and self.puts > self.cut_after_puts:
-                        self.sever()
-                        return
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def sever(self) -> None:
-        self.cut.set()
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                connection.close()
-        self.connections.clear()
-
-    def restore(self) -> None:
-        self.cut.clear()
-        self.cut_after_puts = None
 
 
 def test_a_network_fault_mid_publish_leaves_no_release_and_the_retry_completes_it(

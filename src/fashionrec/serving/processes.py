@@ -50,6 +50,7 @@ from fashionrec.serving.torchserve import (
     mar_version,
     torchserve_properties,
 )
+from fashionrec.storage import absolute_location
 
 # KServe logs a line per request with its latencies by default: ~0.3 ms of the transformer hop on 2 cores, and the
 # Prometheus histograms (fashionrec_request_seconds & co.) already carry the same numbers. The manifests pass it too.
@@ -314,7 +315,7 @@ class LocalTransformer(LocalModelServer):
     predictor_key_file: Path | None = None  # a local TorchServe's key_file.json (its inference key); None: no token
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
     catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.data.changes)
-    request_log: Path | None = None  # JSONL of what image queries saw, for `fashionrec monitor` (no photos)
+    request_log: Path | str | None = None  # what queries saw, for `fashionrec monitor` (no photos): a .jsonl, a folder, s3://
     event_log: Path | None = None  # JSONL of shoppers' feedback events (fashionrec.serving.feedback)
     monitor_seconds: float | None = None  # how often the live drift window is tested (None: the transformer's default)
     name: ClassVar[str] = "transformer"
@@ -339,7 +340,7 @@ class LocalTransformer(LocalModelServer):
                 if self.catalog_changes is not None
                 else []
             ),
-            *([f"--request_log={self.request_log.absolute()}"] if self.request_log is not None else []),
+            *([f"--request_log={absolute_location(self.request_log)}"] if self.request_log is not None else []),
             *([f"--event_log={self.event_log.absolute()}"] if self.event_log is not None else []),
             *([f"--monitor_seconds={self.monitor_seconds:g}"] if self.monitor_seconds is not None else []),
             *self.server_args(),
@@ -388,7 +389,7 @@ def serve_locally(
     runtime: str = "torchserve",
     protocol: str = "v2",
     catalog_changes: Path | None = None,
-    request_log: Path | None = None,
+    request_log: Path | str | None = None,
     monitor_seconds: float | None = None,
     event_log: Path | None = None,
 ) -> Iterator[tuple[LocalTorchServe | LocalKServeEncoder, LocalTransformer]]:
