@@ -265,16 +265,20 @@ class LogBuffer(Generic[T]):
     thread ``flush``es, encoding each record to its line there (off the request path). Bounded: past ``capacity``
     records new ones are refused and counted in ``dropped``, so a burst or an unreachable bucket costs records, never
     the server's memory. A failed write keeps its records for the next flush, as far as the bound allows.
-    ``on_drop`` hears of every record dropped, as it happens (the transformer counts them in Prometheus)."""
+    ``on_drop`` hears of every record dropped, as it happens (the transformer counts them in Prometheus).
+    ``lossless``: what was taken is never dropped (the feedback events, acknowledged with a 202): a failed write keeps
+    all its records even past ``capacity`` (at most twice it, as records added during the write are bounded too), and
+    ``add`` refuses until the buffer is back under it."""
 
     def __init__(
         self, location: str, encode: Callable[[T], str], capacity: int = LOG_BUFFER_LINES,
-        on_drop: Callable[[int], None] | None = None,
+        on_drop: Callable[[int], None] | None = None, lossless: bool = False,
     ) -> None:  # fmt: skip
         self.location = location
         self.encode = encode
         self.capacity = capacity
         self.on_drop = on_drop
+        self.lossless = lossless
         self.dropped = 0
         self._records: list[T] = []
         self._lock = threading.Lock()
@@ -304,7 +308,7 @@ class LogBuffer(Generic[T]):
             write_log_lines(self.location, [self.encode(record) for record in records])
         except Exception:
             with self._lock:
-                room = max(self.capacity - len(self._records), 0)
+                room = len(records) if self.lossless else max(self.capacity - len(self._records), 0)
                 lost = max(len(records) - room, 0)
                 self.dropped += lost
                 self._records[:0] = records[:room]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fashionrec import storage
 from fashionrec.engagement.events import FeedbackEvent, cloud_event
 from fashionrec.serving.feedback import BufferFull, FeedbackCollector
 from fashionrec.serving.metrics import transformer_metrics
@@ -38,3 +39,28 @@ def test_a_full_buffer_refuses_whole_posts_and_keeps_what_it_took_until_the_stor
     logged = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(blocker / "events.jsonl"))]
     assert sorted(event.item_id for event in logged) == list(range(20))
     assert collector.take(post(10, start=20)) == 10  # room again
+
+
+def test_events_taken_while_a_write_fails_are_all_kept_never_dropped_to_make_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every event was acknowledged (202): a write failing while new posts fill the buffer loses none of them (it
+    used to put back only what fitted beside the new ones)."""
+    log = tmp_path / "events.jsonl"
+    collector = FeedbackCollector(str(log), capacity=20)
+    assert collector.take(post(20)) == 20
+    real_write = storage.write_log_lines
+
+    def write_failing_while_posts_arrive(location: str, lines: list[str]) -> None:
+        assert collector.take(post(20, start=20)) == 20  # a post taken while the write is on the wire
+        raise OSError("the store went away mid-write")
+
+    monkeypatch.setattr(storage, "write_log_lines", write_failing_while_posts_arrive)
+    collector.flush()
+    assert collector.buffer is not None and len(collector.buffer) == 40 and collector.buffer.dropped == 0
+    with pytest.raises(BufferFull):
+        collector.take(post(1, start=40))  # over the bound until it drains
+    monkeypatch.setattr(storage, "write_log_lines", real_write)
+    collector.flush()
+    logged = [FeedbackEvent.from_log_line(line) for line in read_log_lines(str(log))]
+    assert sorted(event.item_id for event in logged) == list(range(40))

@@ -40,7 +40,7 @@ class FeedbackCollector:
 
     def __init__(self, event_log: str | None, capacity: int = EVENT_BUFFER) -> None:
         self.buffer: LogBuffer[FeedbackEvent] | None = (
-            LogBuffer(event_log, FeedbackEvent.log_line, capacity=capacity) if event_log else None
+            LogBuffer(event_log, FeedbackEvent.log_line, capacity=capacity, lossless=True) if event_log else None
         )
         self._tracker = AnswerTracker()
         self._versions: set[str] = set()
