@@ -11,17 +11,17 @@ def update_catalog(
     quarantine: Output[Dataset],
     metrics: Output[Metrics],
     releases_uri: str,
-    model_versions: list,
-    predictor_host: str,
     catalog_changes_uri: str,
+    serving_target: str = "kserve://fashionrec",
     remove_ids: list = [],  # noqa: B006 (KFP parameters need literal defaults)
     catalog_dir: str = "",
 ) -> None:
     """A batch of catalogue changes without retraining. ``additions`` (styles.csv + images/, or an empty folder) is
     validated by the pipeline's Great Expectations suite (invalid rows quarantined and reported, never dropped); the
-    valid products are encoded by the predictor at ``predictor_host`` (v2) with the encoder of every version in
-    ``model_versions`` (production, and a canary during a rollout), written to the shared online store their
-    releases under ``releases_uri`` name, and recorded in the change log ``catalog_changes_uri`` that every
+    valid products are encoded with the encoder of every version the InferenceService ``serving_target``
+    (kserve://[NAMESPACE/]NAME, as the training pipeline's deploy_target) serves now, read from it at the start of
+    the step (production, and the canary during a rollout), by its predictor (v2), written to the shared online store
+    their releases under ``releases_uri`` name, and recorded in the change log ``catalog_changes_uri`` that every
     transformer applies to its live index within seconds. ``remove_ids`` are deleted from the store and the indexes.
     With ``catalog_dir`` (a mounted catalogue folder), its styles.csv and images follow, for the next retrain."""
     import shutil
@@ -30,13 +30,15 @@ def update_catalog(
 
     from fashionrec.catalog.update import run_catalog_update
     from fashionrec.config import QUARANTINE_FILE, REPORT_FILE
+    from fashionrec.deploy.step import serving_on
 
+    model_versions, predictor_host = serving_on(serving_target, releases_uri)
     with tempfile.TemporaryDirectory() as tmp:
         counts = run_catalog_update(
             Path(additions.path),
             [int(i) for i in remove_ids],
             releases_uri,
-            [str(v) for v in model_versions],
+            model_versions,
             predictor_host,
             catalog_changes_uri,
             Path(catalog_dir) if catalog_dir else None,

@@ -24,9 +24,8 @@ def build_catalog_pipeline(gpu: bool = True) -> GraphComponent:
     def catalog_pipeline(
         additions_uri: str,
         releases_uri: str,
-        model_versions: list,
-        predictor_host: str,
         catalog_changes_uri: str,
+        serving_target: str = "kserve://fashionrec",
         remove_ids: list = [],  # noqa: B006 (KFP parameters need literal defaults)
     ) -> None:
         """Add and remove catalogue products live.
@@ -34,9 +33,9 @@ def build_catalog_pipeline(gpu: bool = True) -> GraphComponent:
         Args:
             additions_uri: folder of the new products (styles.csv + images/) in object storage (gs://, s3://, minio://).
             releases_uri: the training pipeline's releases_uri: the served releases' Feast repos name the shared store.
-            model_versions: the model versions being served (production, and a canary during a rollout).
-            predictor_host: host:port of the InferenceService's predictor (v2), e.g. fashionrec-predictor.ns.svc:80.
             catalog_changes_uri: the change log the transformers apply (their --catalog_changes).
+            serving_target: the InferenceService, kserve://[NAMESPACE/]NAME (as the training pipeline's deploy_target):
+                the versions it serves now (production, and a canary during a rollout) and its predictor are read from it.
             remove_ids: ids of products to remove.
         """
         imported = dsl.importer(artifact_uri=additions_uri, artifact_class=Dataset, reimport=True)
@@ -44,9 +43,8 @@ def build_catalog_pipeline(gpu: bool = True) -> GraphComponent:
         updated = update_catalog(
             additions=imported.output,
             releases_uri=releases_uri,
-            model_versions=model_versions,
-            predictor_host=predictor_host,
             catalog_changes_uri=catalog_changes_uri,
+            serving_target=serving_target,
             remove_ids=remove_ids,
         )
         updated.set_display_name("validate, encode, write the online store, record the change")

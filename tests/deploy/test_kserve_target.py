@@ -333,3 +333,24 @@ def test_the_release_serves_the_encoder_of_what_the_inference_service_serves(tmp
     archives = sorted(p.name for p in (Path(release.model_store_uri) / "model-store").glob("*.mar"))
     assert release.previous_version == "aaa111" and archives == [f"{MODEL_NAME}-aaa111.mar", f"{MODEL_NAME}.mar"]
     assert result is not None and result.stable_version == "aaa111"
+
+
+def test_what_is_served_follows_the_rollout_production_and_the_canary_while_it_shares_the_traffic(tmp_path: Path) -> None:
+    """What a catalogue update encodes for, read from the InferenceService: the canary's release and the stable
+    revision's (the release's previous version) while the canary is on, one version otherwise."""
+    releases = str(tmp_path / "releases")
+    first = publish(fake_deployment(tmp_path / "runs", "aaa111"), releases)
+    second = publish(fake_deployment(tmp_path / "runs", "bbb222"), releases, first)
+    third = publish(fake_deployment(tmp_path / "runs", "ccc333"), releases, second)
+    client = SimulatedKServe(None)
+    kserve = KServeTarget(client, "ns", releases, template_path=TEMPLATE, timeout_s=5, poll_s=0.01)
+    assert kserve.served_versions() == []
+    kserve.first_deploy(first)
+    assert kserve.served_versions() == ["aaa111"]
+    kserve.start_canary(second, 0.1)
+    assert kserve.served_versions() == ["bbb222", "aaa111"]
+    kserve.promote(second)
+    assert kserve.served_versions() == ["bbb222"]
+    kserve.start_canary(third, 0.2)
+    kserve.rollback(third)
+    assert kserve.served_versions() == ["bbb222"] and kserve.predictor_host() == "fashionrec.ns.svc.cluster.local"

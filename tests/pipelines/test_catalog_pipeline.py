@@ -19,9 +19,8 @@ def test_the_catalog_pipeline_imports_the_batch_and_updates_with_secrets_as_env(
     assert set(parameters) == {
         "additions_uri",
         "releases_uri",
-        "model_versions",
-        "predictor_host",
         "catalog_changes_uri",
+        "serving_target",
         "remove_ids",
     }
     assert all(p.get("description") for p in parameters.values())

@@ -107,6 +107,23 @@ def served_version(isvc: dict[str, Any] | None) -> str | None:
     return None if version == PLACEHOLDER_VERSION else version
 
 
+def serving_now(isvc: dict[str, Any] | None, releases_root: str) -> list[str]:
+    """The model versions the InferenceService's transformer revisions serve now: its release's, and while a canary
+    shares the traffic (or a rollback's pin drains it) also the stable revision's, which is the release's previous
+    version (the production version whose encoder its model store holds). What catalogue updates encode for."""
+    current = served_version(isvc)
+    if current is None or isvc is None:
+        return []
+    versions = [current]
+    if "canaryTrafficPercent" in isvc["spec"]["transformer"]:
+        release = read_release(releases_root, current)
+        if release is None:
+            raise KServeRolloutError(f"the served release {current} is not published under {releases_root}")
+        if release.previous_version and release.previous_version != current:
+            versions.append(release.previous_version)
+    return versions
+
+
 def _revisions(isvc: dict[str, Any], component: str) -> tuple[str, str, dict[str, int]]:
     """A component's latest created and latest ready revision, and its traffic: percent by revision name."""
     status = dict(((isvc.get("status") or {}).get("components") or {}).get(component) or {})
@@ -328,6 +345,14 @@ class KServeTarget:
 
     def stable_version(self) -> str | None:
         return served_version(self._get())
+
+    def served_versions(self) -> list[str]:
+        """Every model version a transformer revision serves now (fashionrec.deploy.kserve_target.serving_now)."""
+        return serving_now(self._get(), self.releases_root)
+
+    def predictor_host(self) -> str:
+        """host[:port] of the predictor, from the InferenceService's status (v2 REST)."""
+        return predictor_url(self._require(), self.isvc_name, self.namespace).split("://", 1)[-1].rstrip("/")
 
     def endpoint(self) -> str:
         status = self._require().get("status") or {}

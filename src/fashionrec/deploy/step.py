@@ -66,6 +66,21 @@ def parse_target(uri: str) -> DeployTarget:
     raise ValueError(f"deploy target {redact_urls(uri)!r}: use kserve://[NAMESPACE/]NAME, local:///ABSOLUTE/WORKDIR or none")
 
 
+def serving_on(target_uri: str, releases_uri: str, isvc_client: InferenceServiceClient | None = None) -> tuple[list[str], str]:
+    """What a ``kserve://[NAMESPACE/]NAME`` target serves now, for a catalogue update: every model version a
+    transformer revision serves (production, and the canary during a rollout) and the predictor's host[:port]."""
+    target = parse_target(target_uri)
+    if target.kind != "kserve":
+        raise ValueError(
+            f"serving target {redact_urls(target_uri)!r}: a cluster's catalogue update needs kserve://[NAMESPACE/]NAME"
+        )
+    kserve = KServeTarget(isvc_client or kserve_client(), target.namespace or pod_namespace(), releases_uri, target.name)
+    versions = kserve.served_versions()
+    if not versions:
+        raise ValueError(f"{target.name} serves no release yet: nothing to encode new products with")
+    return versions, kserve.predictor_host()
+
+
 def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
     """Probe traffic from the catalogue: held-out photos as image queries, catalogue items as item_id queries."""
 
