@@ -22,12 +22,11 @@ Phases, ``--phase-seconds`` each, the fault starting 10 s in:
 Traffic is open-loop at ``--rate`` requests/s, half image queries (the catalogue's own photos, one per request) and
 half item queries (ids never removed), each with its own request id; a request's latency counts from its scheduled
 send time. A request on a keep-alive connection the server closed while idle is sent once more on a new one, as
-HTTP clients do (counted). Per phase: requests sent, answered 2xx / 4xx / 5xx / not at all, p99, 5xx by requests not
-in flight while the fault was on,
-recovery (the last failure's send time after the fault was lifted), and the request-log lines missing for 2xx
-answers. After the run: every product added is in styles.csv, has a vector of the served version in Redis and is
-answered by an item query; every product removed is gone from all three. Prints tables and writes
-benchmarks/results/soak.json.
+HTTP clients do (counted). Per phase: requests sent, answered 2xx / 4xx / 5xx / not at all, p99, 5xx of requests
+not in flight while the fault was on, recovery (the last failure's send time after the fault was lifted), and the
+request-log lines missing for 2xx answers. After the run: every product added is in styles.csv, has a vector of the
+served version in Redis and is answered by an item query; every product removed is gone from all three; Redis holds
+one vector of the served version per styles.csv row. Prints tables and writes benchmarks/results/soak.json.
 """
 
 from __future__ import annotations
@@ -67,7 +66,8 @@ from fashionrec.local.faults import CuttableProxy
 from fashionrec.local.redis import LocalRedis
 from fashionrec.local.stages import StageOutputs, run_stages
 from fashionrec.params import TrainConfig
-from fashionrec.retrieval.feast_store import OnlineFeatures, StoreSettings, apply_and_materialize, stage_repo
+from fashionrec.retrieval.feast_store import OnlineFeatures, StoreSettings, apply_and_materialize, open_store, stage_repo
+from fashionrec.retrieval.online_rows import stored_versions
 from fashionrec.serving.client import image_request, item_request
 from fashionrec.serving.processes import LIVE_DIR, LocalTorchServe, serve_locally
 from fashionrec.storage import SkippedLines, read_log_records, storage
@@ -263,6 +263,7 @@ def check_catalogue(url: str, catalog: Path, deployment: Deployment, added: list
 
     lines = {int(i) for i in read_styles(catalog / STYLES_FILE).rows["id"]}
     online = OnlineFeatures(deployment.feature_repo)
+    stored = stored_versions(open_store(deployment.feature_repo)).get(deployment.model_version, 0)
     vectors = online.embeddings(added + removed, deployment.model_version)
     attributes = online.present(added + removed)
 
@@ -272,6 +273,8 @@ def check_catalogue(url: str, catalog: Path, deployment: Deployment, added: list
     return {
         "added": len(added),
         "removed": len(removed),
+        "styles_rows": len(lines),
+        "vectors_of_served_version": stored,  # one per catalogue row: none lost, none left behind
         "added_missing_from_styles": sorted(set(added) - lines),
         "added_without_vector": [i for i, v in zip(added, vectors[: len(added)], strict=True) if v is None],
         "added_not_answered": [i for i in added if answered(i) != 200],
@@ -312,7 +315,7 @@ def main() -> None:
     parser.add_argument("--removals", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
 
     with tempfile.TemporaryDirectory(prefix="fashionrec-soak-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
@@ -422,6 +425,7 @@ def main() -> None:
         "5xx",
         "no answer",
         "5xx outside fault",
+        "resent",
         "fault s",
         "recovery s",
         "p99 ms",
