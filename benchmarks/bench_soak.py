@@ -337,6 +337,7 @@ def main() -> None:
         ids = sorted(int(i) for i in read_styles(catalog / STYLES_FILE).rows["id"])
         removed = ids[-args.removals :]
         added = sorted(int(i) for i in read_styles(additions / STYLES_FILE).rows["id"])
+        removed_all = [*removed, *added[:2]]  # catalogue products, and two of those the run adds
         photos = [p.read_bytes() for p in sorted((catalog / "images").glob("*.jpg"))[:200]]
         with serve_locally(first, root / "serve", catalog_changes=changes, request_log=request_log, monitor_seconds=5.0) as (
             predictor,
@@ -348,42 +349,32 @@ def main() -> None:
             url = f"{transformer.url}/v2/models/{MODEL_NAME}/infer"
             traffic = Traffic(url, photos, ids[: -args.removals], args.rate)
 
-            def predictor_fault(fault: Fault) -> None:
-                fault.started = time.monotonic()
+            def predictor_fault() -> None:
                 kill_predictor(predictor)
                 predictor.start()
-                fault.lifted = time.monotonic()
 
-            def redis_fault(fault: Fault) -> None:
-                fault.started = time.monotonic()
+            def redis_fault() -> None:
                 redis.stop()
                 time.sleep(args.redis_down_seconds)
                 redis.start()
-                fault.lifted = time.monotonic()
 
-            def storage_fault(fault: Fault) -> None:
-                fault.started = time.monotonic()
+            def storage_fault() -> None:
                 proxy.sever()
                 time.sleep(args.storage_down_seconds)
                 proxy.restore()
-                fault.lifted = time.monotonic()
 
-            def catalogue_change(fault: Fault) -> None:
+            def catalogue_change() -> None:
                 log = ChangeLog(str(changes))
-                fault.started = time.monotonic()
                 add_items(additions, serving.served(), serving.predictor(), log, catalog, root / "add-report")
                 time.sleep(REMOVE_AFTER_S)
-                remove_items([*removed, *added[:2]], serving.served(), log, catalog)
-                fault.lifted = time.monotonic()
+                remove_items(removed_all, serving.served(), log, catalog)
 
-            def hot_swap(fault: Fault) -> None:
-                fault.started = time.monotonic()
+            def hot_swap() -> None:
                 target.start_canary(second, 0.5)
                 time.sleep(PROMOTE_AFTER_S)
                 target.promote(second)
-                fault.lifted = time.monotonic()
 
-            actions: dict[str, Callable[[Fault], None]] = {
+            actions: dict[str, Callable[[], None]] = {
                 "predictor": predictor_fault, "redis": redis_fault, "storage": storage_fault,
                 "catalogue": catalogue_change, "hot swap": hot_swap,
             }  # fmt: skip
@@ -394,15 +385,14 @@ def main() -> None:
                 console.print(f"[bold]{phase}[/] ({args.phase_seconds:.0f} s)")
                 if phase in actions:
                     time.sleep(FAULT_AT_S)
-                    faults[phase] = Fault()
-                    actions[phase](faults[phase])
+                    faults[phase] = Fault(started=time.monotonic())
+                    actions[phase]()  # the fault, and what lifts it
+                    faults[phase].lifted = time.monotonic()
                     console.print(f"  fault lifted after {faults[phase].lifted - faults[phase].started:.1f} s")
                 time.sleep(max(began + args.phase_seconds - time.monotonic(), 0.0))
             traffic.stop()
             sent = traffic.sent
-            removed_all = [*removed, *added[:2]]
-            kept_added = added[2:]
-            catalogue = check_catalogue(url, catalog, second, kept_added, removed_all)
+            catalogue = check_catalogue(url, catalog, second, added[2:], removed_all)
         logged, skipped = logged_request_ids(request_log)  # the transformer flushed its buffer when it stopped
 
     rows = phase_rows(sent, faults, logged)
