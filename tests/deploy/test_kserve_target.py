@@ -344,13 +344,13 @@ def test_what_is_served_follows_the_rollout_production_and_the_canary_while_it_s
     third = publish(fake_deployment(tmp_path / "runs", "ccc333"), releases, second)
     client = SimulatedKServe(None)
     kserve = KServeTarget(client, "ns", releases, template_path=TEMPLATE, timeout_s=5, poll_s=0.01)
-    assert kserve.served_versions() == []
+    assert kserve.serving() == ([], None)
     kserve.first_deploy(first)
-    assert kserve.served_versions() == ["aaa111"]
+    assert kserve.serving()[0] == ["aaa111"]
     kserve.start_canary(second, 0.1)
-    assert kserve.served_versions() == ["bbb222", "aaa111"]
+    assert kserve.serving()[0] == ["bbb222", "aaa111"]
     kserve.promote(second)
-    assert kserve.served_versions() == ["bbb222"]
+    assert kserve.serving()[0] == ["bbb222"]
     kserve.start_canary(third, 0.2)
     kserve.rollback(third)
-    assert kserve.served_versions() == ["bbb222"] and kserve.predictor_host() == "fashionrec.ns.svc.cluster.local"
+    assert kserve.serving() == (["bbb222"], "fashionrec.ns.svc.cluster.local")

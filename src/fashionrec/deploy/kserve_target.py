@@ -346,13 +346,14 @@ class KServeTarget:
     def stable_version(self) -> str | None:
         return served_version(self._get())
 
-    def served_versions(self) -> list[str]:
-        """Every model version a transformer revision serves now (fashionrec.deploy.kserve_target.serving_now)."""
-        return serving_now(self._get(), self.releases_root)
-
-    def predictor_host(self) -> str:
-        """host[:port] of the predictor, from the InferenceService's status (v2 REST)."""
-        return predictor_url(self._require(), self.isvc_name, self.namespace).split("://", 1)[-1].rstrip("/")
+    def serving(self) -> tuple[list[str], str | None]:
+        """From one read of the InferenceService: every model version a transformer revision serves now
+        (``serving_now``) and the predictor's host[:port] for v2 REST (None before the first release)."""
+        isvc = self._get()
+        if isvc is None:
+            return [], None
+        host = predictor_url(isvc, self.isvc_name, self.namespace).split("://", 1)[-1].rstrip("/")
+        return serving_now(isvc, self.releases_root), host
 
     def endpoint(self) -> str:
         status = self._require().get("status") or {}

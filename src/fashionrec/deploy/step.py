@@ -75,10 +75,10 @@ def serving_on(target_uri: str, releases_uri: str, isvc_client: InferenceService
             f"serving target {redact_urls(target_uri)!r}: a cluster's catalogue update needs kserve://[NAMESPACE/]NAME"
         )
     kserve = KServeTarget(isvc_client or kserve_client(), target.namespace or pod_namespace(), releases_uri, target.name)
-    versions = kserve.served_versions()
-    if not versions:
+    versions, predictor_host = kserve.serving()
+    if not versions or predictor_host is None:
         raise ValueError(f"{target.name} serves no release yet: nothing to encode new products with")
-    return versions, kserve.predictor_host()
+    return versions, predictor_host
 
 
 def probe_requests(valid_table: Path, holdout_fraction: float, seed: int = 0) -> list[dict[str, Any]]:
