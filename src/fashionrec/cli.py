@@ -20,6 +20,8 @@ from fashionrec.config import (
     DEFAULT_TOP_K,
     DEFECTS_FILE,
     GALLERY_PORT,
+    IMAGE_REGISTRY,
+    IMAGE_TAG,
     INDEX_RECALL_TARGET,
     LOG_RETENTION_DAYS,
     LOOPBACK,
@@ -48,6 +50,8 @@ model_app = typer.Typer(help="The model registry (MLflow): versions, production 
 app.add_typer(model_app, name="model")
 catalog_app = typer.Typer(help="Products added or removed live, without retraining.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+images_app = typer.Typer(help="The container images (the Dockerfile's two targets).", no_args_is_help=True)
+app.add_typer(images_app, name="images")
 
 Workdir = Annotated[
     Path, typer.Option(help="Folder of local pipeline runs: their outputs, the registry (mlflow.db), deployment records.")
@@ -176,12 +180,56 @@ def pipeline_compile(
     gpu: Annotated[
         bool, typer.Option(help="The train step requests one nvidia.com/gpu (--no-gpu for CPU-only clusters).")
     ] = True,
+    image: Annotated[
+        str,
+        typer.Option(
+            help="The image every step runs in (REGISTRY/NAME:TAG or NAME@sha256:DIGEST, as `make images` built and "
+            "pushed it); default: the project's published image."
+        ),
+    ] = "",
 ) -> None:
     """Compile every pipeline to YAML (upload it in the KFP UI)."""
     from fashionrec.local.pipeline_runner import compile_all
 
-    for path in compile_all(out, gpu=gpu):
+    for path in compile_all(out, gpu=gpu, image=image):
         console.print(f"compiled {path}")
+
+
+@images_app.command("build")
+def images_build(
+    registry: Annotated[
+        str, typer.Option(help="Registry path the images are named under (e.g. my.registry/team).")
+    ] = IMAGE_REGISTRY,
+    tag: Annotated[str, typer.Option(help="Their tag.")] = IMAGE_TAG,
+    base: Annotated[
+        str, typer.Option(help="Base image (default: the Dockerfile's; a Debian stand-in is made where it cannot be pulled).")
+    ] = "",
+    target: Annotated[list[str] | None, typer.Option(help="Build only these targets (transformer, pipeline).")] = None,
+    torch_index_url: Annotated[
+        str, typer.Option(help="pip index for torch in the pipeline image, e.g. https://download.pytorch.org/whl/cpu (CPU-only).")
+    ] = "",
+    report: Annotated[Path, typer.Option(help="Where the names, ids, sizes and build times are written.")] = Path(
+        "build/images.json"
+    ),
+) -> None:
+    """Build both images with docker, or buildah where no Docker engine runs; then push them with the same tool."""
+    from fashionrec.images.build import TARGETS, ImageNames, build_images
+
+    names = ImageNames(registry, tag)
+    unknown = set(target or []) - set(TARGETS)
+    if unknown:
+        raise typer.BadParameter(f"unknown targets {sorted(unknown)}: choose from {', '.join(TARGETS)}")
+    built = build_images(
+        names,
+        base=base,
+        targets=tuple(t for t in TARGETS if t in (target or TARGETS)),
+        report=report,
+        torch_index_url=torch_index_url,
+    )
+    console.print(f"wrote {report}. Next: push, then `fashionrec pipeline compile --image {names.pipeline}` and set the")
+    console.print("manifests' images (README, Deploying to a cluster):")
+    for entry in built["images"].values():
+        console.print(f"  {entry['name']}")
 
 
 @pipeline_app.command("run")

@@ -19,12 +19,19 @@ def feedback_path(model_name: str = MODEL_NAME) -> str:
     return f"/v2/models/{model_name}/feedback"
 
 
-# Container images (the Dockerfile's two targets); the tag is bumped on release. The KFP components train, so their
-# image carries torch; the transformer's does not (it imports no torch).
-PROJECT_IMAGE = "ghcr.io/fashionrec/fashionrec:0.1.0"
-TRANSFORMER_IMAGE = "ghcr.io/fashionrec/fashionrec-transformer:0.1.0"
+# Container images (the Dockerfile's two targets), as published; the tag is bumped on release. The KFP components
+# train, so their image carries torch; the transformer's does not (it imports no torch). `make images
+# IMAGE_REGISTRY=... IMAGE_TAG=...` builds them under a user's own names (fashionrec.images).
+IMAGE_REGISTRY = "ghcr.io/fashionrec"
+IMAGE_TAG = "0.1.0"
+PROJECT_IMAGE_NAME = "fashionrec"  # the Dockerfile's `pipeline` target
+TRANSFORMER_IMAGE_NAME = "fashionrec-transformer"  # its `transformer` target
+PROJECT_IMAGE = f"{IMAGE_REGISTRY}/{PROJECT_IMAGE_NAME}:{IMAGE_TAG}"
+TRANSFORMER_IMAGE = f"{IMAGE_REGISTRY}/{TRANSFORMER_IMAGE_NAME}:{IMAGE_TAG}"
 # Where both images hold kserve/ (the entrypoints the manifests run).
 IMAGE_KSERVE_DIR = "/opt/fashionrec/kserve"
+# The image's provenance (git commit, package versions), written by its build (fashionrec.provenance).
+IMAGE_BUILD_INFO = "/opt/fashionrec/build-info.json"
 
 EMBEDDING_DIM = 256
 # (height, width) of the encoder input: the native size of the Kaggle "small" images (60x80 portrait).

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fashionrec.checkout import PIPELINE_MODULES, load_pipeline_module
+from fashionrec.config import PROJECT_IMAGE
 from fashionrec.console import console
 from fashionrec.local.deployment import Deployment, save_deployment
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
@@ -21,16 +22,32 @@ from fashionrec.training.registry import MlflowRegistry, default_registry_uri
 from fashionrec.workdir import WorkDir
 
 
-def compile_all(out_dir: Path, gpu: bool = True) -> list[Path]:
-    """Compile every pipeline module to out_dir/<module>.yaml (``gpu``: GPU steps request an NVIDIA GPU)."""
+def compile_all(out_dir: Path, gpu: bool = True, image: str = "") -> list[Path]:
+    """Compile every pipeline module to out_dir/<module>.yaml (``gpu``: GPU steps request an NVIDIA GPU; ``image``:
+    the image every step runs in, default the project's)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in PIPELINE_MODULES:
         module = load_pipeline_module(name)
         path = out_dir / f"{name.rsplit('.', 1)[-1]}.yaml"
         module.compile_pipeline(str(path), gpu=gpu)
+        if image:
+            path.write_text(with_image(path.read_text(encoding="utf-8"), image), encoding="utf-8")
         written.append(path)
     return written
+
+
+STEP_IMAGE = re.compile(r"^(?P<indent>\s+image: )(?P<image>\S+)$", re.MULTILINE)
+
+
+def with_image(compiled_yaml: str, image: str) -> str:
+    """The compiled YAML with every step's image (the components name PROJECT_IMAGE when decorated) set to ``image``."""
+    if not re.fullmatch(r"[\w.:/@-]+", image):
+        raise ValueError(f"not an image reference: {image!r}")
+    other = {m.group("image") for m in STEP_IMAGE.finditer(compiled_yaml)} - {PROJECT_IMAGE}
+    if other:
+        raise ValueError(f"the compiled pipeline names images other than {PROJECT_IMAGE}: {sorted(other)}")
+    return STEP_IMAGE.sub(lambda m: f"{m.group('indent')}{image}", compiled_yaml)
 
 
 class TaskProgress(io.TextIOBase):
