@@ -19,12 +19,12 @@ README = PACKAGE.parents[1] / "README.md"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
-    ("charts", "console", "imaging", "params", "storage", "workdir", "checkout"),
+    ("charts", "console", "imaging", "params", "storage", "workdir", "checkout", "provenance"),
     ("data", "retrieval", "engagement"),
     ("training", "drift"),
     ("serving",),
     ("catalog",),
-    ("deploy", "monitoring"),
+    ("deploy", "monitoring", "images"),
     ("kubeflow", "web", "local"),
     ("cli",),
 )

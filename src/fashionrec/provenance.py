@@ -59,6 +59,12 @@ def key_packages(info: dict[str, Any] | None = None) -> dict[str, str]:
     return {name: packages[name] for name in KEY_PACKAGES if name in packages}
 
 
+def built_by() -> dict[str, Any]:
+    """What a model card records: the git commit, the image (inside one, else "") and the key packages' versions."""
+    info = build_info()
+    return {"git_commit": info["git_commit"], "image": info["image"], "packages": key_packages(info)}
+
+
 def write_build_info(path: Path, git_commit: str, image: str) -> dict[str, Any]:
     info = {"git_commit": git_commit or "unknown", "image": image, "packages": installed_packages()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -151,17 +151,14 @@ def run_local(
         deploy_target=f"local://{work_dir}",
         catalog_changes_uri=str(WorkDir(work_dir).catalog_changes),
     )
-    parameters = plain_values(config or TrainConfig(), pipeline=True) | plain_values(settings, pipeline=True)
-    refuse_literal_passwords(parameters)  # before any step records them (the run, MLflow, the release)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(WorkDir(work_dir).pipeline_root), raise_on_error=True
+    task = run_pipeline(
+        "training_pipeline",
+        {"catalog_uri": str(catalog_dir.resolve())}
+        | plain_values(config or TrainConfig(), pipeline=True)
+        | plain_values(settings, pipeline=True),
+        WorkDir(work_dir).pipeline_root,
+        local.SubprocessRunner(use_venv=False),
     )
-    module = load_pipeline_module()
-    with warnings.catch_warnings(), one_of_support():
-        # kfp.local notes that cluster-only settings (resources, display names, the image) do not apply locally.
-        warnings.filterwarnings("ignore", category=UserWarning, module="kfp.local")
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module="kfp.local")
-        task = module.training_pipeline(catalog_uri=str(catalog_dir.resolve()), **parameters)
     deployment = Deployment(
         model_store=Path(task.outputs["model_store"].path),
         index_dir=Path(task.outputs["index"].path),
@@ -172,3 +169,20 @@ def run_local(
     promoted = gate_passed and production is not None and production.model_version == deployment.model_version
     save_deployment(deployment, work_dir, promoted=promoted)
     return LocalRun(deployment, gate_passed, promoted)
+
+
+def run_pipeline(pipeline: str, arguments: dict[str, Any], pipeline_root: Path, runner: Any) -> Any:
+    """Run one pipeline of pipelines/ (its function's name: ``training_pipeline``) with kfp.local and ``runner``
+    (a SubprocessRunner: this environment; fashionrec.images.containers: each task in its image)."""
+    from kfp import local
+
+    refuse_literal_passwords(arguments)  # before any step records them (the run, MLflow, the release)
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=runner, pipeline_root=str(pipeline_root.resolve()), raise_on_error=True)
+    module_name = next(name for name in PIPELINE_MODULES if name.endswith(f".{pipeline}"))
+    function = getattr(load_pipeline_module(module_name), pipeline)
+    with warnings.catch_warnings(), one_of_support():
+        # kfp.local notes that cluster-only settings (resources, display names, the image) do not apply locally.
+        warnings.filterwarnings("ignore", category=UserWarning, module="kfp.local")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="kfp.local")
+        return function(**arguments)

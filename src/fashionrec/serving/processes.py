@@ -25,6 +25,7 @@ import httpx
 
 from fashionrec.config import (
     CATALOG_POLL_SECONDS,
+    IMAGE_KSERVE_DIR,
     LOOPBACK,
     MAR_FILE,
     MAX_REQUEST_BYTES,
@@ -227,6 +228,10 @@ class LocalModelServer:
     process: ManagedProcess | None = field(default=None, kw_only=True)
     # The repository API's token (the cluster mounts it from a Secret); only this process's owner can read it.
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), kw_only=True, repr=False)
+    # Run inside an image instead of this environment: the command that starts a program in the container
+    # (fashionrec.images.containers), to which `python <IMAGE_KSERVE_DIR>/<entrypoint> args` is appended.
+    container_prefix: list[str] | None = field(default=None, kw_only=True)
+    container_owner: tuple[int, int] | None = field(default=None, kw_only=True)  # uid, gid the token is given to
     name: ClassVar[str]  # of its log file
     entrypoint: ClassVar[str]  # the kserve/ program
     torch_threads: ClassVar[int] = 1  # OMP_NUM_THREADS, as its container's env sets it
@@ -265,7 +270,12 @@ class LocalModelServer:
         token_file = self.admin_token_file
         token_file.touch(mode=0o600)
         token_file.write_text(self.admin_token, encoding="utf-8")
-        command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
+        if self.container_owner is not None:
+            os.chown(token_file, *self.container_owner)  # still 0600: readable by the container's user only
+        if self.container_prefix is None:
+            command = [sys.executable, str(kserve_file(self.entrypoint)), *self.args()]
+        else:
+            command = [*self.container_prefix, "python", f"{IMAGE_KSERVE_DIR}/{self.entrypoint}", *self.args()]
         env = {"OMP_NUM_THREADS": str(self.torch_threads)}
         self.process = ManagedProcess(self.name, command, self.work_dir / f"{self.name}.log", env=env)
         self.process.start()

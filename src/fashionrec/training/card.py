@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fashionrec.config import MODEL_CARD_FILE
+from fashionrec.provenance import built_by
 
 
 @dataclass
@@ -18,6 +20,8 @@ class ModelCard:
     classes: list[str]
     dataset_digest: str
     metrics: dict[str, float] = field(default_factory=dict)
+    # What code made it: git commit, image (inside one) and the key packages' versions (fashionrec.provenance).
+    build: dict[str, Any] = field(default_factory=built_by)
 
     def save(self, model_dir: Path) -> None:
         (model_dir / MODEL_CARD_FILE).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

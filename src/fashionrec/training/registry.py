@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from fashionrec.config import MODEL_NAME, TRAINING_HISTORY_FILE
+from fashionrec.provenance import built_by
 from fashionrec.workdir import DEFAULT_WORKDIR, WorkDir
 
 PRODUCTION = "production"
@@ -58,14 +58,6 @@ def default_registry_uri(work_dir: Path | None = None) -> str:
     return f"sqlite:///{database}"
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("FASHIONREC_GIT_COMMIT", "unknown")
-
-
 class RegistryError(RuntimeError):
     pass
 
@@ -95,9 +87,16 @@ class MlflowRegistry:
         """Log one training run (params, metrics, artifacts) and register it as a new model version."""
         from mlflow.exceptions import MlflowException
 
+        build = card.get("build") or built_by()  # the card's: what made the model, not what registers it
         run = self.client.create_run(
             self.experiment_id,
-            tags={"model_version": card["model_version"], "dataset_digest": card["dataset_digest"], "git_commit": git_commit()},
+            tags={
+                "model_version": card["model_version"],
+                "dataset_digest": card["dataset_digest"],
+                "git_commit": build["git_commit"],
+                "image": build["image"],
+                "packages": json.dumps(build["packages"], sort_keys=True),
+            },
         )
         run_id = run.info.run_id
         for key, value in params.items():

@@ -1,0 +1,149 @@
+"""Programs run inside the project's images with buildah, as a cluster runs them: KFP tasks and the servers.
+
+KFP tasks: kfp.local's DockerRunner builds each task's executor input, fills in the compiled command's placeholders
+and mounts the pipeline root, exactly as for Docker; only the container itself is started with `buildah run` instead
+of a Docker engine (none runs on the project's build machines). Everything else is kfp.local's own code.
+Servers: the command that starts a kserve/ program inside an image (fashionrec.serving.processes runs it).
+
+Every container runs as uid 1000 (as the images' USER and the manifests' securityContext), on the host's network
+(the loopback servers a test starts), with host folders mounted at the same paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fashionrec.images.build import BUILDAH_ENV
+from fashionrec.serving.processes import LocalModelServer
+
+CONTAINER_USER = "1000:1000"  # the images' USER
+# Where a container's own writable home is (the images have no home folder for uid 1000).
+CONTAINER_ENV = {"HOME": "/tmp", "OMP_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """What every container started here gets beyond the image: host folders at the same path, and environment."""
+
+    mounts: tuple[Path, ...] = ()  # read-write, at the same path inside
+    read_only_mounts: tuple[Path, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = CONTAINER_USER
+    volumes: tuple[str, ...] = ()  # HOST:CONTAINER:MODE, as kfp.local asks for them
+
+    def volume_args(self) -> list[str]:
+        rw = [f"--volume={p.resolve()}:{p.resolve()}:rw" for p in self.mounts]
+        ro = [f"--volume={p.resolve()}:{p.resolve()}:ro" for p in self.read_only_mounts]
+        return rw + ro + [f"--volume={volume}" for volume in self.volumes]
+
+    def env_args(self, extra: Mapping[str, str] | None = None) -> list[str]:
+        return [f"--env={k}={v}" for k, v in {**CONTAINER_ENV, **self.env, **(extra or {})}.items()]
+
+
+def buildah(*args: str, capture: bool = True) -> str:
+    done = subprocess.run(["buildah", *args], capture_output=capture, text=True, env={**os.environ, **BUILDAH_ENV})
+    if done.returncode != 0:
+        raise RuntimeError(f"buildah {' '.join(args[:2])} failed: {done.stderr.strip() if capture else done.returncode}")
+    return done.stdout.strip() if capture else ""
+
+
+def new_container(image: str, purpose: str) -> str:
+    """A working container of ``image`` (never pulled: the images are the ones built here)."""
+    return buildah("from", "--pull-never", "--name", f"fashionrec-{purpose}-{secrets.token_hex(4)}", image)
+
+
+def remove_container(container: str) -> None:
+    with contextlib.suppress(RuntimeError):
+        buildah("rm", container)
+
+
+def run_command(
+    container: str, command: list[str], settings: ContainerSettings, extra_env: Mapping[str, str] | None = None
+) -> list[str]:
+    """The `buildah run` command line that runs ``command`` in ``container``."""
+    return [
+        "buildah",
+        "run",
+        "--isolation=chroot",
+        "--network=host",
+        f"--user={settings.user}",
+        *settings.volume_args(),
+        *settings.env_args(extra_env),
+        container,
+        "--",
+        *command,
+    ]
+
+
+def run_to_completion(
+    image: str, command: list[str], settings: ContainerSettings, extra_env: Mapping[str, str] | None = None
+) -> int:
+    """Run ``command`` in a fresh container of ``image``; its output is printed as it comes (kfp.local indents it)."""
+    container = new_container(image, "task")
+    try:
+        args = run_command(container, command, settings, extra_env)
+        with subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **BUILDAH_ENV}
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line, end="")
+            return process.wait()
+    finally:
+        remove_container(container)
+
+
+@contextlib.contextmanager
+def kfp_tasks_in_images(settings: ContainerSettings) -> Iterator[Any]:
+    """A kfp.local DockerRunner whose tasks run with buildah in their images (the image each task's compiled
+    executor names), for the duration of the block: ``local.init(runner=...)`` takes what this yields."""
+    from kfp import local
+    from kfp.local import docker_task_handler, status
+
+    handler_class = docker_task_handler.DockerTaskHandler
+    original = handler_class.run
+
+    def run_with_buildah(handler: Any) -> Any:
+        volumes = handler.get_volumes_to_mount()  # kfp.local's: the pipeline root (and a workspace), read-write
+        task_settings = ContainerSettings(
+            mounts=settings.mounts,
+            read_only_mounts=settings.read_only_mounts,
+            env=settings.env,
+            user=settings.user,
+            volumes=tuple(f"{host}:{spec['bind']}:{spec['mode'].split(',')[0]}" for host, spec in volumes.items()),
+        )
+        code = run_to_completion(handler.image, handler.full_command, task_settings, handler.env_vars)
+        return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
+
+    handler_class.run = run_with_buildah
+    try:
+        yield local.DockerRunner()
+    finally:
+        handler_class.run = original
+
+
+Server = TypeVar("Server", bound=LocalModelServer)
+
+
+@contextlib.contextmanager
+def serving_in_image(server: Server, image: str, settings: ContainerSettings) -> Iterator[Server]:
+    """``server`` (a kserve/ program: the transformer, the KServe-hosted encoder) started inside a container of
+    ``image`` with its usual arguments, as its manifest runs it; stopped and removed after the block. Its work dir
+    and the folders its arguments name must be among ``settings``' mounts."""
+    container = new_container(image, server.name)
+    uid, gid = (int(part) for part in settings.user.split(":"))
+    server.container_prefix = run_command(container, [], settings, {"OMP_NUM_THREADS": str(server.torch_threads)})
+    server.container_owner = (uid, gid)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        remove_container(container)
