@@ -14,7 +14,7 @@ from fashionrec.config import PROJECT_IMAGE, TRANSFORMER_IMAGE
 from fashionrec.images.build import ImageNames, build_command, dockerfile_base
 from fashionrec.images.requirements import requirements
 from fashionrec.local.pipeline_runner import with_image
-from fashionrec.provenance import build_info, write_build_info
+from fashionrec.provenance import KEY_PACKAGES, build_info, built_by, write_build_info
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
@@ -76,6 +76,9 @@ def test_an_images_build_info_is_what_provenance_reports(tmp_path: Path) -> None
     outside = build_info(tmp_path / "absent.json")
     assert outside["image"] == "" and len(outside["git_commit"]) >= 7
     assert json.loads(path.read_text())["packages"]["numpy"] == info["packages"]["numpy"]
+    in_image, in_checkout = built_by(path), built_by(tmp_path / "absent.json")
+    assert in_image["image"] == "r/fashionrec:1" and set(in_image["packages"]) <= set(KEY_PACKAGES)
+    assert in_checkout["packages"]["numpy"] == info["packages"]["numpy"] and in_checkout["git_commit"] == outside["git_commit"]
 
 
 def test_the_publishing_workflow_passes_githubs_schema_and_zizmors_audits() -> None:

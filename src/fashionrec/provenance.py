@@ -7,6 +7,7 @@ image's build wrote (an image has no .git): ``python -m fashionrec.provenance --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -49,20 +50,18 @@ def build_info(path: Path = Path(IMAGE_BUILD_INFO)) -> dict[str, Any]:
     return {"git_commit": checkout_commit(), "image": "", "packages": installed_packages()}
 
 
-def git_commit() -> str:
-    return str(build_info()["git_commit"])
-
-
-def key_packages(info: dict[str, Any] | None = None) -> dict[str, str]:
-    """The versions of KEY_PACKAGES that are installed."""
-    packages = (info or build_info())["packages"]
-    return {name: packages[name] for name in KEY_PACKAGES if name in packages}
-
-
-def built_by() -> dict[str, Any]:
-    """What a model card records: the git commit, the image (inside one, else "") and the key packages' versions."""
-    info = build_info()
-    return {"git_commit": info["git_commit"], "image": info["image"], "packages": key_packages(info)}
+def built_by(path: Path = Path(IMAGE_BUILD_INFO)) -> dict[str, Any]:
+    """What a model card records: the git commit, the image (inside one, else "") and the versions of KEY_PACKAGES
+    that are installed (looked up one by one outside an image: a card needs no scan of every distribution)."""
+    if path.is_file():
+        info = build_info(path)
+        packages = {name: info["packages"][name] for name in KEY_PACKAGES if name in info["packages"]}
+        return {"git_commit": info["git_commit"], "image": info["image"], "packages": packages}
+    packages = {}
+    for name in KEY_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            packages[name] = metadata.version(name)
+    return {"git_commit": checkout_commit(), "image": "", "packages": packages}
 
 
 def write_build_info(path: Path, git_commit: str, image: str) -> dict[str, Any]:

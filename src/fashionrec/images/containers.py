@@ -16,11 +16,11 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fashionrec.images.build import BUILDAH_ENV
+from fashionrec.images.build import BUILDAH_ENV, run
 from fashionrec.serving.processes import LocalModelServer
 
 CONTAINER_USER = "1000:1000"  # the images' USER
@@ -47,11 +47,11 @@ class ContainerSettings:
         return [f"--env={k}={v}" for k, v in {**CONTAINER_ENV, **self.env, **(extra or {})}.items()]
 
 
-def buildah(*args: str, capture: bool = True) -> str:
-    done = subprocess.run(["buildah", *args], capture_output=capture, text=True, env={**os.environ, **BUILDAH_ENV})
+def buildah(*args: str) -> str:
+    done = run(["buildah", *args], capture_output=True)
     if done.returncode != 0:
-        raise RuntimeError(f"buildah {' '.join(args[:2])} failed: {done.stderr.strip() if capture else done.returncode}")
-    return done.stdout.strip() if capture else ""
+        raise RuntimeError(f"buildah {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def new_container(image: str, purpose: str) -> str:
@@ -112,12 +112,8 @@ def kfp_tasks_in_images(settings: ContainerSettings) -> Iterator[Any]:
 
     def run_with_buildah(handler: Any) -> Any:
         volumes = handler.get_volumes_to_mount()  # kfp.local's: the pipeline root (and a workspace), read-write
-        task_settings = ContainerSettings(
-            mounts=settings.mounts,
-            read_only_mounts=settings.read_only_mounts,
-            env=settings.env,
-            user=settings.user,
-            volumes=tuple(f"{host}:{spec['bind']}:{spec['mode'].split(',')[0]}" for host, spec in volumes.items()),
+        task_settings = replace(
+            settings, volumes=tuple(f"{host}:{spec['bind']}:{spec['mode'].split(',')[0]}" for host, spec in volumes.items())
         )
         code = run_to_completion(handler.image, handler.full_command, task_settings, handler.env_vars)
         return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
