@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,21 @@ def test_first_submit_creates_the_pipeline_uploads_the_yaml_and_starts_a_run(kfp
     assert submitted.run_id == kfp_api.runs[0]["run_id"]
     assert submitted.url == f"{kfp_api.url}/#/runs/details/{submitted.run_id}"
     assert submitted.pipeline.pipeline_created and submitted.pipeline.version_uploaded
+
+
+def test_a_submission_from_inside_a_kfp_step_where_import_kfp_leaves_the_client_out(kfp_api: KfpApiRecorder) -> None:
+    """KFP's launcher runs a step (the monitoring pipeline's retraining trigger) with _KFP_RUNTIME=true, under which
+    `import kfp` does not import kfp.Client: the submission must not need it there."""
+    program = (
+        "import sys; from fashionrec.kubeflow.submit import submit_run; submit_run(sys.argv[1], params=['catalog_uri=gs://b/c'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, kfp_api.url], env={**os.environ, "_KFP_RUNTIME": "true"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = kfp_api.calls_to("POST", f"{API}/runs")
+    assert run.json()["runtime_config"]["parameters"]["catalog_uri"] == "gs://b/c"
 
 
 def test_the_contract_check_catches_a_misspelt_or_mistyped_field() -> None:

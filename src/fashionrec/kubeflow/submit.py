@@ -415,10 +415,14 @@ def open_connection(
     resolved_host = resolve_host(host)
     auth = resolve_auth(token)
     check_kfp_reachable(resolved_host, auth, timeout)
-    kfp = _require("kfp")
+    # kfp.client, not kfp.Client: inside a KFP step (_KFP_RUNTIME=true, as the launcher sets it) `import kfp` skips
+    # the client ("module 'kfp' has no attribute 'Client'"), and importing kfp.client there is circular unless
+    # kfp.dsl.component_factory comes first (the order kfp.dsl's own __init__ has outside a step).
+    _require("kfp.dsl.component_factory")
+    kfp_client = _require("kfp.client")
     with kfp_errors(resolved_host), quiet_kfp():
         # kfp.Client's namespace is the user namespace of a multi-user install; "kubeflow" is its "none given".
-        client = kfp.Client(host=resolved_host, namespace=namespace or "kubeflow", **auth.client_arguments())
+        client = kfp_client.Client(host=resolved_host, namespace=namespace or "kubeflow", **auth.client_arguments())
     return KfpConnection(client, resolved_host, namespace)
 
 
