@@ -3,7 +3,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
-from fashionrec.config import LOG_RETENTION_DAYS, PROJECT_IMAGE
+from fashionrec.config import PROJECT_IMAGE
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
@@ -13,12 +13,12 @@ def monitor_requests(
     decision: Output[Markdown],
     metrics: Output[Metrics],
     releases_uri: str,
+    log_retention_days: float,  # no default here: KFP ships this function's source alone (the pipeline passes it)
     model_version: str = "",
     registry_uri: str = "",
     new_items: int = 0,
     event_log_uri: str = "",
     catalog_changes_uri: str = "",
-    log_retention_days: float = LOG_RETENTION_DAYS,
 ) -> NamedTuple("MonitorOutputs", [("retrain", bool)]):  # type: ignore[valid-type]
     """Compare what the production model was asked with what it learned: the transformers' request log (JSONL part
     files, imported from object storage) against the reference profile of its release under ``releases_uri``

@@ -11,6 +11,7 @@ from kfp.dsl import HTML, Dataset, Markdown, Metrics
 from kfp_artifacts import artifact
 
 from components.monitor_requests import monitor_requests
+from fashionrec.config import LOG_RETENTION_DAYS
 from fashionrec.data.changes import ChangeLog
 from fashionrec.drift.live import LiveMonitor
 from fashionrec.drift.profile import PROFILE_DIR, ReferenceProfile
@@ -31,12 +32,14 @@ def release_with_profile(root: Path, rng: np.random.Generator, centres: np.ndarr
     return profile
 
 
-def run(tmp_path: Path, log_dir: Path, root: Path, **sources: str | float) -> tuple[bool, Metrics, Path]:
+def run(
+    tmp_path: Path, log_dir: Path, root: Path, log_retention_days: float = LOG_RETENTION_DAYS, **sources: str | float
+) -> tuple[bool, Metrics, Path]:
     metrics = artifact(Metrics, tmp_path, "metrics")
     report, decision = artifact(HTML, tmp_path, "report.html"), artifact(Markdown, tmp_path, "decision.md")
     outputs = monitor_requests.python_func(
         request_log=artifact(Dataset, log_dir.parent, log_dir.name), report=report, decision=decision, metrics=metrics,
-        releases_uri=str(root), model_version="v-prod", **sources,
+        releases_uri=str(root), log_retention_days=log_retention_days, model_version="v-prod", **sources,
     )  # fmt: skip
     assert "<svg" in Path(report.path).read_text()
     return outputs.retrain, metrics, Path(decision.path)

@@ -17,13 +17,15 @@ from kfp_api_recorder import API, KfpApiRecorder
 def test_no_decision_sends_nothing_and_a_decision_starts_a_training_run(tmp_path: Path) -> None:
     with KfpApiRecorder() as kfp_api:
         quiet = artifact(Markdown, tmp_path, "quiet.md")
-        trigger_training.python_func(retrain=False, catalog_uri="gs://b/catalog", run=quiet, kfp_host=kfp_api.url)
+        trigger_training.python_func(
+            retrain=False, catalog_uri="gs://b/catalog", run=quiet, kfp_host=kfp_api.url, cooldown_hours=24.0
+        )
         assert kfp_api.requests == [] and "No training run" in Path(quiet.path).read_text()
 
         started = artifact(Markdown, tmp_path, "run.md")
         trigger_training.python_func(
             retrain=True, catalog_uri="gs://b/catalog", run=started, kfp_host=kfp_api.url,
-            training_parameters={"epochs": 3}, package_path=str(default_package_path()),
+            training_parameters={"epochs": 3}, package_path=str(default_package_path()), cooldown_hours=24.0,
         )  # fmt: skip
         (run,) = kfp_api.calls_to("POST", f"{API}/runs")
         parameters = run.json()["runtime_config"]["parameters"]
