@@ -157,6 +157,7 @@ def _located_lines(location: str, since: float | None) -> Iterator[tuple[str, st
                     yield f"{path.name}:{number}", line.rstrip("\r\n")
         return
     fs, root = storage(location)
+    fs.invalidate_cache(root)  # s3fs and gcsfs cache listings for good: a later read would miss the newer parts
     if not fs.exists(root):
         return
     live, _ = _parts(fs, root)
@@ -220,6 +221,7 @@ def compact_log(location: str, now: float | None = None, keep_days: float | None
     if local_log_file(location):
         return Compaction(0, 0, 0)
     fs, root = storage(location)
+    fs.invalidate_cache(root)  # as for a read: compact what is there now
     if not fs.exists(root):
         return Compaction(0, 0, 0)
     now = time.time() if now is None else now

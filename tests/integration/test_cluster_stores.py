@@ -3,6 +3,9 @@ S3-compatible server (moto's), through the same code paths a team's s3:// or KFP
 network fault in the middle of publishing a release. `make test-tools` installs both servers into .tools/."""
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from fashionrec.local.cluster_servers import LocalS3Server, running_mlflow, runn
 from fashionrec.local.faults import CuttableProxy
 from fashionrec.local.stages import StageOutputs
 from fashionrec.serving.release import RELEASE_FILE, fetch_serving, publish, read_release
-from fashionrec.storage import storage
+from fashionrec.storage import compact_log, read_log_lines, storage, write_log_lines
 from fashionrec.training.registry import MlflowRegistry, production_model_dir
 from tests.deploy.release_fakes import fake_deployment
 
@@ -92,3 +95,15 @@ def test_a_network_fault_mid_publish_leaves_no_release_and_the_retry_completes_i
     release = publish(artifacts, root)  # the step's retry replaces the partial parts and completes it
     assert read_release(root, "ccc333") == release
     assert (fetch_serving(root, "ccc333", "feature_repo", tmp_path / "fetched") / "placeholder").read_text() == "ccc333"
+
+
+def test_a_log_read_twice_in_one_process_sees_the_parts_written_in_between(s3: LocalS3Server) -> None:
+    """s3fs caches a folder's listing for good: a long-lived reader (a test waiting for a transformer's flush, a
+    loop reading the request log) must still see every part written since its last read."""
+    log = f"s3://{BUCKET}/requests"
+    write_log_lines(log, ['{"n": 1}'])
+    assert list(read_log_lines(log)) == ['{"n": 1}']
+    another_replica = f"from fashionrec.storage import write_log_lines; write_log_lines({log!r}, ['{{\"n\": 2}}'])"
+    subprocess.run([sys.executable, "-c", another_replica], check=True)  # its flush: a new part, by another client
+    assert list(read_log_lines(log)) == ['{"n": 1}', '{"n": 2}']
+    assert compact_log(log, now=time.time() + 3 * 86400).merged == 2  # compaction lists afresh too
