@@ -1,5 +1,6 @@
 """The image build's pieces without building: the requirements the Dockerfile installs before the code, names set
-once, the build command, compile --image, provenance, and the publishing workflow against GitHub's schema and
+once, the build command, compile --image, provenance, what a task's container gets from the launcher's part, and
+the publishing workflow against GitHub's schema and
 zizmor's audits (both offline). tests/integration/test_images.py builds and runs the images."""
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fashionrec.config import PROJECT_IMAGE, TRANSFORMER_IMAGE
+from fashionrec.images import containers
 from fashionrec.images.build import ImageNames, build_command, dockerfile_base
 from fashionrec.images.requirements import requirements
 from fashionrec.local.pipeline_runner import with_image
@@ -66,6 +68,36 @@ def test_compile_with_an_image_names_only_that_image(tmp_path: Path) -> None:
         assert images == {"my.registry/fashionrec:1.2"}, compiled.name
     with pytest.raises(ValueError, match="not an image"):
         with_image("        image: x\n", "bad name")
+
+
+def test_a_tasks_inputs_in_object_storage_are_downloaded_where_the_sdk_maps_them_and_local_ones_are_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KFP's launcher copies s3://BUCKET/KEY to /s3/BUCKET/KEY before the task starts; kfp.local does not (the
+    bucket is a local folder here: storage() stands in for S3)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    bucket = tmp_path / "bucket"
+    (bucket / "requests").mkdir(parents=True)
+    (bucket / "requests" / "part-1.jsonl").write_text("{}\n")
+    monkeypatch.setattr(containers, "storage", lambda uri: (LocalFileSystem(), str(bucket / uri.split("/", 3)[3])))
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "request_log": {"artifacts": [{"uri": "s3://logs/requests"}]},
+                "model": {"artifacts": [{"uri": str(tmp_path / "pipeline_root" / "model")}]},
+            }
+        }
+    }
+    command = ["sh", "-c", "program", "--executor_input", json.dumps(executor_input), "--function_to_execute", "f"]
+    assert containers.executor_input_of(command) == executor_input
+    staging = tmp_path / "staging"
+    volumes = containers.download_remote_inputs(containers.executor_input_of(command), staging, owner=None)
+    assert volumes == [f"{staging / 's3'}:/s3:rw"]
+    assert (staging / "s3" / "logs" / "requests" / "part-1.jsonl").read_text() == "{}\n"
+    assert sorted(p.name for p in staging.rglob("*")) == ["logs", "part-1.jsonl", "requests", "s3"]
+    with pytest.raises(ValueError, match="--executor_input"):
+        containers.executor_input_of(["python", "-m", "program"])
 
 
 def test_an_images_build_info_is_what_provenance_reports(tmp_path: Path) -> None:

@@ -1,35 +1,59 @@
 """The images as a cluster runs them: both built from the Dockerfile (buildah here: no Docker engine runs on these
-machines), every step of the training pipeline run inside the pipeline image with exactly the command and executor
-input that kfp.local builds from the compiled component (its DockerRunner, with buildah starting the container),
-artifacts passed between steps as files, against a real MLflow tracking server and releases on an S3 API; then the
-release served by the transformer image beside the KServe-hosted encoder from the pipeline image, both as uid 1000,
-answering v2 on loopback. Whatever the Dockerfile, the package or the YAML get wrong for a cluster fails here."""
+machines), and the three pipelines run step by step inside the pipeline image with exactly the command and executor
+input that kfp.local builds from the compiled component (its DockerRunner, with buildah starting the container and
+the launcher's download of object-storage inputs done first), artifacts passed between steps as files:
+
+- training, against a real MLflow tracking server, releases on an S3 API and a shared Redis online store, to a
+  release served by the transformer image beside the KServe-hosted encoder from the pipeline image (uid 1000, v2 on
+  loopback), the transformer writing its request log to S3 and applying the catalogue change log from S3;
+- catalogue update: new products imported from S3, encoded by the served encoder that the InferenceService names
+  (read through the kubernetes client from a kubeconfig, against a stand-in of the API server: none runs here),
+  written to Redis and found by the served transformer within a poll;
+- monitoring: the request log imported from S3 and read, the growth the change log shows deciding a retraining run,
+  submitted by the trigger to a recording stand-in of the KFP REST API with the training pipeline the image carries.
+
+Whatever the Dockerfile, the package or the YAML get wrong for a cluster fails here."""
 
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
+import yaml
+from client_load import wait_for
+from new_products import flipped_product
 
 from fashionrec.config import MODEL_NAME
+from fashionrec.data.catalog import STYLES_FILE, write_styles
+from fashionrec.deploy.kserve_target import template, with_release
 from fashionrec.images.build import ImageNames, build_images
 from fashionrec.images.containers import CONTAINER_USER, ContainerSettings, kfp_tasks_in_images, serving_in_image
 from fashionrec.local.cluster_servers import LocalMlflowServer, LocalS3Server, running_mlflow, running_s3
 from fashionrec.local.pipeline_runner import run_pipeline
+from fashionrec.local.redis import LocalRedis, running_redis
+from fashionrec.monitoring.report import RequestLog
 from fashionrec.params import PipelineSettings, TrainConfig, plain_values
-from fashionrec.serving.client import image_request, parse_hits
+from fashionrec.serving.client import image_request, item_request, parse_hits
 from fashionrec.serving.processes import LocalKServeEncoder, LocalTransformer
-from fashionrec.serving.release import read_release
+from fashionrec.serving.release import Release, read_release
 from fashionrec.storage import storage
 from fashionrec.training.registry import MlflowRegistry
+from tests.deploy.kube_api_stand_in import KubeApiStandIn
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "kubeflow"))  # the recorder lives with the KFP client's tests
+from kfp_api_recorder import API, KfpApiRecorder
 
 pytestmark = pytest.mark.integration
 BUCKET = "fashionrec-images"
+NAMESPACE = "team-a"
+TEMPLATE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "inferenceservice.yaml"
 UID, GID = (int(part) for part in CONTAINER_USER.split(":"))
 
 
@@ -44,6 +68,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 class ClusterStores:
     s3: LocalS3Server
     mlflow: LocalMlflowServer
+    redis: LocalRedis
     env: dict[str, str]  # what the storage Secret gives every pod
 
 
@@ -51,7 +76,11 @@ class ClusterStores:
 def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterStores]:
     import s3fs
 
-    with running_s3(tmp_path / "s3") as s3, running_mlflow(tmp_path / "mlflow") as mlflow:
+    with (
+        running_s3(tmp_path / "s3") as s3,
+        running_mlflow(tmp_path / "mlflow") as mlflow,
+        running_redis(tmp_path / "redis") as redis,
+    ):
         env = {
             "AWS_ENDPOINT_URL": s3.endpoint,
             "AWS_ACCESS_KEY_ID": "test-key",
@@ -63,7 +92,7 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterS
         s3fs.S3FileSystem.clear_instance_cache()
         fs, _ = storage(f"s3://{BUCKET}")
         fs.mkdir(BUCKET)
-        yield ClusterStores(s3, mlflow, env)
+        yield ClusterStores(s3, mlflow, redis, env)
 
 
 def owned_by_container_user(path: Path) -> Path:
@@ -73,59 +102,148 @@ def owned_by_container_user(path: Path) -> Path:
     return path
 
 
-def test_the_training_pipeline_runs_step_by_step_in_its_image_and_the_transformer_image_serves_its_release(
+def readable_copy(source: Path, target: Path) -> Path:
+    """A copy the containers' user can read, as a bucket's objects are by the pod's."""
+    shutil.copytree(source, target)
+    target.chmod(0o755)
+    return target
+
+
+def uploaded(local: Path, uri: str) -> str:
+    fs, key = storage(uri)
+    fs.put(f"{local}/", key, recursive=True)
+    return uri
+
+
+def new_products(catalog: Path, count: int, out: Path) -> Path:
+    """``count`` new products (mirrored photos of catalogue items under ids from 90001) as a batch folder."""
+    sources = sorted(int(photo.stem) for photo in (catalog / "images").glob("*.jpg"))[:count]
+    rows = [flipped_product(catalog, source, 90001 + n, out) for n, source in enumerate(sources)]
+    write_styles(pd.DataFrame(rows), out / STYLES_FILE)
+    return out
+
+
+def serving_isvc(release: Release, predictor_url: str) -> dict[str, Any]:
+    """The InferenceService as the API server answers it once the release is rolled out: the manifests' template
+    pointed at the release, and the predictor's address in its status."""
+    isvc = with_release(
+        with_release(template(TEMPLATE, NAMESPACE, MODEL_NAME), release, "predictor", None), release, "transformer", None
+    )
+    isvc["status"] = {"components": {"predictor": {"address": {"url": predictor_url}}}}
+    return isvc
+
+
+def only_file(root: Path, name: str) -> Path:
+    (found,) = [path for path in root.rglob(name) if path.is_file()]
+    return found
+
+
+def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_transformer_image_serves_their_work(
     images: dict[str, Any], stores: ClusterStores, tiny_catalog: Path, tmp_path: Path
 ) -> None:
+    pipeline_image = images["images"]["pipeline"]["name"]
     pipeline_root = owned_by_container_user(tmp_path / "pipeline_root")
-    catalog = shutil.copytree(tiny_catalog, tmp_path / "catalog")
-    catalog.chmod(0o755)  # readable by the containers' user, as a bucket's objects are by the pod's
-    releases = f"s3://{BUCKET}/releases"
+    catalog = readable_copy(tiny_catalog, tmp_path / "catalog")
+    releases, changes, requests = (f"s3://{BUCKET}/{name}" for name in ("releases", "changes", "requests"))
+    kube = tmp_path / "kube"
+    kube.mkdir(mode=0o755)
+    tasks = ContainerSettings(read_only_mounts=(catalog, kube), env={**stores.env, "KUBECONFIG": str(kube / "config")})
+
+    # 1. Training, every step in the pipeline image.
     settings = PipelineSettings(
         min_precision_at_5=0.0,  # one epoch on the tiny catalogue is near chance; this test is about where it runs
         registry_uri=stores.mlflow.url,
-        deploy_target="none",  # publish only: no Kubernetes API here (tests/deploy covers the kserve:// target)
+        deploy_target="none",  # publish only: tests/deploy covers the kserve:// target's writes
         releases_uri=releases,
+        online_store=stores.redis.url,  # shared: what live catalogue updates need
     )
     arguments = {"catalog_uri": str(catalog)} | plain_values(TrainConfig(epochs=1, batch_size=16), pipeline=True)
-    containers = ContainerSettings(read_only_mounts=(catalog,), env=stores.env)
-    with kfp_tasks_in_images(containers) as runner:
+    with kfp_tasks_in_images(tasks) as runner:
         task = run_pipeline("training_pipeline", arguments | plain_values(settings, pipeline=True), pipeline_root, runner)
     assert task.outputs["gate_passed"] is True
 
     # Provenance: the model card and the registry name the image and the commit it was built from.
-    model_store = Path(task.outputs["model_store"].path)
     registered = MlflowRegistry(stores.mlflow.url).versions()
     assert len(registered) == 1 and registered[0].git_commit == images["git_commit"]
-    model_cards = list(pipeline_root.rglob("model.json"))
-    assert model_cards, "the train step wrote no model card"
-    build = json.loads(model_cards[0].read_text())["build"]
-    assert build["image"] == images["images"]["pipeline"]["name"] and build["git_commit"] == images["git_commit"]
+    build = json.loads(only_file(pipeline_root, "model.json").read_text())["build"]
+    assert build["image"] == pipeline_image and build["git_commit"] == images["git_commit"]
     assert {"torch", "faiss-cpu", "feast", "fashionrec"} <= set(build["packages"])
 
     # The release on S3, fetched as KServe's storage initializer does, served from the images.
-    model_version = registered[0].model_version
-    release = read_release(releases, model_version)
-    assert release is not None and model_store.is_dir()
+    version = registered[0].model_version
+    release = read_release(releases, version)
+    assert release is not None
     served = tmp_path / "mnt" / "models"
     fs, root = storage(release.prefix)
     fs.get(f"{root}/", str(served), recursive=True)
     work = owned_by_container_user(tmp_path / "servers")
     mounts = ContainerSettings(mounts=(work,), read_only_mounts=(served,), env=stores.env)
-    encoder = LocalKServeEncoder(work / "encoder", model_store_dir=served / "model_store")
-    owned_by_container_user(work / "encoder")
-    with serving_in_image(encoder, images["images"]["pipeline"]["name"], mounts):
+    encoder = LocalKServeEncoder(owned_by_container_user(work / "encoder"), model_store_dir=served / "model_store")
+    image_queries = 0
+
+    def ask(body: dict[str, Any]) -> httpx.Response:
+        nonlocal image_queries
+        image_queries += "item_id" not in json.dumps(body)
+        return httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=60)
+
+    with serving_in_image(encoder, pipeline_image, mounts):
         transformer = LocalTransformer(
             owned_by_container_user(work / "transformer"),
             index_dir=served / "serving" / "index",
             feature_repo=served / "serving" / "feature_repo",
             predictor_host=encoder.predictor_host("v2"),
+            catalog_changes=changes,
+            request_log=requests,
+            monitor_seconds=1.0,  # the request log is flushed at each live drift test
         )
         with serving_in_image(transformer, images["images"]["transformer"]["name"], mounts):
-            photo = sorted((tiny_catalog / "images").glob("*.jpg"))[0]
-            answer = httpx.post(
-                f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=image_request([photo.read_bytes()], 5), timeout=60
-            )
+            photo = sorted((catalog / "images").glob("*.jpg"))[0]
+            answer = ask(image_request([photo.read_bytes()], 5))
             assert answer.status_code == 200, answer.text
             hits = parse_hits(answer.json())[0]
-            catalogue_ids = {int(p.stem) for p in (tiny_catalog / "images").glob("*.jpg")}
+            catalogue_ids = {int(p.stem) for p in (catalog / "images").glob("*.jpg")}
             assert len(hits) == 5 and {hit.item_id for hit in hits} <= catalogue_ids
+
+            # 2. A catalogue update in the pipeline image: a fifth more products, encoded by the served encoder.
+            added = len(catalogue_ids) // 5 + 1
+            batch = new_products(catalog, added, tmp_path / "additions")
+            isvc = serving_isvc(release, f"http://{encoder.predictor_host('v2')}")
+            with KubeApiStandIn(isvc) as kube_api, kfp_tasks_in_images(tasks) as runner:
+                kube_api.write_kubeconfig(kube / "config").chmod(0o644)
+                catalogue_update = {
+                    "additions_uri": uploaded(batch, f"s3://{BUCKET}/additions"),
+                    "releases_uri": releases,
+                    "catalog_changes_uri": changes,
+                    "serving_target": f"kserve://{NAMESPACE}/{MODEL_NAME}",
+                }
+                run_pipeline("catalog_pipeline", catalogue_update, pipeline_root, runner)
+            assert ("GET", kube_api.handler.path_served, None) in kube_api.handler.seen
+            assert ask(item_request([90001], 3)).status_code == 200  # its vector is in the shared store at once
+            new_photo = (batch / "images" / "90001.jpg").read_bytes()
+            assert wait_for(lambda: parse_hits(ask(image_request([new_photo], 3)).json())[0][0].item_id == 90001, 60)
+            # Every image query in the request log on S3 before the servers stop.
+            logged = lambda: RequestLog.read(requests)  # noqa: E731
+            assert wait_for(lambda: len(logged().top1) == image_queries, 30), (image_queries, logged().model_versions)
+            assert set(logged().model_versions) == {version}
+
+    # 3. Monitoring in the pipeline image: the log read, the growth deciding a run the trigger submits.
+    with KfpApiRecorder() as kfp_api, kfp_tasks_in_images(tasks) as runner:
+        monitoring = {
+            "request_log_uri": requests,
+            "releases_uri": releases,
+            "catalog_uri": str(catalog),
+            "model_version": version,
+            "kfp_host": kfp_api.url,
+            "catalog_changes_uri": changes,
+        }
+        run_pipeline("monitoring_pipeline", monitoring, pipeline_root, runner)
+    decision = only_file(pipeline_root, "monitor-requests/decision").read_text()
+    assert decision.startswith("# Retrain") and "catalogue growth" in decision and f"{added} products added" in decision
+    report = only_file(pipeline_root, "monitor-requests/report").read_text()
+    assert f"{image_queries} logged image queries" in report  # the log the launcher's part downloaded from S3
+    (submitted,) = kfp_api.calls_to("POST", f"{API}/runs")
+    assert submitted.json()["runtime_config"]["parameters"]["catalog_uri"] == str(catalog)
+    (upload,) = [r for r in kfp_api.uploads() if r.headers.get("content-type", "").startswith("multipart/")]
+    spec = next(yaml.safe_load_all(upload.multipart()["uploadfile"][1]))
+    named = {task["container"]["image"] for task in spec["deploymentSpec"]["executors"].values() if "container" in task}
+    assert named == {pipeline_image}  # the training pipeline the image carries names the image itself

@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import redis
 from client_load import under_load, wait_for
-from PIL import Image, ImageOps
+from new_products import flipped_product
+from PIL import Image
 
 from fashionrec.catalog.update import ServedVersion, add_items, reencode_additions, remove_items, stage_additions
-from fashionrec.config import MODEL_NAME, STYLES_COLUMNS
+from fashionrec.config import MODEL_NAME
 from fashionrec.data.catalog import STYLES_FILE, read_styles, write_styles
 from fashionrec.data.changes import ChangeLog
 from fashionrec.data.validation.quarantine import validate_catalog
@@ -239,16 +240,6 @@ def test_a_restarting_redis_costs_503s_with_the_reason_and_its_data_comes_back(t
 
 def _deployment(index_dir: Path, repo: Path) -> Deployment:
     return Deployment(index_dir.parent / "unused-model-store", index_dir, repo)
-
-
-def flipped_product(catalog: Path, source_id: int, new_id: int, out: Path) -> pd.Series:
-    """A new product: an existing one's photo mirrored (an image no index has seen) and its row under a new id."""
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    ImageOps.mirror(Image.open(catalog / "images" / f"{source_id}.jpg")).save(out / "images" / f"{new_id}.jpg", quality=95)
-    rows = read_styles(catalog / STYLES_FILE).rows
-    row = rows.loc[rows["id"] == str(source_id), list(STYLES_COLUMNS)].iloc[0].copy()
-    row["id"] = str(new_id)
-    return row
 
 
 def test_products_added_and_removed_live_on_every_served_version_without_a_dropped_request(

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import kfp_server_api
+
+from tests.loopback_http import ServedInThread
 
 API = "/apis/v2beta1"
 HEALTHZ = f"{API}/healthz"
@@ -70,7 +71,7 @@ def _display_name_wanted(query: dict[str, list[str]]) -> str | None:
 
 
 @dataclass
-class KfpApiRecorder:
+class KfpApiRecorder(ServedInThread):
     """``with KfpApiRecorder() as kfp_api:`` serves on ``kfp_api.url`` until the block ends.
 
     required_token: API calls without ``Authorization: Bearer <it>`` get 401 (healthz too when guard_healthz);
@@ -89,20 +90,7 @@ class KfpApiRecorder:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.recorder = self  # type: ignore[attr-defined]
-        # A short poll interval: shutdown() waits for the serving loop's next poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> KfpApiRecorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self.serve(_Handler).recorder = self
 
     # --- what tests read ---
 

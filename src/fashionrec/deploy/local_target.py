@@ -53,6 +53,7 @@ from fashionrec.serving.processes import (
 from fashionrec.serving.release import Deployment, Release
 from fashionrec.serving.torchserve import TorchServeSettings, management_headers, mar_version
 from fashionrec.serving.transformer import CANARY_FILE
+from fashionrec.storage import absolute_location
 from fashionrec.workdir import WorkDir
 
 
@@ -76,7 +77,7 @@ class LocalServing:
 
     @classmethod
     def of(cls, predictor: LocalTorchServe, transformer: LocalTransformer, live_dir: Path) -> LocalServing:
-        changes = str(transformer.catalog_changes.resolve()) if transformer.catalog_changes is not None else ""
+        changes = absolute_location(transformer.catalog_changes) if transformer.catalog_changes is not None else ""
         return cls(
             predictor.management_url, predictor.live_store, transformer.url, transformer.admin_token_file, live_dir,
             predictor.inference_url, changes, predictor.key_file,

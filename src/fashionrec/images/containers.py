@@ -2,7 +2,9 @@
 
 KFP tasks: kfp.local's DockerRunner builds each task's executor input, fills in the compiled command's placeholders
 and mounts the pipeline root, exactly as for Docker; only the container itself is started with `buildah run` instead
-of a Docker engine (none runs on the project's build machines). Everything else is kfp.local's own code.
+of a Docker engine (none runs on the project's build machines), after doing what KFP's launcher does on a cluster
+and kfp.local does not: input artifacts in object storage (an importer's s3:// URI) are downloaded to the local path
+the SDK maps them to (/s3/BUCKET/KEY). Everything else is kfp.local's own code.
 Servers: the command that starts a kserve/ program inside an image (fashionrec.serving.processes runs it).
 
 Every container runs as uid 1000 (as the images' USER and the manifests' securityContext), on the host's network
@@ -12,9 +14,11 @@ Every container runs as uid 1000 (as the images' USER and the manifests' securit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,10 +26,13 @@ from typing import Any, TypeVar
 
 from fashionrec.images.build import BUILDAH_ENV, run
 from fashionrec.serving.processes import LocalModelServer
+from fashionrec.storage import storage
 
 CONTAINER_USER = "1000:1000"  # the images' USER
 # Where a container's own writable home is (the images have no home folder for uid 1000).
 CONTAINER_ENV = {"HOME": "/tmp", "OMP_NUM_THREADS": "1"}
+REMOTE_URI_PREFIXES = ("s3://", "gs://", "minio://")  # what KFP's launcher downloads for a task (kfp.dsl.Artifact.path)
+EXECUTOR_INPUT_FLAG = "--executor_input"  # the compiled components' argument carrying the executor input JSON
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,10 @@ class ContainerSettings:
     env: Mapping[str, str] = field(default_factory=dict)
     user: str = CONTAINER_USER
     volumes: tuple[str, ...] = ()  # HOST:CONTAINER:MODE, as kfp.local asks for them
+
+    def owner(self) -> tuple[int, int]:
+        uid, gid = (int(part) for part in self.user.split(":"))
+        return uid, gid
 
     def volume_args(self) -> list[str]:
         rw = [f"--volume={p.resolve()}:{p.resolve()}:rw" for p in self.mounts]
@@ -100,6 +111,41 @@ def run_to_completion(
         remove_container(container)
 
 
+def executor_input_of(command: list[str]) -> dict[str, Any]:
+    """The executor input kfp.local put into a task's command (the value after ``--executor_input``)."""
+    if EXECUTOR_INPUT_FLAG not in command:
+        raise ValueError(f"a task command without {EXECUTOR_INPUT_FLAG}: {command[:3]}")
+    return dict(json.loads(command[command.index(EXECUTOR_INPUT_FLAG) + 1]))
+
+
+def download_remote_inputs(executor_input: Mapping[str, Any], staging: Path, owner: tuple[int, int] | None) -> list[str]:
+    """What KFP's launcher does before a task starts: every input artifact in object storage is copied to the local
+    path the SDK maps its URI to (s3://BUCKET/KEY -> /s3/BUCKET/KEY, gs:// -> /gcs/, minio:// -> /minio/), owned by
+    the pod's user. Returns the volumes (HOST:CONTAINER:MODE) that put those paths into the container."""
+    from kfp import dsl
+
+    prefixes: set[str] = set()
+    for entry in (executor_input.get("inputs") or {}).get("artifacts", {}).values():
+        for artifact in entry.get("artifacts", []):
+            uri = str(artifact.get("uri", ""))
+            if not uri.startswith(REMOTE_URI_PREFIXES):
+                continue
+            local = Path(dsl.Artifact(uri=uri).path)  # the SDK's own mapping: what the component reads
+            target = staging / local.relative_to("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs, key = storage(uri)
+            if fs.isdir(key):
+                fs.get(f"{key.rstrip('/')}/", str(target), recursive=True)
+            else:
+                fs.get(key, str(target))
+            prefixes.add(local.parts[1])
+    if owner is not None:
+        for folder, _, files in os.walk(staging):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.chown(name, *owner)
+    return [f"{staging / prefix}:/{prefix}:rw" for prefix in sorted(prefixes)]
+
+
 @contextlib.contextmanager
 def kfp_tasks_in_images(settings: ContainerSettings) -> Iterator[Any]:
     """A kfp.local DockerRunner whose tasks run with buildah in their images (the image each task's compiled
@@ -112,10 +158,12 @@ def kfp_tasks_in_images(settings: ContainerSettings) -> Iterator[Any]:
 
     def run_with_buildah(handler: Any) -> Any:
         volumes = handler.get_volumes_to_mount()  # kfp.local's: the pipeline root (and a workspace), read-write
-        task_settings = replace(
-            settings, volumes=tuple(f"{host}:{spec['bind']}:{spec['mode'].split(',')[0]}" for host, spec in volumes.items())
-        )
-        code = run_to_completion(handler.image, handler.full_command, task_settings, handler.env_vars)
+        mounted = [f"{host}:{spec['bind']}:{spec['mode'].split(',')[0]}" for host, spec in volumes.items()]
+        with tempfile.TemporaryDirectory(prefix="fashionrec-launcher-") as staging:
+            owner = settings.owner() if os.geteuid() == 0 else None
+            downloaded = download_remote_inputs(executor_input_of(handler.full_command), Path(staging), owner)
+            task_settings = replace(settings, volumes=(*mounted, *downloaded))
+            code = run_to_completion(handler.image, handler.full_command, task_settings, handler.env_vars)
         return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
 
     handler_class.run = run_with_buildah
@@ -134,9 +182,8 @@ def serving_in_image(server: Server, image: str, settings: ContainerSettings) ->
     ``image`` with its usual arguments, as its manifest runs it; stopped and removed after the block. Its work dir
     and the folders its arguments name must be among ``settings``' mounts."""
     container = new_container(image, server.name)
-    uid, gid = (int(part) for part in settings.user.split(":"))
     server.container_prefix = run_command(container, [], settings, {"OMP_NUM_THREADS": str(server.torch_threads)})
-    server.container_owner = (uid, gid)
+    server.container_owner = settings.owner()
     try:
         server.start()
         yield server

@@ -324,7 +324,7 @@ class LocalTransformer(LocalModelServer):
     predictor_protocol: str = "v2"  # or grpc-v2 (KServe-hosted encoder only)
     predictor_key_file: Path | None = None  # a local TorchServe's key_file.json (its inference key); None: no token
     canary_dir: Path | None = None  # a local rollout's canary (fashionrec.deploy.local_target); KServe splits on a cluster
-    catalog_changes: Path | None = None  # the catalogue change log it applies live (fashionrec.data.changes)
+    catalog_changes: Path | str | None = None  # the catalogue change log it applies live (fashionrec.data.changes): s3:// too
     request_log: Path | str | None = None  # what queries saw, for `fashionrec monitor` (no photos): a .jsonl, a folder, s3://
     event_log: Path | None = None  # JSONL of shoppers' feedback events (fashionrec.serving.feedback)
     monitor_seconds: float | None = None  # how often the live drift window is tested (None: the transformer's default)
@@ -346,7 +346,10 @@ class LocalTransformer(LocalModelServer):
             f"--rerank_weight={RERANK_WEIGHT:g}",
             *([f"--canary_dir={self.canary_dir.absolute()}"] if self.canary_dir is not None else []),
             *(
-                [f"--catalog_changes={self.catalog_changes.absolute()}", f"--catalog_poll_seconds={CATALOG_POLL_SECONDS:g}"]
+                [
+                    f"--catalog_changes={absolute_location(self.catalog_changes)}",
+                    f"--catalog_poll_seconds={CATALOG_POLL_SECONDS:g}",
+                ]
                 if self.catalog_changes is not None
                 else []
             ),
