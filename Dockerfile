@@ -32,6 +32,8 @@ ARG IMAGE_NAME=unknown
 LABEL org.opencontainers.image.source="https://github.com/fashionrec/fashionrec" \
       org.opencontainers.image.revision="${GIT_COMMIT}" org.opencontainers.image.title="fashionrec-transformer"
 RUN python -m fashionrec.provenance --write --git-commit "${GIT_COMMIT}" --image "${IMAGE_NAME}"
+# uid 1000 has no home folder: caches go to /tmp, the one writable folder the manifests mount (an emptyDir).
+ENV HOME=/tmp
 USER 1000:1000
 EXPOSE 8080 8081
 CMD ["python", "/opt/fashionrec/kserve/transformer.py", "--help"]
@@ -62,4 +64,5 @@ LABEL org.opencontainers.image.source="https://github.com/fashionrec/fashionrec"
 # names this very image: compiled here, with the name the image is built under.
 RUN fashionrec pipeline compile --out pipelines/compiled --image "${IMAGE_NAME}" \
  && python -m fashionrec.provenance --write --git-commit "${GIT_COMMIT}" --image "${IMAGE_NAME}"
+ENV HOME=/tmp
 USER 1000:1000

@@ -9,6 +9,9 @@ the launcher's download of object-storage inputs done first), artifacts passed b
 - catalogue update: new products imported from S3, encoded by the served encoder that the InferenceService names
   (read through the kubernetes client from a kubeconfig, against a stand-in of the API server: none runs here),
   written to Redis and found by the served transformer within a poll;
+- both servers as their manifests run them: uid 1000, and nothing written into the container's root outside the
+  volumes the manifest mounts writable (readOnlyRootFilesystem: buildah run has no such switch, so the container's
+  writable layer is read after it stops);
 - monitoring: the request log imported from S3 and read, the growth the change log shows deciding a retraining run,
   submitted by the trigger to a recording stand-in of the KFP REST API with the training pipeline the image carries.
 
@@ -17,8 +20,9 @@ Whatever the Dockerfile, the package or the YAML get wrong for a cluster fails h
 import json
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,17 @@ from new_products import flipped_product
 from fashionrec.config import MODEL_NAME
 from fashionrec.data.catalog import STYLES_FILE, write_styles
 from fashionrec.deploy.kserve_target import template, with_release
-from fashionrec.images.build import ImageNames, build_images
-from fashionrec.images.containers import CONTAINER_USER, ContainerSettings, kfp_tasks_in_images, serving_in_image
+from fashionrec.images.build import BUILDAH_ENV, ImageNames, build_images
+from fashionrec.images.containers import (
+    CONTAINER_USER,
+    ContainerSettings,
+    kfp_tasks_in_images,
+    new_container,
+    remove_container,
+    root_writes,
+    run_command,
+    serving_in_image,
+)
 from fashionrec.local.cluster_servers import LocalMlflowServer, LocalS3Server, running_mlflow, running_s3
 from fashionrec.local.pipeline_runner import run_pipeline
 from fashionrec.local.redis import LocalRedis, running_redis
@@ -53,7 +66,9 @@ from kfp_api_recorder import API, KfpApiRecorder
 pytestmark = pytest.mark.integration
 BUCKET = "fashionrec-images"
 NAMESPACE = "team-a"
-TEMPLATE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "inferenceservice.yaml"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "base"
+TEMPLATE = MANIFESTS / "inferenceservice.yaml"
+RUNTIME = MANIFESTS / "servingruntime-kserve-encoder.yaml"  # the KServe-hosted encoder's container
 UID, GID = (int(part) for part in CONTAINER_USER.split(":"))
 
 
@@ -133,6 +148,14 @@ def serving_isvc(release: Release, predictor_url: str) -> dict[str, Any]:
     return isvc
 
 
+def writable_folders(manifest: Path, containers: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> tuple[str, ...]:
+    """Where a server's manifest lets it write: its container has readOnlyRootFilesystem, so only the volumes it
+    mounts writable."""
+    (container,) = containers(yaml.safe_load(manifest.read_text()))
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    return tuple(m["mountPath"] for m in container.get("volumeMounts", []) if not m.get("readOnly"))
+
+
 def only_file(root: Path, name: str) -> Path:
     (found,) = [path for path in root.rglob(name) if path.is_file()]
     return found
@@ -186,7 +209,9 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
         image_queries += "item_id" not in json.dumps(body)
         return httpx.post(f"{transformer.url}/v2/models/{MODEL_NAME}/infer", json=body, timeout=60)
 
-    with serving_in_image(encoder, pipeline_image, mounts):
+    encoder_writes = writable_folders(RUNTIME, lambda runtime: runtime["spec"]["containers"])
+    transformer_writes = writable_folders(TEMPLATE, lambda isvc: isvc["spec"]["transformer"]["containers"])
+    with serving_in_image(encoder, pipeline_image, mounts, read_only_root=encoder_writes):
         transformer = LocalTransformer(
             owned_by_container_user(work / "transformer"),
             index_dir=served / "serving" / "index",
@@ -196,7 +221,8 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
             request_log=requests,
             monitor_seconds=1.0,  # the request log is flushed at each live drift test
         )
-        with serving_in_image(transformer, images["images"]["transformer"]["name"], mounts):
+        transformer_image = images["images"]["transformer"]["name"]
+        with serving_in_image(transformer, transformer_image, mounts, read_only_root=transformer_writes):
             photo = sorted((catalog / "images").glob("*.jpg"))[0]
             answer = ask(image_request([photo.read_bytes()], 5))
             assert answer.status_code == 200, answer.text
@@ -247,3 +273,15 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
     spec = next(yaml.safe_load_all(upload.multipart()["uploadfile"][1]))
     named = {task["container"]["image"] for task in spec["deploymentSpec"]["executors"].values() if "container" in task}
     assert named == {pipeline_image}  # the training pipeline the image carries names the image itself
+
+
+def test_a_file_written_into_the_root_outside_the_writable_folders_is_found(images: dict[str, Any]) -> None:
+    """What stands in for readOnlyRootFilesystem above: a write into /tmp counts unless /tmp is mounted writable."""
+    container = new_container(images["images"]["transformer"]["name"], "root-writes")
+    try:
+        command = run_command(container, ["sh", "-c", "echo cache > /tmp/cache.txt"], ContainerSettings())
+        assert subprocess.run(command, env={**os.environ, **BUILDAH_ENV}, capture_output=True).returncode == 0
+        assert root_writes(container, writable=()) == ["tmp/cache.txt"]
+        assert root_writes(container, writable=("/tmp",)) == []
+    finally:
+        remove_container(container)

@@ -29,8 +29,6 @@ from fashionrec.serving.processes import LocalModelServer
 from fashionrec.storage import storage
 
 CONTAINER_USER = "1000:1000"  # the images' USER
-# Where a container's own writable home is (the images have no home folder for uid 1000).
-CONTAINER_ENV = {"HOME": "/tmp", "OMP_NUM_THREADS": "1"}
 REMOTE_URI_PREFIXES = ("s3://", "gs://", "minio://")  # what KFP's launcher downloads for a task (kfp.dsl.Artifact.path)
 EXECUTOR_INPUT_FLAG = "--executor_input"  # the compiled components' argument carrying the executor input JSON
 
@@ -55,7 +53,7 @@ class ContainerSettings:
         return rw + ro + [f"--volume={volume}" for volume in self.volumes]
 
     def env_args(self, extra: Mapping[str, str] | None = None) -> list[str]:
-        return [f"--env={k}={v}" for k, v in {**CONTAINER_ENV, **self.env, **(extra or {})}.items()]
+        return [f"--env={k}={v}" for k, v in {**self.env, **(extra or {})}.items()]  # over the image's own ENV
 
 
 def buildah(*args: str) -> str:
@@ -176,17 +174,53 @@ def kfp_tasks_in_images(settings: ContainerSettings) -> Iterator[Any]:
 Server = TypeVar("Server", bound=LocalModelServer)
 
 
+# What `buildah run` itself puts into a container's root: the network files it binds and the mount points it makes.
+BUILDAH_OWN_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
+BUILDAH_OWN_FOLDERS = ("run/",)
+
+
+class RootFilesystemWriteError(RuntimeError):
+    """A program wrote into its container's root filesystem where its manifest's readOnlyRootFilesystem refuses."""
+
+
+def root_writes(container: str, writable: tuple[str, ...]) -> list[str]:
+    """The files a container wrote into its own root filesystem (its writable layer: overlay's ``diff`` beside the
+    ``merged`` tree `buildah mount` gives) outside the ``writable`` folders (the volumes its manifest mounts there),
+    besides what buildah run puts there itself. `buildah run` has no read-only root; this is what one would refuse."""
+    merged = Path(buildah("mount", container))
+    try:
+        upper = merged.parent / "diff"
+        if merged.name != "merged" or not upper.is_dir():
+            raise RuntimeError(f"not an overlay container ({merged}): its writes cannot be listed")
+        written = [str(p.relative_to(upper)) for p in upper.rglob("*") if not p.is_dir()]
+    finally:
+        buildah("umount", container)
+    allowed = tuple(f"{folder.strip('/')}/" for folder in writable)
+    return sorted(
+        path for path in written if path not in BUILDAH_OWN_FILES and not path.startswith(BUILDAH_OWN_FOLDERS + allowed)
+    )
+
+
 @contextlib.contextmanager
-def serving_in_image(server: Server, image: str, settings: ContainerSettings) -> Iterator[Server]:
+def serving_in_image(
+    server: Server, image: str, settings: ContainerSettings, read_only_root: tuple[str, ...] | None = None
+) -> Iterator[Server]:
     """``server`` (a kserve/ program: the transformer, the KServe-hosted encoder) started inside a container of
     ``image`` with its usual arguments, as its manifest runs it; stopped and removed after the block. Its work dir
-    and the folders its arguments name must be among ``settings``' mounts."""
+    and the folders its arguments name must be among ``settings``' mounts. With ``read_only_root`` (the folders
+    its manifest mounts writable, e.g. an emptyDir at /tmp), a file it wrote anywhere else in the container's root
+    fails the block once the server has stopped (RootFilesystemWriteError), as readOnlyRootFilesystem would."""
     container = new_container(image, server.name)
     server.container_prefix = run_command(container, [], settings, {"OMP_NUM_THREADS": str(server.torch_threads)})
     server.container_owner = settings.owner()
     try:
         server.start()
         yield server
+        server.stop()
+        if read_only_root is not None and (written := root_writes(container, read_only_root)):
+            raise RootFilesystemWriteError(
+                f"{server.name} wrote into its read-only root filesystem (writable: {list(read_only_root)}): {written[:10]}"
+            )
     finally:
         server.stop()
         remove_container(container)
