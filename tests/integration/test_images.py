@@ -1,7 +1,8 @@
 """The images as a cluster runs them: both built from the Dockerfile (buildah here: no Docker engine runs on these
-machines), and the three pipelines run step by step inside the pipeline image with exactly the command and executor
-input that kfp.local builds from the compiled component (its DockerRunner, with buildah starting the container and
-the launcher's download of object-storage inputs done first), artifacts passed between steps as files:
+machines), and the three committed compiled pipelines (pipelines/compiled/*.yaml, what a user submits) run step by
+step inside the pipeline image with exactly the image, command and executor input that kfp.local builds from the
+YAML (its DockerRunner, with buildah starting the container and the launcher's download of object-storage inputs
+done first), artifacts passed between steps as files:
 
 - training, against a real MLflow tracking server, releases on an S3 API and a shared Redis online store, to a
   release served by the transformer image beside the KServe-hosted encoder from the pipeline image (uid 1000, v2 on
@@ -34,6 +35,7 @@ import yaml
 from client_load import wait_for
 from new_products import flipped_product
 
+from fashionrec.checkout import compiled_pipeline
 from fashionrec.config import MODEL_NAME
 from fashionrec.data.catalog import STYLES_FILE, write_styles
 from fashionrec.deploy.kserve_target import template, with_release
@@ -182,7 +184,12 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
     )
     arguments = {"catalog_uri": str(catalog)} | plain_values(TrainConfig(epochs=1, batch_size=16), pipeline=True)
     with kfp_tasks_in_images(tasks) as runner:
-        task = run_pipeline("training_pipeline", arguments | plain_values(settings, pipeline=True), pipeline_root, runner)
+        task = run_pipeline(
+            compiled_pipeline("pipelines.training_pipeline"),
+            arguments | plain_values(settings, pipeline=True),
+            pipeline_root,
+            runner,
+        )
     assert task.outputs["gate_passed"] is True
 
     # Provenance: the model card and the registry name the image and the commit it was built from.
@@ -242,7 +249,7 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
                     "catalog_changes_uri": changes,
                     "serving_target": f"kserve://{NAMESPACE}/{MODEL_NAME}",
                 }
-                run_pipeline("catalog_pipeline", catalogue_update, pipeline_root, runner)
+                run_pipeline(compiled_pipeline("pipelines.catalog_pipeline"), catalogue_update, pipeline_root, runner)
             assert ("GET", kube_api.handler.path_served, None) in kube_api.handler.seen
             assert ask(item_request([90001], 3)).status_code == 200  # its vector is in the shared store at once
             new_photo = (batch / "images" / "90001.jpg").read_bytes()
@@ -262,7 +269,7 @@ def test_the_three_pipelines_run_step_by_step_in_the_pipeline_image_and_the_tran
             "kfp_host": kfp_api.url,
             "catalog_changes_uri": changes,
         }
-        run_pipeline("monitoring_pipeline", monitoring, pipeline_root, runner)
+        run_pipeline(compiled_pipeline("pipelines.monitoring_pipeline"), monitoring, pipeline_root, runner)
     decision = only_file(pipeline_root, "monitor-requests/decision").read_text()
     assert decision.startswith("# Retrain") and "catalogue growth" in decision and f"{added} products added" in decision
     report = only_file(pipeline_root, "monitor-requests/report").read_text()

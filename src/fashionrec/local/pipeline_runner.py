@@ -171,16 +171,21 @@ def run_local(
     return LocalRun(deployment, gate_passed, promoted)
 
 
-def run_pipeline(pipeline: str, arguments: dict[str, Any], pipeline_root: Path, runner: Any) -> Any:
-    """Run one pipeline of pipelines/ (its function's name: ``training_pipeline``) with kfp.local and ``runner``
-    (a SubprocessRunner: this environment; fashionrec.images.containers: each task in its image)."""
-    from kfp import local
+def run_pipeline(pipeline: str | Path, arguments: dict[str, Any], pipeline_root: Path, runner: Any) -> Any:
+    """Run one pipeline with kfp.local and ``runner`` (a SubprocessRunner: this environment;
+    fashionrec.images.containers: each task in its image): one of pipelines/ by its function's name
+    (``training_pipeline``), or a compiled pipeline YAML (a Path), run as compiled: every task's image, command and
+    arguments are the YAML's."""
+    from kfp import components, local
 
     refuse_literal_passwords(arguments)  # before any step records them (the run, MLflow, the release)
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=runner, pipeline_root=str(pipeline_root.resolve()), raise_on_error=True)
-    module_name = next(name for name in PIPELINE_MODULES if name.endswith(f".{pipeline}"))
-    function = getattr(load_pipeline_module(module_name), pipeline)
+    if isinstance(pipeline, Path):
+        function = components.load_component_from_file(str(pipeline))
+    else:
+        module_name = next(name for name in PIPELINE_MODULES if name.endswith(f".{pipeline}"))
+        function = getattr(load_pipeline_module(module_name), pipeline)
     with warnings.catch_warnings(), one_of_support():
         # kfp.local notes that cluster-only settings (resources, display names, the image) do not apply locally.
         warnings.filterwarnings("ignore", category=UserWarning, module="kfp.local")
