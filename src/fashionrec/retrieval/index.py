@@ -50,6 +50,11 @@ HNSW_LIMIT = 2_000_000
 HNSW_EF_SEARCH = 64  # query-time beam: recall@10 >= 0.99 on the benchmark's clustered data
 IVF_PROBE_FRACTION = 1 / 32  # lists searched per query, as a share of all lists
 CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps the default knobs: nothing to measure
+# Filtered search: below this many passing items the search is exact over them (a scan of that many vectors costs
+# less than a graph walk that skips almost every node); above it, the approximate index searches with a selector and
+# its knob raised as the share passing falls (HNSW's beam, IVF's lists), up to FILTER_DEPTH_LIMIT times the knob.
+FILTER_EXACT_ITEMS = 20_000
+FILTER_DEPTH_LIMIT = 64
 
 
 def choose_index_spec(count: int, kind: str = "auto") -> IndexSpec:
@@ -294,6 +299,42 @@ class ItemIndex:
             catalogue_ids = self._positions()
         return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
 
+    def positions_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """A mask over the index's positions: True where the position holds one of ``item_ids`` (live or not: a
+        search also drops tombstones). What a filter that names items (``exclude_ids``) starts from."""
+        return np.isin(self._positions(), np.asarray(item_ids, dtype=np.int64))
+
+    def search_passing(
+        self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int = FILTER_EXACT_ITEMS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` among the positions where ``passing`` (a bool mask over positions, as ``positions_of`` gives)
+        is True: never an item that fails it. Exact over the passing items when at most ``exact_items`` pass;
+        otherwise the index's own search with an ID selector, its knob raised by the inverse of the share passing
+        (capped), so that a restrictive filter still finds k neighbours. -1 ids past the passing items."""
+        import faiss
+
+        if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
+            raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        with self._lock.reading():
+            total = int(self.index.ntotal)  # type: ignore[attr-defined]
+            if passing.shape != (total,) or passing.dtype != np.bool_:
+                raise ValueError(f"passing must be a bool mask over the index's {total} positions, got {passing.shape}")
+            live = passing.copy()
+            live[self._dead] = False
+            chosen = np.flatnonzero(live)
+            catalogue_ids = self._positions()
+            inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
+            if len(chosen) <= exact_items:
+                scores, positions = _exact_among(inner, queries, k, chosen)
+            else:
+                share = len(chosen) / max(total - len(self._dead), 1)
+                params = _raised(search_params(self.meta.spec), self.meta.spec, share)
+                bits = np.packbits(live, bitorder="little")
+                params.sel = faiss.IDSelectorBitmap(total, faiss.swig_ptr(bits))
+                scores, positions = inner.search(queries, k, params=params)
+        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
+
     def save(self, directory: Path) -> None:
         import faiss
 
@@ -317,6 +358,34 @@ class ItemIndex:
             raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
         apply_search_params(inner, meta.spec)
         return cls(index, meta)
+
+
+def _exact_among(inner: Any, queries: np.ndarray, k: int, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product top ``k`` over the vectors at positions ``chosen`` (scores, positions; -1 past them)."""
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    positions = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(chosen) == 0:
+        return scores, positions
+    vectors = inner.reconstruct_batch(chosen) if len(chosen) < inner.ntotal else inner.reconstruct_n(0, inner.ntotal)
+    similarity = queries @ vectors.T
+    top = min(k, len(chosen))
+    best = np.argpartition(-similarity, top - 1, axis=1)[:, :top]
+    order = np.take_along_axis(-similarity, best, axis=1).argsort(axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    scores[:, :top] = np.take_along_axis(similarity, best, axis=1)
+    positions[:, :top] = chosen[best]
+    return scores, positions
+
+
+def _raised(params: Any, spec: IndexSpec, share: float) -> Any:
+    """Search parameters with the knob raised by 1/share (at most FILTER_DEPTH_LIMIT times): with a selector, a
+    graph walk or a list scan keeps only the passing share of what it visits."""
+    factor = min(FILTER_DEPTH_LIMIT, max(1.0, 1.0 / share))
+    if spec.kind == "hnsw":
+        params.efSearch = math.ceil(spec.params["ef_search"] * factor)
+    elif spec.kind == "ivf":
+        params.nprobe = min(spec.params["nlist"], math.ceil(spec.params["nprobe"] * factor))
+    return params
 
 
 def build_index(embeddings: Path, out_dir: Path, kind: str = "auto", recall_target: float = INDEX_RECALL_TARGET) -> IndexMeta:
