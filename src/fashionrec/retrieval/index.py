@@ -282,13 +282,16 @@ class ItemIndex:
         ids = faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map)
         return ids if limit is None else ids[:limit]
 
+    def _checked(self, queries: np.ndarray) -> np.ndarray:
+        if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
+            raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
+        return np.ascontiguousarray(queries, dtype=np.float32)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [n, k], item ids [n, k]); ids are -1 where the catalogue has fewer than k items."""
         import faiss
 
-        if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
-            raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        queries = self._checked(queries)
         with self._lock.reading():
             if self._search_params is None:
                 scores, ids = self.index.search(queries, k)  # type: ignore[attr-defined]
@@ -313,9 +316,7 @@ class ItemIndex:
         (capped), so that a restrictive filter still finds k neighbours. -1 ids past the passing items."""
         import faiss
 
-        if queries.ndim != 2 or queries.shape[1] != self.meta.dimension:
-            raise ValueError(f"queries must be [n, {self.meta.dimension}], got {list(queries.shape)}")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        queries = self._checked(queries)
         with self._lock.reading():
             total = int(self.index.ntotal)  # type: ignore[attr-defined]
             if passing.shape != (total,) or passing.dtype != np.bool_:
@@ -366,7 +367,7 @@ def _exact_among(inner: Any, queries: np.ndarray, k: int, chosen: np.ndarray) ->
     positions = np.full((len(queries), k), -1, dtype=np.int64)
     if len(chosen) == 0:
         return scores, positions
-    vectors = inner.reconstruct_batch(chosen) if len(chosen) < inner.ntotal else inner.reconstruct_n(0, inner.ntotal)
+    vectors = inner.reconstruct_batch(chosen)
     similarity = queries @ vectors.T
     top = min(k, len(chosen))
     best = np.argpartition(-similarity, top - 1, axis=1)[:, :top]
