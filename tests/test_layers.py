@@ -19,7 +19,7 @@ README = PACKAGE.parents[1] / "README.md"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
-    ("charts", "console", "imaging", "params", "storage", "workdir", "checkout", "provenance"),
+    ("charts", "console", "imaging", "params", "storage", "workdir", "checkout", "provenance", "products"),
     ("data", "retrieval", "engagement"),
     ("training", "drift"),
     ("serving",),

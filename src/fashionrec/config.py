@@ -51,10 +51,26 @@ STYLES_COLUMNS = (
     "productDisplayName",
 )
 LABEL_COLUMN = "articleType"
+NAME_COLUMN = "productDisplayName"
+COLOUR_COLUMN = "baseColour"
 # Attributes the encoder also learns to predict (auxiliary heads): they shape the embedding beyond articleType.
 AUXILIARY_LABEL_COLUMNS = ("masterCategory", "subCategory", "gender", "baseColour")
 # Attributes served with every recommendation (and stored in Feast).
-ATTRIBUTE_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "usage", "productDisplayName")
+ATTRIBUTE_COLUMNS = (
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+    "productDisplayName",
+)
+# Attributes a query may filter on (v2 parameter FILTER_PARAMETER): equality or in-set on these, a range on the year.
+FILTER_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage")
+YEAR_COLUMN = "year"
+FAMILY_COLUMN = "family"  # embeddings parquet: each item's product group (colour variants, near-duplicate photos)
 
 # Feast names (feature_repo/ uses these through fashionrec.retrieval.feast_store).
 FEAST_ENTITY = "item"
@@ -74,6 +90,11 @@ OUTPUT_ITEM_ID = "item_id"
 OUTPUT_SCORE = "score"
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
+# v2 request parameters that steer a query (README, contract): scalars, as v2 parameters must be over REST and gRPC.
+FILTER_PARAMETER = "filter"  # a JSON object: {"gender": "Women", "articleType": ["Tops", "Tunics"], "year": {"min": 2012}}
+EXCLUDE_PARAMETER = "exclude_ids"  # a JSON array of item ids (or one id) never to return
+FAMILY_CAP_PARAMETER = "family_cap"  # at most this many answers from one product family
+MMR_PARAMETER = "mmr_lambda"  # maximal marginal relevance: 1 = similarity only, lower trades it for variety
 # Label-vote re-ranking in the transformer (and in the evaluation, which scores what is served): the nearest
 # RERANK_VOTERS candidates vote on the query's articleType; each of the RERANK_DEPTH nearest gains RERANK_WEIGHT x
 # its type's share of the vote (fashionrec.retrieval.rerank; chosen on real photos, benchmarks/bench_quality.py).
@@ -135,7 +156,7 @@ MODEL_STORE_DIR = "model-store"
 TS_CONFIG_FILE = "config/config.properties"
 INDEX_FILE = "items.faiss"
 INDEX_META_FILE = "index.json"
-ITEM_LABELS_FILE = "item_labels.npz"  # each indexed item's articleType, for the label-vote re-ranking
+ITEM_ATTRIBUTES_FILE = "item_attributes.npz"  # beside the index: each position's filter attributes, family, label
 # The gate's absolute floor on precision@5 (held-out product groups): no model below it is served, the first one
 # included. The default pipeline reaches 0.83 on 15,000 real product photos; a broken model sits near chance.
 MIN_PRECISION_AT_5 = 0.5

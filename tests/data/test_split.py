@@ -6,10 +6,11 @@ import random
 import numpy as np
 import pandas as pd
 
-from fashionrec.data.split import PHASH_COLUMN, holdout_mask, product_family, product_groups
+from fashionrec.data.split import PHASH_COLUMN, holdout_mask, product_groups
 from fashionrec.data.synth import ARTICLE_TYPES, render_item
 from fashionrec.data.table import is_holdout
 from fashionrec.params import SplitKind
+from fashionrec.products import product_family
 
 
 def jpeg(seed: int, quality: int = 95) -> bytes:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from fashionrec.config import FEAST_CONFIG_FILE
+from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_CONFIG_FILE
 from fashionrec.retrieval import online_rows
 from fashionrec.retrieval.embeddings import random_embeddings, write_embeddings
 from fashionrec.retrieval.feast_store import (
@@ -51,7 +51,7 @@ def test_the_fast_writer_writes_exactly_the_rows_feast_materialize_writes(tmp_pa
     stock_rows, fast_rows = rows(stock), rows(fast)
     assert set(stock_rows) == {"fashionrec_item_embedding", "fashionrec_item_attributes"}
     assert len(stock_rows["fashionrec_item_embedding"]) == len(IDS)
-    assert len(stock_rows["fashionrec_item_attributes"]) == len(IDS) * 7
+    assert len(stock_rows["fashionrec_item_attributes"]) == len(IDS) * len(ATTRIBUTE_COLUMNS)
     assert fast_rows == stock_rows
 
 

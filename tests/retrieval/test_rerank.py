@@ -1,11 +1,9 @@
 """Label-vote re-ranking: each candidate gains in proportion to its label's share of the neighbours' vote."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from fashionrec.retrieval.rerank import ItemLabels, LabelVote, label_codes, vote_order
+from fashionrec.retrieval.rerank import LabelVote, label_codes, rerank, vote_order
 
 
 def test_a_heavy_vote_moves_the_voted_label_first_keeping_order() -> None:
@@ -39,17 +37,9 @@ def test_empty_and_bad_settings() -> None:
         LabelVote(weight=-1)
 
 
-def test_item_labels_survive_a_save_and_take_live_additions(tmp_path: Path) -> None:
-    labels = ItemLabels.of(np.array([30, 10, 20]), ["Shirts", "Heels", "Shirts"])
-    labels.save(tmp_path)
-    loaded = ItemLabels.load(tmp_path)
-    assert loaded is not None and ItemLabels.load(tmp_path / "elsewhere") is None
-    codes = loaded.codes_of(np.array([10, 20, 30, 99]))
-    assert [loaded.classes[c] for c in codes[:3]] == ["Heels", "Shirts", "Shirts"] and codes[3] == -1
-    loaded.add([99, 98], ["Watches", None])
-    codes = loaded.codes_of(np.array([99, 98]))
-    assert loaded.code_of["Watches"] == codes[0] and codes[1] == -1
-    # One query: the two shirts vote Shirts, so the nearer heel drops behind them.
-    order = loaded.rerank(np.array([20, 10, 30]), np.array([0.9, 0.85, 0.8]), LabelVote(voters=3, depth=3, weight=10))
-    assert order.tolist() == [0, 2, 1]
+def test_rerank_orders_one_querys_candidates_by_their_labels_codes() -> None:
+    # The two shirts (code 1) vote Shirts, so the nearer heel (code 0) drops behind them; an unknown item (-1) last.
+    order = rerank(np.array([1, 0, 1, -1]), np.array([0.9, 0.85, 0.8, 0.79]), LabelVote(voters=3, depth=4, weight=10))
+    assert order.tolist() == [0, 2, 1, 3]
+    assert rerank(np.zeros(0, dtype=np.int64), np.zeros(0), LabelVote()).tolist() == []
     assert label_codes(["b", "a", "b"])[0].tolist() == [1, 0, 1]

@@ -3,11 +3,13 @@ EncoderService that TorchServe runs, called directly: a unit test of the transfo
 tested against real TorchServe + ModelServer processes in tests/integration."""
 
 import itertools
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -19,7 +21,7 @@ from fashionrec.config import ATTRIBUTE_COLUMNS, MAX_BATCH, MAX_REQUEST_BYTES, M
 from fashionrec.imaging import load_batch
 from fashionrec.local.stages import StageOutputs
 from fashionrec.retrieval.rerank import LabelVote
-from fashionrec.serving.client import binary_image_request, image_request, item_request, parse_hits
+from fashionrec.serving.client import Steering, binary_image_request, image_request, item_request, parse_hits
 from fashionrec.serving.encoder_service import EncoderService
 from fashionrec.serving.guard import guard_app
 from fashionrec.serving.predictor_client import Embeddings
@@ -313,3 +315,97 @@ def test_grpc_answer_carries_the_same_tensors_as_rest(transformer: InProcessEnco
         values = [v.decode() if isinstance(v, bytes) else v for v in output.data]
         assert values == pytest.approx(rest_outputs[output.name]["data"], abs=1e-6)
     assert rest_outputs["item_id"]["data"][0] == 10000  # its own image first
+
+
+def steered(client: TestClient, body: dict[str, Any]) -> list[list[Any]]:
+    response = client.post(INFER, json=body)
+    assert response.status_code == 200, response.text
+    return parse_hits(response.json())
+
+
+def test_filters_and_exclusions_hold_for_item_and_image_queries(client: TestClient, tiny_catalog: Path) -> None:
+    styles = pd.read_csv(tiny_catalog / "styles.csv", dtype=str).set_index("id")
+    gender, kind = str(styles["gender"].iloc[3]), str(styles["articleType"].iloc[5])
+    filter_ = {"gender": gender, "articleType": [kind, str(styles["articleType"].iloc[0])]}
+    plain = steered(client, item_request([10000], top_k=5))[0]
+    excluded = [plain[0].item_id, plain[1].item_id]
+    steering = Steering(filter=filter_, exclude_ids=excluded)
+    for body in (item_request([10000], 8, steering), image_request([image_of(tiny_catalog, 10000)], 8, steering)):
+        hits = steered(client, body)[0]
+        assert hits and all(h.attributes["gender"] == gender for h in hits)
+        assert all(h.attributes["articleType"] in filter_["articleType"] for h in hits)
+        assert not {h.item_id for h in hits} & set(excluded)
+        assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    year = int(styles["year"].astype(int).median())
+    hits = steered(client, item_request([10000], 20, Steering(filter={"year": {"min": year}})))[0]
+    assert hits and all(int(str(styles.loc[str(h.item_id), "year"])) >= year for h in hits)
+    # A filter that nothing passes: an empty answer, not an error.
+    assert steered(client, item_request([10000], 5, Steering(filter={"gender": "Nobody"}))) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"filter": '{"colour": "Red"}'}, "unknown attribute 'colour'"),
+        ({"filter": '{"gender": 1}'}, "filter 'gender' takes a string"),
+        ({"filter": "not json"}, "filter must be JSON"),
+        ({"exclude_ids": '["x"]'}, "exclude_ids takes a list of integer"),
+        ({"family_cap": 0}, "family_cap must be an integer"),
+        ({"mmr_lambda": 1.5}, "mmr_lambda must be a number between 0 and 1"),
+        ({"mmr_lambda": "much"}, "mmr_lambda must be a number"),
+    ],
+)
+def test_bad_steering_gets_a_400_naming_it(client: TestClient, parameters: dict[str, Any], message: str) -> None:
+    body = item_request([10000])
+    response = client.post(INFER, json={**body, "parameters": {**body["parameters"], **parameters}})
+    assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+def test_a_family_cap_and_mmr_vary_the_answer(client: TestClient, transformer: InProcessEncoderTransformer) -> None:
+    attributes = transformer.routing.stable.index.attributes  # type: ignore[union-attr]
+    assert attributes is not None
+    queries = [10000, 10003, 10010]
+    plain = steered(client, item_request(queries, 6))
+    capped = steered(client, item_request(queries, 6, Steering(family_cap=1)))
+    for before, after in zip(plain, capped, strict=True):
+        families = attributes.families_of(np.array([h.item_id for h in after])).tolist()
+        assert len(set(families)) == len(families) and len(after) == 6
+        first_of_family: dict[int, int] = {}
+        for hit in before:
+            first_of_family.setdefault(int(attributes.families_of(np.array([hit.item_id]))[0]), hit.item_id)
+        assert after[0].item_id == before[0].item_id and set(first_of_family.values()) >= {h.item_id for h in after[:1]}
+    varied = steered(client, item_request(queries, 6, Steering(mmr_lambda=0.3)))
+    same = steered(client, item_request(queries, 6, Steering(mmr_lambda=1.0)))
+    assert [[h.item_id for h in r] for r in same] == [[h.item_id for h in r] for r in plain]
+    assert [[h.item_id for h in r] for r in varied] != [[h.item_id for h in r] for r in plain]
+    assert all(len(r) == 6 and r[0].item_id == p[0].item_id for r, p in zip(varied, plain, strict=True))
+
+
+def test_grpc_takes_the_filter_as_a_string_parameter(transformer: InProcessEncoderTransformer, tiny_catalog: Path) -> None:
+    import asyncio
+
+    from kserve import InferRequest, InferResponse
+    from kserve.errors import InvalidInput
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
+
+    gender = str(pd.read_csv(tiny_catalog / "styles.csv", dtype=str)["gender"].iloc[0])
+
+    def request(filter_text: str) -> ModelInferRequest:
+        grpc_request = ModelInferRequest(model_name=MODEL_NAME, id="grpc-filter")
+        item = grpc_request.inputs.add(name="item_id", datatype="INT64", shape=[1])
+        item.contents.int64_contents.extend([10000])
+        grpc_request.parameters["top_k"].int64_param = 5
+        grpc_request.parameters["filter"].string_param = filter_text
+        grpc_request.parameters["exclude_ids"].string_param = "[10001]"
+        return grpc_request
+
+    async def answer(grpc_request: ModelInferRequest) -> InferResponse:
+        return await transformer.predict(await transformer.preprocess(InferRequest.from_grpc(grpc_request)))
+
+    response = InferResponse.from_grpc(asyncio.run(answer(request(json.dumps({"gender": gender})))).to_grpc())
+    outputs = {o.name: o for o in response.outputs}
+    ids = [i for i in outputs["item_id"].data if i != -1]
+    assert ids and 10001 not in ids
+    assert {v.decode() if isinstance(v, bytes) else v for v in outputs["gender"].data[: len(ids)]} == {gender}
+    with pytest.raises(InvalidInput, match="unknown attribute"):
+        asyncio.run(answer(request('{"size": "M"}')))

@@ -9,30 +9,18 @@ photo of a product that is not in the catalogue meets it.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
+from fashionrec.config import COLOUR_COLUMN, NAME_COLUMN
 from fashionrec.data.imagefacts import near_duplicate_groups, perceptual_hash
 from fashionrec.data.table import is_holdout
 from fashionrec.data.validation.checks import ValidationSettings
 from fashionrec.imaging import open_image, to_rgb
 from fashionrec.params import SplitKind
+from fashionrec.products import product_family
 
 PHASH_COLUMN = "image_phash"  # written by validation; computed from the image bytes when a table lacks it
-NAME_COLUMN = "productDisplayName"
-COLOUR_COLUMN = "baseColour"
-
-
-def product_family(names: pd.Series, colours: pd.Series) -> pd.Series:
-    """The name without its colour words, lower case: "Nike Men Blue Jersey" and "Nike Men Red Jersey" agree."""
-    colour_words = {w for c in colours.dropna().astype(str) for w in re.findall(r"[a-z0-9]+", c.lower())}
-    return (
-        names.fillna("")
-        .astype(str)
-        .map(lambda name: " ".join(w for w in re.findall(r"[a-z0-9]+", name.lower()) if w not in colour_words))
-    )
 
 
 def _phashes(table: pd.DataFrame) -> list[str | None]:

@@ -24,7 +24,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE, INDEX_RECALL_TARGET, LABEL_COLUMN
+from fashionrec.config import FEAST_JOIN_KEY, INDEX_FILE, INDEX_META_FILE, INDEX_RECALL_TARGET
+from fashionrec.retrieval.attributes import ItemAttributes, ItemFilter
 from fashionrec.retrieval.calibration import EXACT_BELOW, Calibration, calibrate
 from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.faiss_kinds import (
@@ -39,7 +40,6 @@ from fashionrec.retrieval.faiss_kinds import (
     new_index,
     search_params,
 )
-from fashionrec.retrieval.rerank import ItemLabels
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
 # Exact search scans every vector: ~20 ms per query at 200k x 256 on 2 cores (benchmarks/bench_index.py), ~2 ms at 20k.
@@ -99,6 +99,7 @@ class IndexMeta:
     index_kind: IndexKind = "flat"  # indexes written before the kind was recorded are exact
     index_params: dict[str, int] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # what was measured to choose kind and params (None: chosen by size)
+    filter_exact_items: int = FILTER_EXACT_ITEMS  # filtered search is exact when at most this many items pass
 
     @property
     def spec(self) -> IndexSpec:
@@ -150,9 +151,12 @@ class ReadWriteLock:
 class ItemIndex:
     """Inner-product search over L2-normalised embeddings, keyed by catalogue item id."""
 
-    def __init__(self, index: object, meta: IndexMeta) -> None:
+    def __init__(self, index: object, meta: IndexMeta, attributes: ItemAttributes | None = None) -> None:
         self.index = index
         self.meta = meta
+        if attributes is not None and len(attributes) != int(index.ntotal):  # type: ignore[attr-defined]
+            raise ValueError(f"attributes of {len(attributes)} items for an index of {index.ntotal}")  # type: ignore[attr-defined]
+        self.attributes = attributes  # per position, for filters, families and re-ranking (older indexes: none)
         self._lock = ReadWriteLock()
         self._dead = np.empty(0, dtype=np.int64)  # tombstoned positions inside the index
         self._search_params: Any = None  # FAISS search parameters that skip the tombstones (None: there are none)
@@ -181,8 +185,9 @@ class ItemIndex:
         positions = np.flatnonzero(np.isin(self._positions(), item_ids))
         return np.setdiff1d(positions, self._dead)
 
-    def upsert(self, item_ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add these items (an item already in the index is replaced by its new vector)."""
+    def upsert(self, item_ids: np.ndarray, vectors: np.ndarray, attributes: dict[str, list[Any]] | None = None) -> None:
+        """Add these items (an item already in the index is replaced by its new vector), with their attributes
+        (columns of values in the order of ``item_ids``; none: they pass no attribute filter)."""
         ids = np.asarray(item_ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.meta.dimension) or len(np.unique(ids)) != len(ids):
@@ -191,6 +196,8 @@ class ItemIndex:
             self._tombstone(self._live_positions_of(ids))
             self.index.add_with_ids(vectors, ids)  # type: ignore[attr-defined]
             self._ids_at = np.concatenate([self._positions(), ids])
+            if self.attributes is not None:
+                self.attributes.append(ids.tolist(), attributes)
             self._removed.difference_update(ids.tolist())
 
     def remove(self, item_ids: np.ndarray) -> int:
@@ -242,6 +249,7 @@ class ItemIndex:
         kind: str = "auto",
         seed: int = 0,
         recall_target: float = INDEX_RECALL_TARGET,
+        attributes: ItemAttributes | None = None,
     ) -> ItemIndex:
         if vectors.ndim != 2 or len(vectors) != len(item_ids):
             raise ValueError(f"vectors {vectors.shape} do not match {len(item_ids)} item ids")
@@ -261,7 +269,7 @@ class ItemIndex:
             spec.params,
             calibration.as_dict() if calibration else None,
         )
-        return cls(index, meta)
+        return cls(index, meta, attributes)
 
     def tune(self, **search_params: int) -> None:
         """Change query-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF) in place; ``save`` records them."""
@@ -307,6 +315,21 @@ class ItemIndex:
         search also drops tombstones). What a filter that names items (``exclude_ids``) starts from."""
         return np.isin(self._positions(), np.asarray(item_ids, dtype=np.int64))
 
+    def search_filtered(self, queries: np.ndarray, k: int, item_filter: ItemFilter) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` among the items ``item_filter`` passes (``search_passing``'s strategy, its exact threshold the
+        index's own). ValueError when the filter restricts attributes and this index was built without them."""
+        queries = self._checked(queries)
+        with self._lock.reading():
+            total = int(self.index.ntotal)  # type: ignore[attr-defined]
+            passing = np.ones(total, dtype=bool)
+            if item_filter.restricts_attributes:
+                if self.attributes is None:
+                    raise ValueError("this index was built without item attributes: rebuild it to filter by them")
+                passing = self.attributes.passing(item_filter)
+            if item_filter.exclude_ids:
+                passing &= ~np.isin(self._positions(), np.fromiter(item_filter.exclude_ids, dtype=np.int64))
+            return self._search_passing(queries, k, passing, self.meta.filter_exact_items)
+
     def search_passing(
         self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int = FILTER_EXACT_ITEMS
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -314,26 +337,31 @@ class ItemIndex:
         is True: never an item that fails it. Exact over the passing items when at most ``exact_items`` pass;
         otherwise the index's own search with an ID selector, its knob raised by the inverse of the share passing
         (capped), so that a restrictive filter still finds k neighbours. -1 ids past the passing items."""
-        import faiss
-
         queries = self._checked(queries)
         with self._lock.reading():
-            total = int(self.index.ntotal)  # type: ignore[attr-defined]
-            if passing.shape != (total,) or passing.dtype != np.bool_:
-                raise ValueError(f"passing must be a bool mask over the index's {total} positions, got {passing.shape}")
-            live = passing.copy()
-            live[self._dead] = False
-            chosen = np.flatnonzero(live)
-            catalogue_ids = self._positions()
-            inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
-            if len(chosen) <= exact_items:
-                scores, positions = _exact_among(inner, queries, k, chosen)
-            else:
-                share = len(chosen) / max(total - len(self._dead), 1)
-                params = _raised(search_params(self.meta.spec), self.meta.spec, share)
-                bits = np.packbits(live, bitorder="little")
-                params.sel = faiss.IDSelectorBitmap(total, faiss.swig_ptr(bits))
-                scores, positions = inner.search(queries, k, params=params)
+            return self._search_passing(queries, k, passing, exact_items)
+
+    def _search_passing(
+        self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        total = int(self.index.ntotal)  # type: ignore[attr-defined]
+        if passing.shape != (total,) or passing.dtype != np.bool_:
+            raise ValueError(f"passing must be a bool mask over the index's {total} positions, got {passing.shape}")
+        live = passing.copy()
+        live[self._dead] = False
+        chosen = np.flatnonzero(live)
+        catalogue_ids = self._positions()
+        inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
+        if len(chosen) <= exact_items:
+            scores, positions = _exact_among(inner, queries, k, chosen)
+        else:
+            share = len(chosen) / max(total - len(self._dead), 1)
+            params = _raised(search_params(self.meta.spec), self.meta.spec, share)
+            bits = np.packbits(live, bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(total, faiss.swig_ptr(bits))
+            scores, positions = inner.search(queries, k, params=params)
         return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
 
     def save(self, directory: Path) -> None:
@@ -345,6 +373,8 @@ class ItemIndex:
         directory.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(directory / INDEX_FILE))  # type: ignore[call-overload]
         (directory / INDEX_META_FILE).write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
+        if self.attributes is not None:
+            self.attributes.save(directory)
 
     @classmethod
     def load(cls, directory: Path) -> ItemIndex:
@@ -358,7 +388,7 @@ class ItemIndex:
         if type(inner).__name__ != FAISS_CLASS.get(meta.index_kind):
             raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
         apply_search_params(inner, meta.spec)
-        return cls(index, meta)
+        return cls(index, meta, ItemAttributes.load(directory))
 
 
 def _exact_among(inner: Any, queries: np.ndarray, k: int, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +432,7 @@ def build_index(embeddings: Path, out_dir: Path, kind: str = "auto", recall_targ
         str(table["dataset_digest"].iloc[0]),
         kind,
         recall_target=recall_target,
+        attributes=ItemAttributes.of_table(table),
     )
     index.save(out_dir)
-    ItemLabels.of(table[FEAST_JOIN_KEY].to_numpy(), table[LABEL_COLUMN].astype(str).to_numpy()).save(out_dir)
     return index.meta

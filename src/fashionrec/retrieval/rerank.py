@@ -7,11 +7,10 @@ a soft bonus beats moving the voted type first outright on precision@5 and hit r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from fashionrec.config import ITEM_LABELS_FILE, RERANK_DEPTH, RERANK_VOTERS, RERANK_WEIGHT
+from fashionrec.config import RERANK_DEPTH, RERANK_VOTERS, RERANK_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -50,52 +49,9 @@ def label_codes(labels: np.ndarray | list[str]) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(n) for n in names]
 
 
-class ItemLabels:
-    """Each indexed item's label, kept beside the index (``item_labels.npz``, no pickle) so that re-ranking needs no
-    read of the online store; products added live bring theirs with their attributes."""
-
-    def __init__(self, item_ids: np.ndarray, codes: np.ndarray, classes: list[str]) -> None:
-        order = np.argsort(item_ids, kind="stable")
-        self.item_ids, self.codes, self.classes = item_ids[order].astype(np.int64), codes[order].astype(np.int64), classes
-        self.added: dict[int, int] = {}  # live additions, looked up after the sorted arrays
-        self.code_of = {c: n for n, c in enumerate(classes)}
-
-    @classmethod
-    def of(cls, item_ids: np.ndarray, labels: np.ndarray | list[str]) -> ItemLabels:
-        codes, classes = label_codes(labels)
-        return cls(np.asarray(item_ids), codes, classes)
-
-    def save(self, directory: Path) -> None:
-        np.savez(
-            directory / ITEM_LABELS_FILE, item_ids=self.item_ids, codes=self.codes, classes=np.array(self.classes, dtype=str)
-        )
-
-    @classmethod
-    def load(cls, directory: Path) -> ItemLabels | None:
-        """The labels saved beside an index (None for indexes built before labels were kept)."""
-        path = directory / ITEM_LABELS_FILE
-        if not path.is_file():
-            return None
-        with np.load(path, allow_pickle=False) as saved:
-            return cls(saved["item_ids"], saved["codes"], [str(c) for c in saved["classes"]])
-
-    def add(self, item_ids: list[int], labels: list[str | None]) -> None:
-        for item, label in zip(item_ids, labels, strict=True):
-            if label is not None:
-                self.added[int(item)] = self.code_of.setdefault(label, len(self.code_of))
-
-    def codes_of(self, item_ids: np.ndarray) -> np.ndarray:
-        """Codes of ``item_ids`` (-1: unknown)."""
-        ids = np.asarray(item_ids, dtype=np.int64)
-        at = np.clip(np.searchsorted(self.item_ids, ids), 0, max(len(self.item_ids) - 1, 0))
-        known = (self.item_ids[at] == ids) if len(self.item_ids) else np.zeros(len(ids), dtype=bool)
-        codes = np.where(known, self.codes[at] if len(self.codes) else -1, -1)
-        for n in np.flatnonzero(~known) if self.added else ():
-            codes[n] = self.added.get(int(ids[n]), -1)
-        return codes
-
-    def rerank(self, hits: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
-        """One query's candidates (best first) re-ordered by the vote: the order as positions into ``hits``."""
-        if len(hits) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return vote_order(self.codes_of(hits)[None, :], scores[None, :], min(vote.voters, len(hits)), vote.weight)[0]
+def rerank(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
+    """One query's candidates (best first; ``codes`` their labels' codes, -1 unknown) re-ordered by the vote: the
+    order as positions into them."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return vote_order(codes[None, :], scores[None, :], min(vote.voters, len(codes)), vote.weight)[0]

@@ -14,8 +14,12 @@ import numpy as np
 from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
     DEFAULT_TOP_K,
+    EXCLUDE_PARAMETER,
+    FAMILY_CAP_PARAMETER,
+    FILTER_PARAMETER,
     INPUT_IMAGE,
     INPUT_ITEM_ID,
+    MMR_PARAMETER,
     MODEL_NAME,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
@@ -39,11 +43,36 @@ class Hit:
     attributes: dict[str, str]
 
 
-def image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Steering:
+    """What a query may return and how varied (README, contract): ``filter`` e.g. ``{"gender": "Women",
+    "articleType": ["Tops", "Tunics"], "year": {"min": 2012}}``; ids never to return; at most ``family_cap``
+    answers per product family; ``mmr_lambda`` < 1 trades similarity for variety."""
+
+    filter: dict[str, Any] | None = None
+    exclude_ids: list[int] | None = None
+    family_cap: int | None = None
+    mmr_lambda: float | None = None
+
+    def parameters(self, top_k: int) -> dict[str, Any]:
+        """v2 parameters are scalars (over REST and gRPC alike): the filter and the exclusions travel as JSON text."""
+        parameters: dict[str, Any] = {"top_k": top_k}
+        if self.filter:
+            parameters[FILTER_PARAMETER] = json.dumps(self.filter)
+        if self.exclude_ids:
+            parameters[EXCLUDE_PARAMETER] = json.dumps([int(i) for i in self.exclude_ids])
+        if self.family_cap is not None:
+            parameters[FAMILY_CAP_PARAMETER] = self.family_cap
+        if self.mmr_lambda is not None:
+            parameters[MMR_PARAMETER] = self.mmr_lambda
+        return parameters
+
+
+def image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K, steering: Steering | None = None) -> dict[str, Any]:
     encoded = [base64.b64encode(i).decode("ascii") for i in images]
     return {
         "inputs": [{"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}],
-        "parameters": {"top_k": top_k},
+        "parameters": (steering or Steering()).parameters(top_k),
     }
 
 
@@ -69,10 +98,10 @@ def binary_image_request(images: list[bytes], top_k: int = DEFAULT_TOP_K) -> tup
     return encoded + raw, headers
 
 
-def item_request(item_ids: list[int], top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
+def item_request(item_ids: list[int], top_k: int = DEFAULT_TOP_K, steering: Steering | None = None) -> dict[str, Any]:
     return {
         "inputs": [{"name": INPUT_ITEM_ID, "datatype": "INT64", "shape": [len(item_ids)], "data": item_ids}],
-        "parameters": {"top_k": top_k},
+        "parameters": (steering or Steering()).parameters(top_k),
     }
 
 

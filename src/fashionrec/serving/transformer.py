@@ -53,10 +53,14 @@ from fashionrec.config import (
     ATTRIBUTE_COLUMNS,
     CATALOG_POLL_SECONDS,
     DEFAULT_TOP_K,
+    EXCLUDE_PARAMETER,
+    FAMILY_CAP_PARAMETER,
+    FILTER_PARAMETER,
     INPUT_IMAGE,
     INPUT_ITEM_ID,
     LABEL_COLUMN,
     MAX_TOP_K,
+    MMR_PARAMETER,
     MONITOR_SECONDS,
     OUTPUT_ITEM_ID,
     OUTPUT_SCORE,
@@ -71,9 +75,11 @@ from fashionrec.data.imagefacts import image_stats
 from fashionrec.drift.live import WINDOW, LiveMonitor
 from fashionrec.drift.profile import ReferenceProfile
 from fashionrec.imaging import ImageDecodeError, header_pixels, validate_images
+from fashionrec.retrieval.attributes import FilterError, ItemFilter
+from fashionrec.retrieval.diversity import family_capped, mmr_order
 from fashionrec.retrieval.feast_store import OnlineFeatures, OnlineStoreUnavailable
 from fashionrec.retrieval.index import ItemIndex
-from fashionrec.retrieval.rerank import ItemLabels, LabelVote
+from fashionrec.retrieval.rerank import LabelVote, rerank
 from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
 from fashionrec.serving.metrics import publish_health, publish_monitoring, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
@@ -90,17 +96,33 @@ CPU_WORKERS = 2  # threads for decoding, search and Feast reads: bounded, so a b
 INLINE_DECODE_PIXELS = 100_000
 T = TypeVar("T")
 SNAPSHOT_CHECK_ITEMS = 64  # items whose Feast vectors of the index's model version must exist at load
+# With a diversity option, this many times top_k candidates are searched, so that capping families or trading
+# similarity for variety still leaves top_k answers.
+DIVERSE_DEPTH_FACTOR = 5
 logger = logging.getLogger(__name__)
 
 
-def parse_top_k(parameters: dict[str, Any] | None) -> int:
-    value: Any = (parameters or {}).get("top_k")
+def parameter(parameters: dict[str, Any] | None, name: str) -> Any:
+    """A v2 parameter's value (None when absent), over REST or gRPC."""
+    value: Any = (parameters or {}).get(name)
     if hasattr(value, "WhichOneof"):  # over gRPC: an InferParameter message, one of bool/int64/string/double
         choice = value.WhichOneof("parameter_choice")
         value = getattr(value, choice) if choice else None
+    return value
+
+
+def parse_top_k(parameters: dict[str, Any] | None) -> int:
+    top_k = parse_count(parameters, "top_k", DEFAULT_TOP_K)
+    assert top_k is not None
+    return top_k
+
+
+def parse_count(parameters: dict[str, Any] | None, name: str, default: int | None) -> int | None:
+    """An integer parameter between 1 and MAX_TOP_K (``default`` when absent)."""
+    value = parameter(parameters, name)
     if value is None:
-        return DEFAULT_TOP_K
-    message = f"top_k must be an integer between 1 and {MAX_TOP_K}, got {value!r}"
+        return default
+    message = f"{name} must be an integer between 1 and {MAX_TOP_K}, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidInput(message)
     try:
@@ -111,6 +133,27 @@ def parse_top_k(parameters: dict[str, Any] | None) -> int:
     if not exact or not 1 <= top_k <= MAX_TOP_K:
         raise InvalidInput(message)
     return top_k
+
+
+def parse_mmr(parameters: dict[str, Any] | None) -> float | None:
+    """The MMR trade-off (None: off); a number in [0, 1], 1 being similarity alone."""
+    value = parameter(parameters, MMR_PARAMETER)
+    if value is None:
+        return None
+    try:
+        lam = float(value) if not isinstance(value, bool) else None
+    except ValueError:
+        lam = None
+    if lam is None or not 0.0 <= lam <= 1.0:
+        raise InvalidInput(f"{MMR_PARAMETER} must be a number between 0 and 1, got {value!r}")
+    return lam
+
+
+def parse_filter(parameters: dict[str, Any] | None) -> ItemFilter:
+    try:
+        return ItemFilter.parse(parameter(parameters, FILTER_PARAMETER), parameter(parameters, EXCLUDE_PARAMETER))
+    except FilterError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 class Query(InferRequest):
@@ -125,6 +168,10 @@ class Query(InferRequest):
             request_id=source.id or uuid.uuid4().hex,  # every answer names its request: feedback events refer to it
         )
         self.top_k = top_k
+        parameters = source.parameters
+        self.item_filter = parse_filter(parameters)
+        self.family_cap = parse_count(parameters, FAMILY_CAP_PARAMETER, None)
+        self.mmr_lambda = parse_mmr(parameters)
         self.ids = ids
         self.images = images or []
         self.encoded = encoded
@@ -150,7 +197,6 @@ class ServingSnapshot:
     applied: set[str] = field(default_factory=set)  # catalogue changes already in the live index
     profile: ReferenceProfile | None = None  # the model's reference profile (index/reference/), when it has one
     monitor: LiveMonitor | None = None  # the window of recent image queries, when monitoring
-    labels: ItemLabels | None = None  # each item's articleType, for the label-vote re-ranking (older indexes: none)
     # Added items whose vector of this version is not in the online store yet, by change: retried at every poll
     # until it lands (reencode_additions writes it), dropped when a later change removes the item.
     waiting: dict[str, set[int]] = field(default_factory=dict)
@@ -179,11 +225,9 @@ class ServingSnapshot:
             ids = np.asarray(sorted(self.waiting[change.name]), dtype=np.int64) if retry else ids
             vectors = self.features.embeddings([int(i) for i in ids], self.model_version)
             found = [n for n, vector in enumerate(vectors) if vector is not None]
-            if found:
-                self.index.upsert(ids[found], np.stack([vectors[n] for n in found]))  # type: ignore[misc]
-                if self.labels is not None:
-                    added = [int(ids[n]) for n in found]
-                    self.labels.add(added, self.features.attributes(added)[LABEL_COLUMN])
+            if found:  # with their attributes, so that a filter sees a product the moment it is searchable
+                rows = self.features.attributes([int(ids[n]) for n in found])
+                self.index.upsert(ids[found], np.stack([vectors[n] for n in found]), rows)  # type: ignore[misc]
             counter.labels(model_version=self.model_version, action="add", outcome="applied").inc(len(found))
             missing = {int(ids[n]) for n, vector in enumerate(vectors) if vector is None}
             if missing and not retry:
@@ -224,7 +268,6 @@ class ServingSnapshot:
             ItemIndex.load(index_dir),
             OnlineFeatures(feature_repo),
             profile=ReferenceProfile.of_index(index_dir),
-            labels=ItemLabels.load(index_dir),
         )
         # Products removed from the catalogue since the index was built have no rows at all: only the others count.
         sample = snapshot.features.present([int(i) for i in snapshot.index.item_ids(limit=SNAPSHOT_CHECK_ITEMS)])
@@ -611,17 +654,32 @@ class FashionrecTransformer(Model):
         hits' (one store read) to refuse those removed from the catalogue."""
         metrics = transformer_metrics()
         top_k = query.top_k
-        rerank = self.rerank if snapshot.labels is not None else None
-        depth = max(top_k + 1, rerank.depth if rerank else 0)  # +1: room for the query's own item
+        item_attributes = snapshot.index.attributes
+        vote = self.rerank if item_attributes is not None else None
+        if query.family_cap is not None and item_attributes is None:
+            raise InvalidInput(f"{FAMILY_CAP_PARAMETER} needs an index built with item families: rebuild it")
+        diverse = query.family_cap is not None or query.mmr_lambda is not None
+        # +1: room for the query's own item; more for the vote and for diversity to choose from
+        depth = max(top_k + 1, vote.depth if vote else 0, top_k * DIVERSE_DEPTH_FACTOR if diverse else 0)
+        depth = max(1, min(depth, snapshot.index.count))
         started = time.perf_counter()
-        scores, hits = snapshot.index.search(queries, max(1, min(depth, snapshot.index.count)))  # one call per batch
+        if query.item_filter.active:  # one call per batch; filtered inside the search, never after it
+            try:
+                scores, hits = snapshot.index.search_filtered(queries, depth, query.item_filter)
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from exc
+        else:
+            scores, hits = snapshot.index.search(queries, depth)
         metrics.faiss_seconds.observe(time.perf_counter() - started)
         shortlists = []  # per query, its best top_k + 1 candidates: one spare for a product removed meanwhile
         for row in range(len(queries)):
             usable = (hits[row] != -1) & (hits[row] != (-1 if exclude[row] is None else exclude[row]))
             row_hits, row_scores = hits[row][usable], scores[row][usable]
-            if rerank and snapshot.labels is not None:
-                order = snapshot.labels.rerank(row_hits, row_scores, rerank)
+            if vote and item_attributes is not None:
+                order = rerank(item_attributes.codes_of(LABEL_COLUMN, row_hits), row_scores, vote)
+                row_hits, row_scores = row_hits[order], row_scores[order]
+            if diverse:
+                order = self.diversified(query, snapshot, row_hits, row_scores)
                 row_hits, row_scores = row_hits[order], row_scores[order]
             shortlists.append(list(zip(row_scores[: top_k + 1].tolist(), row_hits[: top_k + 1].tolist(), strict=True)))
         found = sorted({int(h) for shortlist in shortlists for _, h in shortlist} | set(queried or []))
@@ -657,6 +715,18 @@ class FashionrecTransformer(Model):
         return RecommendationResponse(
             response_id=query.id or "", model_name=self.name, model_version=snapshot.model_version, infer_outputs=outputs
         )
+
+    @staticmethod
+    def diversified(query: Query, snapshot: ServingSnapshot, hits: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The order (positions into ``hits``) after the query's MMR trade-off, then its family cap."""
+        order = np.arange(len(hits))
+        if query.mmr_lambda is not None and len(hits):
+            found = snapshot.index.vectors_of(hits.tolist())  # None: removed a moment ago (dropped later anyway)
+            vectors = np.stack([np.zeros(snapshot.index.meta.dimension, np.float32) if v is None else v for v in found])
+            order = mmr_order(scores, vectors, query.mmr_lambda, query.top_k + 1)
+        if query.family_cap is not None and snapshot.index.attributes is not None:
+            order = order[family_capped(snapshot.index.attributes.families_of(hits[order]), query.family_cap)]
+        return order
 
 
 def validate_and_measure(images: list[bytes], measure: bool) -> list[dict[str, float]] | None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY
+from fashionrec.config import ATTRIBUTE_COLUMNS, FAMILY_COLUMN, FEAST_JOIN_KEY
+from fashionrec.data.split import product_groups
 from fashionrec.data.table import decode_images, read_table
 from fashionrec.retrieval.embeddings import write_embeddings
 from fashionrec.training.card import ModelCard
@@ -19,7 +20,7 @@ def embed_catalog(valid_catalog: Path, model_dir: Path, out_path: Path, device: 
     """Embed every item of the validated catalogue with the trained encoder; write parquet, return the table.
 
     Columns: item_id, event_timestamp (UTC, one value per run), embedding (list<float32>), model_version,
-    dataset_digest, and the attributes served with recommendations.
+    dataset_digest, the attributes served with recommendations, and each item's product family.
     """
     table = read_table(valid_catalog)
     vectors, card = encode_table(table, model_dir, device)
@@ -27,6 +28,7 @@ def embed_catalog(valid_catalog: Path, model_dir: Path, out_path: Path, device: 
     out = pd.DataFrame({FEAST_JOIN_KEY: table["id"].astype("int64"), "event_timestamp": now})
     for column in ATTRIBUTE_COLUMNS:
         out[column] = table[column].astype(str)
+    out[FAMILY_COLUMN] = product_groups(table)  # what a query's diversity option caps (colour variants, near-duplicates)
     out["model_version"] = card.model_version
     out["dataset_digest"] = card.dataset_digest
     write_embeddings(out, vectors, out_path)
