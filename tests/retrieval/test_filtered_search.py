@@ -65,3 +65,21 @@ def test_a_mask_of_the_wrong_length_is_refused(built: tuple[ItemIndex, np.ndarra
     assert index.positions_of(ids[:3]).sum() == 3
     with pytest.raises(ValueError, match="bool mask"):
         index.search_passing(unit(np.random.default_rng(0), 1), 5, np.ones(10, dtype=bool))
+
+
+def test_a_filter_that_passes_half_the_catalogue_but_none_of_the_querys_neighbours_still_finds_them(
+    built: tuple[ItemIndex, np.ndarray, np.ndarray],
+) -> None:
+    """Attributes correlate with the vectors ("another colour"): the share of the catalogue passing says nothing
+    about the query's neighbourhood, so the depth follows the share of its neighbours that pass (here none)."""
+    index, ids, vectors = built
+    passing = vectors[:, 0] < 0  # half the catalogue, on one side
+    queries = np.zeros((5, DIM), dtype=np.float32)
+    queries[:, 0] = 1.0  # every query on the other side
+    queries[:, 1:] = unit(np.random.default_rng(3), 5)[:, 1:] * 0.2
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    _, hits = index.search_passing(queries, 10, passing, exact_items=0)
+    allowed = ids[passing & (np.arange(COUNT) >= 30)]
+    truth = [set(allowed[np.argsort(-(q @ vectors[allowed - 500].T))[:10]].tolist()) for q in queries]
+    recall = np.mean([len(t & set(h.tolist())) / len(t) for t, h in zip(truth, hits, strict=True)])
+    assert recall >= 0.95 and np.isin(hits, allowed).all()

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from fashionrec.config import ATTRIBUTE_COLUMNS
 from fashionrec.data.changes import Change, ChangeLog
+from fashionrec.retrieval.attributes import ItemAttributes, ItemFilter
 from fashionrec.retrieval.index import ItemIndex
 from fashionrec.serving.metrics import transformer_metrics
 from fashionrec.serving.transformer import ServingSnapshot
@@ -93,6 +96,11 @@ class Store:
     def embeddings(self, items: list[int], model_version: str) -> list[np.ndarray | None]:
         return [self.vectors.get(item) for item in items]
 
+    def attributes(self, items: list[int]) -> dict[str, list[str | None]]:
+        """Odd products are women's, even ones men's."""
+        rows: dict[str, list[str | None]] = {c: ["x"] * len(items) for c in ATTRIBUTE_COLUMNS}
+        return rows | {"gender": ["Women" if item % 2 else "Men" for item in items]}
+
 
 def test_an_addition_without_a_vector_is_retried_until_it_lands_and_never_after_a_removal(tmp_path: Path) -> None:
     """Products added for another version only: the index misses them, says so, and takes each one the poll after
@@ -101,7 +109,11 @@ def test_an_addition_without_a_vector_is_retried_until_it_lands_and_never_after_
     vectors = rng.standard_normal((6, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store = Store({0: vectors[0]})
-    snapshot = ServingSnapshot(ItemIndex.build(np.arange(1), vectors[:1], "v1", "digest", kind="flat"), cast(Any, store))
+    built = ItemAttributes.of_table(pd.DataFrame({"item_id": [0], **{c: ["Men"] for c in ATTRIBUTE_COLUMNS}}))
+    snapshot = ServingSnapshot(
+        ItemIndex.build(np.arange(1), vectors[:1], "v1", "digest", kind="flat", attributes=built), cast(Any, store)
+    )
+    women = ItemFilter({"gender": frozenset({"Women"})})
     log = ChangeLog(str(tmp_path / "changes"))
     log.append("add", [1, 2, 3], ["v0"], rows=b"rows")
     waiting = transformer_metrics().catalog_waiting.labels(model_version="v1")
@@ -111,6 +123,8 @@ def test_an_addition_without_a_vector_is_retried_until_it_lands_and_never_after_
     store.vectors[1] = vectors[1]  # its vector is written
     snapshot.catch_up(log)
     assert snapshot.index.count == 2 and snapshot.waiting_items == 2 and not snapshot.applied
+    # Filterable as soon as it is searchable, with the attributes the store holds for it.
+    assert snapshot.index.search_filtered(vectors[1:2], 3, women)[1][0].tolist() == [1, -1, -1]
     log.append("remove", [2])
     snapshot.catch_up(log)
     assert snapshot.waiting_items == 1  # 3 only: the removed product no longer waits
@@ -119,3 +133,4 @@ def test_an_addition_without_a_vector_is_retried_until_it_lands_and_never_after_
     assert snapshot.index.vectors_of([2])[0] is None  # never added after its removal
     assert snapshot.waiting_items == 0 and waiting._value.get() == 0 and len(snapshot.applied) == 2
     assert snapshot.index.count == 3 and snapshot.catch_up(log) == 0  # 0, 1 and 3; nothing left to retry
+    assert sorted(snapshot.index.search_filtered(vectors[3:4], 3, women)[1][0].tolist()) == [-1, 1, 3]

@@ -26,13 +26,13 @@ class LabelVote:
             raise ValueError(f"the vote's weight must be >= 0, got {self.weight}")
 
 
-def vote_order(labels: np.ndarray, scores: np.ndarray, voters: int, weight: float = RERANK_WEIGHT) -> np.ndarray:
-    """Per query row, the order of its candidates (columns, best first by score) after the vote: by score plus
-    ``weight`` x the share of the vote of the candidate's label, ties in the original order. ``labels``: int codes,
-    -1 for a candidate without one (it neither votes nor gets a bonus)."""
+def vote_scores(labels: np.ndarray, scores: np.ndarray, voters: int, weight: float = RERANK_WEIGHT) -> np.ndarray:
+    """Per query row, each candidate's score plus ``weight`` x the share of the vote of its label (the nearest
+    ``voters`` vote, weighted by similarity). ``labels``: int codes, -1 for a candidate without one (it neither
+    votes nor gets a bonus)."""
     queries, depth = labels.shape
     if queries == 0 or depth == 0:
-        return np.zeros((queries, depth), dtype=np.int64)
+        return np.zeros((queries, depth))
     voting = labels[:, :voters]
     weights = np.where(voting >= 0, np.maximum(scores[:, :voters], 0) + 1e-6, 0.0)
     tally = np.zeros((queries, int(labels.max()) + 2))  # the last column collects the unlabelled, never read back
@@ -40,7 +40,13 @@ def vote_order(labels: np.ndarray, scores: np.ndarray, voters: int, weight: floa
     tally[:, -1] = 0
     share = tally / np.maximum(tally.sum(1, keepdims=True), 1e-12)
     bonus = np.take_along_axis(share, np.where(labels >= 0, labels, share.shape[1] - 1), 1)
-    return np.argsort(-(scores + weight * bonus), axis=1, kind="stable")
+    return scores + weight * bonus
+
+
+def vote_order(labels: np.ndarray, scores: np.ndarray, voters: int, weight: float = RERANK_WEIGHT) -> np.ndarray:
+    """Per query row, the order of its candidates (columns, best first by score) after the vote: by ``vote_scores``,
+    ties in the original order."""
+    return np.argsort(-vote_scores(labels, scores, voters, weight), axis=1, kind="stable").astype(np.int64)
 
 
 def label_codes(labels: np.ndarray | list[str]) -> tuple[np.ndarray, list[str]]:
@@ -52,6 +58,11 @@ def label_codes(labels: np.ndarray | list[str]) -> tuple[np.ndarray, list[str]]:
 def rerank(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
     """One query's candidates (best first; ``codes`` their labels' codes, -1 unknown) re-ordered by the vote: the
     order as positions into them."""
+    return np.argsort(-voted(codes, scores, vote), kind="stable").astype(np.int64)
+
+
+def voted(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
+    """One query's candidates' scores with the vote's bonus: the relevance that diversity (MMR) trades off."""
     if len(codes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return vote_order(codes[None, :], scores[None, :], min(vote.voters, len(codes)), vote.weight)[0]
+        return np.zeros(0)
+    return vote_scores(codes[None, :], scores[None, :], min(vote.voters, len(codes)), vote.weight)[0]

@@ -79,7 +79,7 @@ from fashionrec.retrieval.attributes import FilterError, ItemFilter
 from fashionrec.retrieval.diversity import family_capped, mmr_order
 from fashionrec.retrieval.feast_store import OnlineFeatures, OnlineStoreUnavailable
 from fashionrec.retrieval.index import ItemIndex
-from fashionrec.retrieval.rerank import LabelVote, rerank
+from fashionrec.retrieval.rerank import LabelVote, voted
 from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
 from fashionrec.serving.metrics import publish_health, publish_monitoring, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
@@ -675,11 +675,13 @@ class FashionrecTransformer(Model):
         for row in range(len(queries)):
             usable = (hits[row] != -1) & (hits[row] != (-1 if exclude[row] is None else exclude[row]))
             row_hits, row_scores = hits[row][usable], scores[row][usable]
+            relevance = row_scores  # what the vote and diversity order by; the answer keeps the similarities
             if vote and item_attributes is not None:
-                order = rerank(item_attributes.codes_of(LABEL_COLUMN, row_hits), row_scores, vote)
-                row_hits, row_scores = row_hits[order], row_scores[order]
+                relevance = voted(item_attributes.codes_of(LABEL_COLUMN, row_hits), row_scores, vote)
+                order = np.argsort(-relevance, kind="stable")
+                row_hits, row_scores, relevance = row_hits[order], row_scores[order], relevance[order]
             if diverse:
-                order = self.diversified(query, snapshot, row_hits, row_scores)
+                order = self.diversified(query, snapshot, row_hits, relevance)
                 row_hits, row_scores = row_hits[order], row_scores[order]
             shortlists.append(list(zip(row_scores[: top_k + 1].tolist(), row_hits[: top_k + 1].tolist(), strict=True)))
         found = sorted({int(h) for shortlist in shortlists for _, h in shortlist} | set(queried or []))
@@ -717,13 +719,14 @@ class FashionrecTransformer(Model):
         )
 
     @staticmethod
-    def diversified(query: Query, snapshot: ServingSnapshot, hits: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """The order (positions into ``hits``) after the query's MMR trade-off, then its family cap."""
+    def diversified(query: Query, snapshot: ServingSnapshot, hits: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+        """The order (positions into ``hits``, best first by ``relevance``: the similarity with the vote's bonus)
+        after the query's MMR trade-off, then its family cap."""
         order = np.arange(len(hits))
         if query.mmr_lambda is not None and len(hits):
             found = snapshot.index.vectors_of(hits.tolist())  # None: removed a moment ago (dropped later anyway)
             vectors = np.stack([np.zeros(snapshot.index.meta.dimension, np.float32) if v is None else v for v in found])
-            order = mmr_order(scores, vectors, query.mmr_lambda, query.top_k + 1)
+            order = mmr_order(relevance, vectors, query.mmr_lambda, query.top_k + 1)
         if query.family_cap is not None and snapshot.index.attributes is not None:
             order = order[family_capped(snapshot.index.attributes.families_of(hits[order]), query.family_cap)]
         return order
