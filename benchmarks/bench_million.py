@@ -165,7 +165,6 @@ import sys
 from pathlib import Path
 import fashionrec.serving.transformer  # what the transformer process imports: kserve, Feast, FAISS, numpy
 from fashionrec.retrieval.index import ItemIndex
-from fashionrec.retrieval.rerank import ItemLabels
 
 def mib(field):  # VmRSS now, VmHWM its peak (ru_maxrss would carry the parent's peak across fork and exec)
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -175,7 +174,7 @@ def mib(field):  # VmRSS now, VmHWM its peak (ru_maxrss would carry the parent's
 held = []
 measured = [mib("VmRSS")]
 for _ in range(2):  # the serving snapshot and the one a hot swap loads beside it before switching
-    held.append((ItemIndex.load(Path(sys.argv[1])), ItemLabels.load(Path(sys.argv[1]))))
+    held.append(ItemIndex.load(Path(sys.argv[1])))  # with its item attributes
     measured.append(mib("VmRSS"))
 print(*measured, mib("VmHWM"))
 """
@@ -183,14 +182,18 @@ print(*measured, mib("VmHWM"))
 
 def two_snapshot_memory(index: Any, ids: np.ndarray, kind: str, params: dict[str, int], directory: Path) -> dict[str, Any]:
     """Save ``index`` as the index step does and load it twice in a fresh process importing the transformer."""
+    import pandas as pd
+
+    from fashionrec.config import ATTRIBUTE_COLUMNS, FEAST_JOIN_KEY
+    from fashionrec.retrieval.attributes import ItemAttributes
     from fashionrec.retrieval.index import IndexMeta, ItemIndex
-    from fashionrec.retrieval.rerank import ItemLabels
 
     spec = IndexSpec("hnsw" if kind.startswith("hnsw") else "ivf" if kind == "ivf" else "flat", params)
     meta = IndexMeta("bench", "bench", index.d, index.ntotal, spec.description, spec.kind, params)
-    ItemIndex(index, meta).save(directory)
-    labels = np.asarray([f"class {i % LABEL_CLASSES}" for i in range(len(ids))])
-    ItemLabels.of(ids, labels).save(directory)
+    labels = [f"class {i % LABEL_CLASSES}" for i in range(len(ids))]  # attributes of a catalogue's variety
+    table = pd.DataFrame({FEAST_JOIN_KEY: ids, **{c: labels for c in ATTRIBUTE_COLUMNS}})
+    table["productDisplayName"] = [f"product {i}" for i in range(len(ids))]
+    ItemIndex(index, meta, ItemAttributes.of_table(table)).save(directory)
     output = subprocess.run([sys.executable, "-c", TWO_SNAPSHOTS, str(directory)], capture_output=True, text=True, check=True)
     before, one, two, peak = (float(v) for v in output.stdout.split())
     return {"process_mib_before": before, "process_mib_one_snapshot": one, "process_mib_two_snapshots": two, "peak_mib": peak}

@@ -45,6 +45,9 @@ KNOWN: dict[str, str] = {
     "fashionrec_canary_share": "gauge",
     "fashionrec_catalog_changes": "counter",
     "fashionrec_catalog_items_waiting_for_vector": "gauge",
+    "fashionrec_index_recall": "gauge",
+    "fashionrec_index_recall_target": "gauge",
+    "fashionrec_recall_checks": "counter",
     "fashionrec_drift_score": "gauge",
     "fashionrec_drift_p_value": "gauge",
     "fashionrec_drift_detected": "gauge",
@@ -74,6 +77,7 @@ EXPECTED_ALERTS = {
     "FashionrecLowCoverage",
     "FashionrecUnrecognisedQueries",
     "FashionrecCatalogChangesWithoutVector",
+    "FashionrecIndexRecallLow",
     "FashionrecScrapeFailing",
     "FashionrecScrapeTargetMissing",
     "FashionrecNoTraffic",
@@ -364,6 +368,14 @@ def test_alerts_fire_with_their_labels_and_values_and_stay_quiet_otherwise(
                 # one replica's coverage is low, the other's is not: the service still covers 50%
                 series("fashionrec_recommendation_coverage", "0.01x40", pod="t-1"),
                 series("fashionrec_recommendation_coverage", "0.5x40", pod="t-2"),
+                # recall: v2's index finds 80% of the true neighbours against a target of 95%, backed by 60 checks;
+                # v3's is as low but only 10 checks back it
+                series("fashionrec_index_recall", "0.8x40", pod="t-1", model_version="v2"),
+                series("fashionrec_index_recall_target", "0.95x40", pod="t-1", model_version="v2"),
+                series("fashionrec_recall_checks_total", "60x40", pod="t-1", model_version="v2", outcome="checked"),
+                series("fashionrec_index_recall", "0.8x40", pod="t-1", model_version="v3"),
+                series("fashionrec_index_recall_target", "0.95x40", pod="t-1", model_version="v3"),
+                series("fashionrec_recall_checks_total", "10x40", pod="t-1", model_version="v3", outcome="checked"),
                 # 3 added items found no vector at minute 5
                 series(
                     "fashionrec_catalog_changes_total",
@@ -406,6 +418,14 @@ def test_alerts_fire_with_their_labels_and_values_and_stay_quiet_otherwise(
                 ),
                 # 30 minutes after the last change without a vector, the alert resolves
                 quiet("39m", "FashionrecCatalogChangesWithoutVector"),
+                quiet("10m", "FashionrecIndexRecallLow"),  # pending for its 15 minutes
+                fires(
+                    rules,
+                    "20m",
+                    "FashionrecIndexRecallLow",
+                    {"severity": "warning", "namespace": "shop", "model_version": "v2"},
+                    {**changes, "$value | humanizePercentage": "80%"},
+                ),
             ],
         }
     ]

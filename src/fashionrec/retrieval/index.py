@@ -322,15 +322,35 @@ class ItemIndex:
         index's own). ValueError when the filter restricts attributes and this index was built without them."""
         queries = self._checked(queries)
         with self._lock.reading():
-            total = int(self.index.ntotal)  # type: ignore[attr-defined]
-            passing = np.ones(total, dtype=bool)
-            if item_filter.restricts_attributes:
-                if self.attributes is None:
-                    raise ValueError("this index was built without item attributes: rebuild it to filter by them")
-                passing = self.attributes.passing(item_filter)
-            if item_filter.exclude_ids:
-                passing &= ~np.isin(self._positions(), np.fromiter(item_filter.exclude_ids, dtype=np.int64))
-            return self._search_passing(queries, k, passing, self.meta.filter_exact_items)
+            return self._search_passing(queries, k, self._passing(item_filter), self.meta.filter_exact_items)
+
+    def exact_search(self, queries: np.ndarray, k: int, item_filter: ItemFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The true top ``k`` among the live items the filter passes (a full scan): what the served search's recall is
+        measured against."""
+        import faiss
+
+        queries = self._checked(queries)
+        with self._lock.reading():
+            live = self._passing(item_filter or ItemFilter())
+            live[self._dead] = False
+            bits = np.packbits(live, bitorder="little")
+            inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
+            selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bits))
+            scores, positions = _scan(inner, self.meta.spec, queries, k, selector)
+            catalogue_ids = self._positions()
+        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
+
+    def _passing(self, item_filter: ItemFilter) -> np.ndarray:
+        """The filter as a mask over positions (the read lock held)."""
+        total: int = self.index.ntotal  # type: ignore[attr-defined]
+        passing: np.ndarray = np.ones(total, dtype=np.bool_)
+        if item_filter.restricts_attributes:
+            if self.attributes is None:
+                raise ValueError("this index was built without item attributes: rebuild it to filter by them")
+            passing = self.attributes.passing(item_filter)
+        if item_filter.exclude_ids:
+            passing = passing & ~np.isin(self._positions(), np.fromiter(item_filter.exclude_ids, dtype=np.int64))
+        return passing
 
     def search_passing(
         self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int = FILTER_EXACT_ITEMS

@@ -36,6 +36,9 @@ class TransformerMetrics:
     canary_share: Gauge
     catalog_changes: Counter
     catalog_waiting: Gauge
+    index_recall: Gauge
+    index_recall_target: Gauge
+    recall_checks: Counter
     drift_score: Gauge
     drift_p_value: Gauge
     drift_detected: Gauge
@@ -101,6 +104,20 @@ def transformer_metrics() -> TransformerMetrics:
             "fashionrec_catalog_items_waiting_for_vector",
             "Products added live that this index has no vector of its model version for yet: retried at every poll",
             ["model_version"],
+        ),
+        # Recall watched live (fashionrec.serving.recall): sampled queries re-run as exact searches, off the path.
+        index_recall=Gauge(
+            "fashionrec_index_recall",
+            "Served index's recall@10 against exact search over the last checked queries (filters included)",
+            ["model_version"],
+        ),
+        index_recall_target=Gauge(
+            "fashionrec_index_recall_target", "The recall@10 the index was calibrated to reach", ["model_version"]
+        ),
+        recall_checks=Counter(
+            "fashionrec_recall_checks",
+            "Sampled queries re-run as exact searches (outcome: checked, or skipped while one was in progress)",
+            ["model_version", "outcome"],
         ),
         # Monitoring (fashionrec.drift.live): the recent query window against the model's reference profile.
         drift_score=Gauge("fashionrec_drift_score", "Drift statistic of the recent window (MMD^2 or KS D)", ["signal"]),

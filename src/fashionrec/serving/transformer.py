@@ -85,6 +85,7 @@ from fashionrec.serving.metrics import publish_health, publish_monitoring, trans
 from fashionrec.serving.model_server import model_server_parser, run_model_server
 from fashionrec.serving.no_torch import block_torch
 from fashionrec.serving.predictor_client import Embeddings, PredictorClient, make_predictor
+from fashionrec.serving.recall import RECALL_SAMPLE_SHARE, RecallWatch
 from fashionrec.serving.responses import JsonBytesResponse
 from fashionrec.serving.v2_inputs import image_payloads, item_ids
 from fashionrec.storage import redact_urls
@@ -339,8 +340,11 @@ class FashionrecTransformer(Model):
         rerank: LabelVote | None = None,
         event_log: str | None = None,
         predictor_key_file: Path | None = None,
+        recall_sample_share: float = RECALL_SAMPLE_SHARE,
     ) -> None:
         super().__init__(name)
+        self.recall_watch = RecallWatch(recall_sample_share)  # sampled searches re-run exactly, off the request path
+        self._recall_thread: threading.Thread | None = None
         self.feedback = FeedbackCollector(event_log)  # shoppers' events; counted always, logged with an event_log
         self._feedback_thread: threading.Thread | None = None
         self.rerank = rerank  # None: answers in plain similarity order
@@ -378,6 +382,11 @@ class FashionrecTransformer(Model):
                 target=self.feedback.run, args=(self._stopping,), name="fashionrec-feedback", daemon=True
             )
             self._feedback_thread.start()
+        if self.recall_watch.share > 0 and self._recall_thread is None:
+            self._recall_thread = threading.Thread(
+                target=self.recall_watch.run, args=(self._stopping,), name="fashionrec-recall", daemon=True
+            )
+            self._recall_thread.start()
         if self.monitor_window and self._monitor_thread is None:
             transformer_metrics().monitor_interval.set(self.monitor_seconds)
             self._monitor_thread = threading.Thread(target=self._monitor, name="fashionrec-monitor", daemon=True)
@@ -488,6 +497,8 @@ class FashionrecTransformer(Model):
             {"model_version": meta.model_version, "index_type": meta.index_type, "dataset_digest": meta.dataset_digest}
         )
         metrics.canary_share.set(routing.canary_share if routing.canary else 0.0)
+        for snapshot in routing.snapshots:
+            self.recall_watch.publish_target(snapshot.index)
 
     def stop(self) -> None:
         """KServe's shutdown (SIGTERM on a rollout): not ready, and the pooled predictor connections are closed."""
@@ -671,6 +682,7 @@ class FashionrecTransformer(Model):
         else:
             scores, hits = snapshot.index.search(queries, depth)
         metrics.faiss_seconds.observe(time.perf_counter() - started)
+        self.recall_watch.offer(snapshot.index, queries, hits, query.item_filter)
         shortlists = []  # per query, its best top_k + 1 candidates: one spare for a product removed meanwhile
         for row in range(len(queries)):
             usable = (hits[row] != -1) & (hits[row] != (-1 if exclude[row] is None else exclude[row]))
@@ -797,6 +809,12 @@ def main(argv: list[str] | None = None) -> None:
         help="where shoppers' feedback events are logged (no photos, no personal data): a .jsonl file, or a folder, "
         "gs:// or s3:// for part files; none: counted in the metrics only",
     )
+    parser.add_argument(
+        "--recall_sample_share",
+        type=float,
+        default=RECALL_SAMPLE_SHARE,
+        help="share of searches re-run as exact searches off the request path to publish the index's live recall (0: off)",
+    )
     args, _ = parser.parse_known_args(argv)
     model = FashionrecTransformer(
         args.model_name,
@@ -811,6 +829,7 @@ def main(argv: list[str] | None = None) -> None:
         rerank=LabelVote(args.rerank_voters, args.rerank_depth, args.rerank_weight) if args.rerank_voters > 0 else None,
         event_log=args.event_log,
         predictor_key_file=args.predictor_key_file,
+        recall_sample_share=args.recall_sample_share,
     )
     run_model_server(
         [model],
