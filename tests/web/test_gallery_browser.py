@@ -226,3 +226,33 @@ def test_the_page_loads_nothing_from_anywhere_else(page: Any, gallery: Gallery) 
     answered(page, "primary")
     loaded = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(gallery.url + "/") for url in loaded), loaded
+
+
+def test_the_filters_apply_to_the_neighbours_and_a_hidden_product_stays_out(page: Any, tiny_catalog: Path) -> None:
+    import pandas as pd
+
+    styles = pd.read_csv(tiny_catalog / "styles.csv", dtype=str).set_index("id")
+    gender = sorted(styles["gender"].unique())[0]
+    Select(page.find_element(By.ID, "filter-gender")).select_by_value(gender)
+    expected = int((styles["gender"] == gender).sum())
+    until(page, lambda d: d.find_element(By.ID, "pager-summary").text == f"{expected} products")
+    page.find_element(By.ID, "filter-neighbours").click()
+    cards(page)[0].click()
+    hits = hits_of(answered(page, "primary"))
+    assert hits and all(styles.loc[str(item), "gender"] == gender for item, _, _ in hits)
+
+    hidden = hits[0][0]
+    first = column(page, "primary").find_element(By.CSS_SELECTOR, ".hit .hide")
+    first.click()  # hide it: asked again without it, still filtered, and the query stays the same
+    until(page, lambda d: hidden not in [h[0] for h in hits_of(answered(d, "primary"))])
+    again = hits_of(answered(page, "primary"))
+    assert again and all(styles.loc[str(item), "gender"] == gender for item, _, _ in again)
+    assert page.find_element(By.ID, "excluded").text.startswith("1 hidden")
+
+    page.find_element(By.ID, "vary").click()  # one per product family: still an answer, still filtered, still hidden
+    until(page, lambda d: column(d, "primary").find_elements(By.CSS_SELECTOR, ".hit"))
+    varied = hits_of(answered(page, "primary"))
+    assert varied and hidden not in [h[0] for h in varied]
+    assert all(styles.loc[str(item), "gender"] == gender for item, _, _ in varied)
+    page.find_element(By.CSS_SELECTOR, "#excluded button").click()  # show them again
+    until(page, lambda d: page.find_element(By.ID, "excluded").text == "")

@@ -260,3 +260,20 @@ def test_a_failure_message_keeps_the_kind_and_file_name_only() -> None:
     assert failure_message(ValueError("bad row in /srv/shop/styles.csv line 3")) == (
         "the gallery failed: ValueError: bad row in styles.csv line 3"
     )
+
+
+def test_the_pages_neighbour_options_travel_as_the_transformers_steering_parameters(gallery: httpx.Client) -> None:
+    options = {"filter": '{"gender": "Women"}', "exclude_ids": "[3, 9]", "family_cap": "1"}
+    assert gallery.get("/api/similar/item/1", params=options).status_code == 200
+    assert StubTransformer.queries[-1]["parameters"] == {
+        "top_k": 3,
+        "filter": '{"gender": "Women"}',
+        "exclude_ids": "[3, 9]",
+        "family_cap": 1,
+    }
+    photo = gallery.get("/images/1.jpg").content
+    assert gallery.post("/api/similar/image", params={"exclude_ids": "[2]"}, content=photo).status_code == 200
+    assert StubTransformer.queries[-1]["parameters"] == {"top_k": 3, "exclude_ids": "[2]"}
+    for bad in ({"filter": "{gender"}, {"exclude_ids": "[1,"}, {"family_cap": "one"}):
+        answer = gallery.get("/api/similar/item/1", params=bad)
+        assert answer.status_code == 400 and "JSON" in answer.json()["error"]

@@ -60,7 +60,7 @@ class Steering:
         if self.filter:
             parameters[FILTER_PARAMETER] = json.dumps(self.filter)
         if self.exclude_ids:
-            parameters[EXCLUDE_PARAMETER] = json.dumps([int(i) for i in self.exclude_ids])
+            parameters[EXCLUDE_PARAMETER] = json.dumps(self.exclude_ids)  # checked by the transformer
         if self.family_cap is not None:
             parameters[FAMILY_CAP_PARAMETER] = self.family_cap
         if self.mmr_lambda is not None:

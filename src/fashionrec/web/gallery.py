@@ -25,7 +25,15 @@ from urllib.parse import parse_qsl, urlsplit
 from fashionrec.config import DEFAULT_TOP_K, GALLERY_PORT, LOOPBACK, MAX_IMAGE_BYTES, MAX_TOP_K
 from fashionrec.data.catalog import STYLES_FILE
 from fashionrec.engagement.events import cloud_event
-from fashionrec.serving.client import QueryError, image_request, infer, item_request, parse_hits, post_feedback
+from fashionrec.serving.client import (
+    QueryError,
+    Steering,
+    image_request,
+    infer,
+    item_request,
+    parse_hits,
+    post_feedback,
+)
 from fashionrec.storage import redact_urls
 from fashionrec.web.catalogue import FILTER_COLUMNS, BadRequest, Catalogue, Query
 
@@ -198,11 +206,23 @@ class Gallery:
                 f"the transformer at {redact_urls(url)} did not take the events: {message}", HTTPStatus.BAD_GATEWAY
             ) from None
 
-    def similar_to_item(self, target: str, item_id: int) -> dict[str, Any]:
-        return self.neighbours(target, item_request([item_id], top_k=self.settings.top_k))
+    def similar_to_item(self, target: str, item_id: int, steering: Steering | None = None) -> dict[str, Any]:
+        return self.neighbours(target, item_request([item_id], self.settings.top_k, steering))
 
-    def similar_to_photo(self, target: str, photo: bytes) -> dict[str, Any]:
-        return self.neighbours(target, image_request([photo], top_k=self.settings.top_k))
+    def similar_to_photo(self, target: str, photo: bytes, steering: Steering | None = None) -> dict[str, Any]:
+        return self.neighbours(target, image_request([photo], self.settings.top_k, steering))
+
+
+def steering_of(params: dict[str, str]) -> Steering:
+    """The page's neighbour options (query parameters ``filter`` and ``exclude_ids`` as JSON, ``family_cap``) as the
+    transformer's steering; what the transformer refuses reaches the page with its own message."""
+    try:
+        conditions = json.loads(params["filter"]) if params.get("filter") else None
+        excluded = json.loads(params["exclude_ids"]) if params.get("exclude_ids") else None
+        cap = int(params["family_cap"]) if params.get("family_cap") else None
+    except ValueError as exc:
+        raise BadRequest(f"filter and exclude_ids are JSON, family_cap an integer: {exc}") from None
+    return Steering(filter=conditions, exclude_ids=excluded, family_cap=cap)
 
 
 class GalleryHandler(BaseHTTPRequestHandler):
@@ -254,7 +274,7 @@ class GalleryHandler(BaseHTTPRequestHandler):
             self._send_json(self.gallery.catalogue.table().page(Query.parse(params)).as_json())
         elif path.startswith("/api/similar/item/"):
             item_id = parse_item_id(path.removeprefix("/api/similar/item/"))
-            self._send_json(self.gallery.similar_to_item(params.get("target", PRIMARY), item_id))
+            self._send_json(self.gallery.similar_to_item(params.get("target", PRIMARY), item_id, steering_of(params)))
         else:
             raise BadRequest(f"nothing at {path}", HTTPStatus.NOT_FOUND)
 
@@ -285,7 +305,7 @@ class GalleryHandler(BaseHTTPRequestHandler):
         photo = self.rfile.read(size)
         if len(photo) < size:
             raise BadRequest(f"the upload stopped after {len(photo)} of {size} bytes")
-        self._send_json(self.gallery.similar_to_photo(target, photo))
+        self._send_json(self.gallery.similar_to_photo(target, photo, steering_of(params)))
 
     def _body_size(self, limit: int) -> int:
         """The size of the body to read (check_upload_size); a refused body is drained or the connection closed."""

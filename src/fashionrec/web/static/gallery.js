@@ -3,7 +3,7 @@
 // set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { config: null, page: 1, query: null, session: anonymousSession() };
+const state = { config: null, page: 1, query: null, session: anonymousSession(), excluded: new Set() };
 
 // A random token per page load: the feedback events of one visit belong together, and to nobody.
 function anonymousSession() {
@@ -139,10 +139,12 @@ async function setUpFilters() {
     select.addEventListener("change", () => {
       state.page = 1;
       loadPage();
+      if (document.getElementById("filter-neighbours").checked) askAgain();
     });
     label.append(select);
     holder.append(label);
   }
+  for (const id of ["filter-neighbours", "vary"]) document.getElementById(id).addEventListener("change", askAgain);
   let typing = null;
   document.getElementById("search").addEventListener("input", () => {
     clearTimeout(typing);
@@ -197,7 +199,18 @@ function showHits(column, answer) {
     const score = element("p", "score", `#${rank + 1} · score ${hit.score.toFixed(3)}`);
     score.dataset.score = String(hit.score);
     const clicked = () => report(target, "click", answer, [[hit.item_id, rank + 1]]);
-    hits.append(card("hit", hit.item_id, hit.attributes, score, hit.has_photo, clicked));
+    const node = card("hit", hit.item_id, hit.attributes, score, hit.has_photo, clicked);
+    const hide = element("button", "hide", "hide");
+    hide.type = "button";
+    hide.title = "never show this product among the neighbours";
+    hide.addEventListener("click", (event) => {
+      event.stopPropagation(); // hiding is not a click on the product
+      state.excluded.add(hit.item_id);
+      showExcluded();
+      askAgain();
+    });
+    node.append(hide);
+    hits.append(node);
   });
   if (!answer.hits.length) hits.append(element("p", "muted", "no neighbours"));
   column.querySelector(".status").replaceWith(hits);
@@ -217,9 +230,47 @@ function showError(column, message) {
   column.querySelector(".status").replaceWith(error);
 }
 
+// The v2 steering parameters of a neighbours query (README, contract): the browsing filters when the switch applies
+// them to the neighbours too, the products hidden by the person, one answer per product family when "vary" is on.
+function neighbourParams(target) {
+  const params = new URLSearchParams({ target });
+  if (document.getElementById("filter-neighbours").checked) {
+    const filter = {};
+    for (const column of state.config.filters) {
+      const value = document.getElementById(`filter-${column}`).value;
+      if (value) filter[column] = value;
+    }
+    if (Object.keys(filter).length) params.set("filter", JSON.stringify(filter));
+  }
+  if (state.excluded.size) params.set("exclude_ids", JSON.stringify([...state.excluded]));
+  if (document.getElementById("vary").checked) params.set("family_cap", "1");
+  return params;
+}
+
+function showExcluded() {
+  const node = document.getElementById("excluded");
+  node.replaceChildren();
+  if (!state.excluded.size) return;
+  const reset = element("button", "link", "show them again");
+  reset.type = "button";
+  reset.addEventListener("click", () => {
+    state.excluded.clear();
+    showExcluded();
+    askAgain();
+  });
+  node.append(element("span", null, `${state.excluded.size} hidden from the neighbours · `), reset);
+}
+
+function askAgain() {
+  const previous = state.query;
+  if (previous && !document.getElementById("results").hidden) askEveryTarget((target) => previous(target));
+}
+
 function askEveryTarget(request) {
   state.query = request;
   for (const column of document.querySelectorAll("#columns .column")) {
+    for (const old of column.querySelectorAll(".hits, .error")) old.remove();
+    if (!column.querySelector(".status")) column.append(element("p", "muted status", "asking the transformer…"));
     request(column.dataset.target)
       .then((answer) => state.query === request && showHits(column, answer))
       .catch((error) => state.query === request && showError(column, error.message));
@@ -237,7 +288,7 @@ function showSimilarToItem(itemId, attributes) {
   );
   queryNode.append(words);
   openResults(queryNode);
-  askEveryTarget((target) => getJson(`/api/similar/item/${encodeURIComponent(itemId)}?target=${target}`));
+  askEveryTarget((target) => getJson(`/api/similar/item/${encodeURIComponent(itemId)}?${neighbourParams(target)}`));
 }
 
 function showSimilarToPhoto(file) {
@@ -256,7 +307,7 @@ function showSimilarToPhoto(file) {
     return;
   }
   askEveryTarget((target) =>
-    getJson(`/api/similar/image?target=${target}`, {
+    getJson(`/api/similar/image?${neighbourParams(target)}`, {
       method: "POST",
       headers: { "Content-Type": "application/octet-stream" },
       body: file,
