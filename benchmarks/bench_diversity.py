@@ -30,7 +30,7 @@ from fashionrec.data.split import product_groups
 from fashionrec.data.table import read_table
 from fashionrec.retrieval.diversity import family_capped, mmr_order
 from fashionrec.retrieval.embeddings import read_embeddings
-from fashionrec.retrieval.rerank import LabelVote, label_codes, voted
+from fashionrec.retrieval.rerank import LabelVote, label_codes, rerank
 
 RESULTS = Path(__file__).parent / "results" / "diversity.json"
 TOP = 10
@@ -52,9 +52,8 @@ def answer(
     scores: np.ndarray, hits: np.ndarray, vectors: np.ndarray, codes: np.ndarray, groups: np.ndarray,
     cap: int | None, lam: float | None,
 ) -> np.ndarray:  # fmt: skip
-    relevance = voted(codes[hits], scores, LabelVote())  # as the transformer: MMR trades the voted relevance
-    order = np.argsort(-relevance, kind="stable")
-    hits, scores = hits[order], relevance[order]
+    order, scores = rerank(codes[hits], scores, LabelVote())  # as the transformer: MMR trades the voted relevance
+    hits = hits[order]
     if lam is not None:
         order = mmr_order(scores, vectors[hits], lam, TOP + 1)
         hits, scores = hits[order], scores[order]

@@ -215,23 +215,6 @@ def independent_cells(catalogue: Catalogue, values: np.ndarray, selectivities: l
     return cells
 
 
-def sample_with_regions(generator: FittedGenerator, count: int, seed: int, chunk: int = 25_000) -> tuple[np.ndarray, np.ndarray]:
-    """``FittedGenerator.sample``'s draw, keeping the region each vector came from."""
-    rng = np.random.default_rng(seed)
-    regions, directions, dim = generator.axes.shape
-    out = np.empty((count, dim), dtype=np.float32)
-    labels = np.empty(count, dtype=np.int64)
-    for start in range(0, count, chunk):
-        size = min(chunk, count - start)
-        region = rng.choice(regions, size=size, p=generator.weights)
-        along = np.einsum("nd,ndk->nk", rng.standard_normal((size, directions)).astype(np.float32), generator.axes[region])
-        noise = rng.standard_normal((size, dim)).astype(np.float32) * generator.rest[region][:, None]
-        points = generator.centres[region] + along + noise
-        out[start : start + size] = points / np.linalg.norm(points, axis=1, keepdims=True)
-        labels[start : start + size] = region
-    return out, labels
-
-
 def band_ranks(generator: FittedGenerator, vectors: np.ndarray, regions: np.ndarray, items: int) -> np.ndarray:
     """The correlated attribute: each vector's rank among the first ``items`` vectors (the catalogue) in an order
     that follows the vectors: regions along the weighted main direction of their centres, then along the region's
@@ -508,7 +491,7 @@ def generated_catalogue(
     real: np.ndarray, args: argparse.Namespace, progress: Progress, console: Console
 ) -> tuple[Catalogue, list[Cell], dict[str, Any]]:
     generator = FittedGenerator.fit(real)
-    vectors, regions = sample_with_regions(generator, args.items + args.queries, seed=7)
+    vectors, regions = generator.sample_with_regions(args.items + args.queries, seed=7, chunk=25_000)
     ranks = band_ranks(generator, vectors, regions, args.items)
     items, queries = vectors[: args.items], vectors[args.items :]
     ids = np.arange(args.items, dtype=np.int64) * 3 + 10_000  # catalogue ids are not positions

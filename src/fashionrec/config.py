@@ -55,18 +55,8 @@ NAME_COLUMN = "productDisplayName"
 COLOUR_COLUMN = "baseColour"
 # Attributes the encoder also learns to predict (auxiliary heads): they shape the embedding beyond articleType.
 AUXILIARY_LABEL_COLUMNS = ("masterCategory", "subCategory", "gender", "baseColour")
-# Attributes served with every recommendation (and stored in Feast).
-ATTRIBUTE_COLUMNS = (
-    "gender",
-    "masterCategory",
-    "subCategory",
-    "articleType",
-    "baseColour",
-    "season",
-    "year",
-    "usage",
-    "productDisplayName",
-)
+# Attributes served with every recommendation (and stored in Feast): every catalogue column but the id.
+ATTRIBUTE_COLUMNS = STYLES_COLUMNS[1:]
 # Attributes a query may filter on (v2 parameter FILTER_PARAMETER): equality or in-set on these, a range on the year.
 FILTER_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage")
 YEAR_COLUMN = "year"

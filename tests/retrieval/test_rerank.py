@@ -39,7 +39,8 @@ def test_empty_and_bad_settings() -> None:
 
 def test_rerank_orders_one_querys_candidates_by_their_labels_codes() -> None:
     # The two shirts (code 1) vote Shirts, so the nearer heel (code 0) drops behind them; an unknown item (-1) last.
-    order = rerank(np.array([1, 0, 1, -1]), np.array([0.9, 0.85, 0.8, 0.79]), LabelVote(voters=3, depth=4, weight=10))
+    order, relevance = rerank(np.array([1, 0, 1, -1]), np.array([0.9, 0.85, 0.8, 0.79]), LabelVote(voters=3, depth=4, weight=10))
     assert order.tolist() == [0, 2, 1, 3]
-    assert rerank(np.zeros(0, dtype=np.int64), np.zeros(0), LabelVote()).tolist() == []
+    assert relevance.tolist() == sorted(relevance.tolist(), reverse=True) and relevance[-1] == 0.79  # unknown: no bonus
+    assert rerank(np.zeros(0, dtype=np.int64), np.zeros(0), LabelVote())[0].tolist() == []
     assert label_codes(["b", "a", "b"])[0].tolist() == [1, 0, 1]

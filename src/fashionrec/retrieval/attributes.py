@@ -84,9 +84,7 @@ class ItemFilter:
 
 
 def _decoded(value: Any, name: str, kinds: type | tuple[type, ...]) -> Any:
-    if hasattr(value, "WhichOneof"):  # over gRPC: an InferParameter message, one of bool/int64/string/double
-        choice = value.WhichOneof("parameter_choice")
-        value = getattr(value, choice) if choice else None
+    """A parameter's value (as the transformer read it, over REST or gRPC), JSON text decoded."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -147,16 +145,17 @@ class ItemAttributes:
     def of_table(cls, table: pd.DataFrame) -> ItemAttributes:
         """From the embeddings table, in its row order (the index's positions): its ``family`` column when the embed
         step wrote one (product groups, near-duplicate photos included), else families by name alone."""
+
+        def column_of(name: str) -> pd.Series:  # a column the table lacks is unknown for every item
+            return table[name] if name in table else pd.Series([""] * len(table))
+
         codes, books = {}, {}
         for column in FILTER_COLUMNS:
-            raw = table[column] if column in table else pd.Series([""] * len(table))
-            values = raw.fillna("").astype(str).to_numpy()
-            book, inverse = np.unique(values, return_inverse=True)
+            book, inverse = np.unique(column_of(column).fillna("").astype(str).to_numpy(), return_inverse=True)
             codes[column], books[column] = inverse.astype(np.int32), [str(v) for v in book]
-        year = np.array([parse_year(v) for v in table.get(YEAR_COLUMN, pd.Series([""] * len(table)))], dtype=np.int32)
-        colours = colour_words(table[COLOUR_COLUMN].dropna()) if COLOUR_COLUMN in table else set()
-        names = table[NAME_COLUMN] if NAME_COLUMN in table else pd.Series([""] * len(table))
-        keys = [family_key(n, colours) for n in names]
+        year = np.array([parse_year(v) for v in column_of(YEAR_COLUMN)], dtype=np.int32)
+        colours = colour_words(column_of(COLOUR_COLUMN).dropna())
+        keys = [family_key(n, colours) for n in column_of(NAME_COLUMN)]
         if FAMILY_COLUMN in table:
             groups = table[FAMILY_COLUMN].to_numpy(dtype=np.int64)
         else:  # each non-empty name is a family; an unnamed item is a family of its own

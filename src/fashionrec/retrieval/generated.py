@@ -57,9 +57,14 @@ class FittedGenerator:
 
     def sample(self, count: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
         """``count`` L2-normalised float32 vectors (drawn ``chunk`` at a time to bound the temporary memory)."""
+        return self.sample_with_regions(count, seed, chunk)[0]
+
+    def sample_with_regions(self, count: int, seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        """``sample``'s draw, with the region each vector came from (what attributes correlated with it follow)."""
         rng = np.random.default_rng(seed)
         regions, directions, dim = self.axes.shape
         out = np.empty((count, dim), dtype=np.float32)
+        drawn_from = np.empty(count, dtype=np.int64)
         for start in range(0, count, chunk):
             size = min(chunk, count - start)
             region = rng.choice(regions, size=size, p=self.weights)
@@ -67,7 +72,8 @@ class FittedGenerator:
             noise = rng.standard_normal((size, dim)).astype(np.float32) * self.rest[region][:, None]
             points = self.centres[region] + along + noise
             out[start : start + size] = points / np.linalg.norm(points, axis=1, keepdims=True)
-        return out
+            drawn_from[start : start + size] = region
+        return out, drawn_from
 
 
 def similarity_profile(base: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, float]:

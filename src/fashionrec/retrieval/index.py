@@ -299,18 +299,30 @@ class ItemIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [n, k], item ids [n, k]); ids are -1 where the catalogue has fewer than k items."""
-        import faiss
-
         queries = self._checked(queries)
         with self._lock.reading():
             if self._search_params is None:
                 scores, ids = self.index.search(queries, k)  # type: ignore[attr-defined]
                 return scores, ids
             # Tombstones: search the wrapped index with positions filtered, then map positions to catalogue ids.
-            inner = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
-            scores, positions = inner.search(queries, k, params=self._search_params)
-            catalogue_ids = self._positions()
-        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
+            scores, positions = self._inner().search(queries, k, params=self._search_params)
+            return scores, self._ids_at_positions(positions)
+
+    def _inner(self) -> Any:
+        """The index inside the id map, searched by position (with selectors) and holding the vectors."""
+        import faiss
+
+        return faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
+
+    def _ids_at_positions(self, positions: np.ndarray) -> np.ndarray:
+        """Catalogue ids of search results given as positions (-1 stays -1)."""
+        return np.where(positions >= 0, self._positions()[np.maximum(positions, 0)], -1)
+
+    def _live(self, passing: np.ndarray) -> np.ndarray:
+        """``passing`` without the tombstones (a copy)."""
+        live = passing.copy()
+        live[self._dead] = False
+        return live
 
     def positions_of(self, item_ids: np.ndarray) -> np.ndarray:
         """A mask over the index's positions: True where the position holds one of ``item_ids`` (live or not: a
@@ -327,18 +339,11 @@ class ItemIndex:
     def exact_search(self, queries: np.ndarray, k: int, item_filter: ItemFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The true top ``k`` among the live items the filter passes (a full scan): what the served search's recall is
         measured against."""
-        import faiss
-
         queries = self._checked(queries)
         with self._lock.reading():
-            live = self._passing(item_filter or ItemFilter())
-            live[self._dead] = False
-            bits = np.packbits(live, bitorder="little")
-            inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
-            selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bits))
-            scores, positions = _scan(inner, self.meta.spec, queries, k, selector)
-            catalogue_ids = self._positions()
-        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
+            selector = _bitmap_selector(self._live(self._passing(item_filter or ItemFilter())))
+            scores, positions = _scan(self._inner(), self.meta.spec, queries, k, selector)
+            return scores, self._ids_at_positions(positions)
 
     def _passing(self, item_filter: ItemFilter) -> np.ndarray:
         """The filter as a mask over positions (the read lock held)."""
@@ -349,7 +354,7 @@ class ItemIndex:
                 raise ValueError("this index was built without item attributes: rebuild it to filter by them")
             passing = self.attributes.passing(item_filter)
         if item_filter.exclude_ids:
-            passing = passing & ~np.isin(self._positions(), np.fromiter(item_filter.exclude_ids, dtype=np.int64))
+            passing = passing & ~self.positions_of(np.fromiter(item_filter.exclude_ids, dtype=np.int64))
         return passing
 
     def search_passing(
@@ -366,20 +371,15 @@ class ItemIndex:
     def _search_passing(
         self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
         total = int(self.index.ntotal)  # type: ignore[attr-defined]
         if passing.shape != (total,) or passing.dtype != np.bool_:
             raise ValueError(f"passing must be a bool mask over the index's {total} positions, got {passing.shape}")
-        live = passing.copy()
-        live[self._dead] = False
-        inner: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, self.index).index)
-        catalogue_ids = self._positions()
+        live = self._live(passing)
+        inner = self._inner()
         if np.count_nonzero(live) <= exact_items:
             scores, positions = _exact_among(inner, queries, k, np.flatnonzero(live))
-            return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
-        bits = np.packbits(live, bitorder="little")
-        selector = faiss.IDSelectorBitmap(total, faiss.swig_ptr(bits))
+            return scores, self._ids_at_positions(positions)
+        selector = _bitmap_selector(live)
         # The share that matters is the share of the query's own neighbourhood that passes, not the catalogue's: a
         # filter correlated with the vectors ("another colour") can pass half the catalogue and none of the query's
         # neighbours. Measured per batch on the unfiltered nearest FILTER_PROBE_ITEMS; none passing: a full scan.
@@ -393,7 +393,7 @@ class ItemIndex:
             params = _raised(search_params(self.meta.spec), self.meta.spec, share)
             params.sel = selector
             scores, positions = inner.search(queries, k, params=params)
-        return scores, np.where(positions >= 0, catalogue_ids[np.maximum(positions, 0)], -1)
+        return scores, self._ids_at_positions(positions)
 
     def save(self, directory: Path) -> None:
         import faiss
@@ -437,6 +437,16 @@ def _exact_among(inner: Any, queries: np.ndarray, k: int, chosen: np.ndarray) ->
     scores[:, :top] = np.take_along_axis(similarity, best, axis=1)
     positions[:, :top] = chosen[best]
     return scores, positions
+
+
+def _bitmap_selector(live: np.ndarray) -> Any:
+    """A FAISS selector passing the positions where ``live`` is True; it holds its bitmap (FAISS does not)."""
+    import faiss
+
+    bits = np.packbits(live, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bits))
+    selector._bits = bits  # type: ignore[attr-defined]  # FAISS's Python objects do not own what they point at
+    return selector
 
 
 def _scan(inner: Any, spec: IndexSpec, queries: np.ndarray, k: int, selector: Any) -> tuple[np.ndarray, np.ndarray]:

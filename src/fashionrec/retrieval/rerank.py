@@ -55,14 +55,12 @@ def label_codes(labels: np.ndarray | list[str]) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(n) for n in names]
 
 
-def rerank(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
+def rerank(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> tuple[np.ndarray, np.ndarray]:
     """One query's candidates (best first; ``codes`` their labels' codes, -1 unknown) re-ordered by the vote: the
-    order as positions into them."""
-    return np.argsort(-voted(codes, scores, vote), kind="stable").astype(np.int64)
-
-
-def voted(codes: np.ndarray, scores: np.ndarray, vote: LabelVote) -> np.ndarray:
-    """One query's candidates' scores with the vote's bonus: the relevance that diversity (MMR) trades off."""
+    order as positions into them, and their scores with the vote's bonus in that order (the relevance that
+    diversity, MMR, trades off)."""
     if len(codes) == 0:
-        return np.zeros(0)
-    return vote_scores(codes[None, :], scores[None, :], min(vote.voters, len(codes)), vote.weight)[0]
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    relevance = vote_scores(codes[None, :], scores[None, :], min(vote.voters, len(codes)), vote.weight)[0]
+    order = np.argsort(-relevance, kind="stable").astype(np.int64)
+    return order, relevance[order]

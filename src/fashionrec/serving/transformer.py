@@ -79,7 +79,7 @@ from fashionrec.retrieval.attributes import FilterError, ItemFilter
 from fashionrec.retrieval.diversity import family_capped, mmr_order
 from fashionrec.retrieval.feast_store import OnlineFeatures, OnlineStoreUnavailable
 from fashionrec.retrieval.index import ItemIndex
-from fashionrec.retrieval.rerank import LabelVote, voted
+from fashionrec.retrieval.rerank import LabelVote, rerank
 from fashionrec.serving.feedback import FeedbackCollector, add_feedback_route
 from fashionrec.serving.metrics import publish_health, publish_monitoring, transformer_metrics
 from fashionrec.serving.model_server import model_server_parser, run_model_server
@@ -689,9 +689,8 @@ class FashionrecTransformer(Model):
             row_hits, row_scores = hits[row][usable], scores[row][usable]
             relevance = row_scores  # what the vote and diversity order by; the answer keeps the similarities
             if vote and item_attributes is not None:
-                relevance = voted(item_attributes.codes_of(LABEL_COLUMN, row_hits), row_scores, vote)
-                order = np.argsort(-relevance, kind="stable")
-                row_hits, row_scores, relevance = row_hits[order], row_scores[order], relevance[order]
+                order, relevance = rerank(item_attributes.codes_of(LABEL_COLUMN, row_hits), row_scores, vote)
+                row_hits, row_scores = row_hits[order], row_scores[order]
             if diverse:
                 order = self.diversified(query, snapshot, row_hits, relevance)
                 row_hits, row_scores = row_hits[order], row_scores[order]
