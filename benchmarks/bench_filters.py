@@ -25,12 +25,13 @@ knob, HNSW efSearch or IVF nprobe, is the first of the calibration sweep reachin
 reused for every cell. Per cell: recall@10 against brute force over the passing vectors (ties counted as hits),
 p50/p99 of one query per call with one FAISS and one BLAS thread (as the transformer searches; building the mask is
 not timed), and which strategy answered. Rows: ``default`` (exact_items=FILTER_EXACT_ITEMS), the strategy it did
-not take (``selector``: exact_items=0, ``exact``: exact_items above the catalogue size), and strategies it does not
-have (``direct_search``): ``scan``, an exhaustive FAISS scan that skips failing items through the bitmap (a candidate
-for the exact branch that copies no vectors); ``deep``, the selector with the knob at its cap whatever the share;
-``probe``, a prototype of a change (the knob raised by the share passing among the query's unfiltered neighbours,
-``scan`` when none pass or few pass overall). Query counts stop at ``--row-seconds`` per row (never under
-``--min-queries``). Prints a table and writes benchmarks/results/filters.json.
+not take (``selector``: exact_items=0, which answers by the selector or the cells; ``exact``: exact_items above the
+catalogue size), and strategies it does not have (``direct_search``): ``scan``, an exhaustive FAISS scan that skips
+failing items through the bitmap (what answered before the cells); ``deep``, the selector with the knob at its cap
+whatever the share. "answered by" is ``ItemIndex.filter_strategy`` per query: exact, selector (the knob raised by the
+share of the query's unfiltered neighbours that pass), cells (exact over the passing items of the nearest cells
+that hold any, when almost none of those neighbours pass). Query counts stop at ``--row-seconds`` per row (never
+under ``--min-queries``). Prints a table and writes benchmarks/results/filters.json.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from fashionrec.retrieval.embeddings import read_embeddings
 from fashionrec.retrieval.faiss_kinds import IndexSpec, apply_search_params, new_index, search_params
 from fashionrec.retrieval.generated import FittedGenerator, similarity_profile
 from fashionrec.retrieval.index import FILTER_DEPTH_LIMIT, FILTER_EXACT_ITEMS, IndexMeta, ItemIndex, choose_index_spec
+from fashionrec.retrieval.neighbourhoods import NEIGHBOURHOODS_CANDIDATES_PER_RESULT, NEIGHBOURHOODS_PROBED, Neighbourhoods
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
@@ -70,8 +72,7 @@ REAL_COLUMNS = ("gender", "masterCategory", "subCategory", "articleType", "baseC
 TARGET_RECALL, TARGET_P50_MS = 0.95, 5.0  # issue 31, at 1M items
 TIE = 1e-5  # a found item scoring within this of the k-th true one counts as a hit (duplicates tie exactly)
 CHUNK = 65_536
-DIRECT_MODES = ("scan", "deep", "probe")  # strategies tried beside search_passing's (see direct_search)
-PROBE_CANDIDATES = 64  # unfiltered neighbours the probe prototype looks at to measure the filter near the query
+DIRECT_MODES = ("scan", "deep")  # strategies tried beside search_passing's (see direct_search)
 
 
 def blas_threads(count: int) -> bool:
@@ -346,6 +347,8 @@ def build_served(kind: str, catalogue: Catalogue, progress: Progress) -> tuple[I
     index: Any = new_index(spec, vectors.shape[1], vectors, seed=0)
     index.add_with_ids(vectors, catalogue.ids)
     build_s = time.perf_counter() - started
+    neighbourhoods = Neighbourhoods.fit(vectors) if kind == "hnsw" else None  # IVF: its own lists
+    cells_s = time.perf_counter() - started - build_s
     progress.update(task, total=1, completed=1)
     inner: Any = faiss.downcast_index(index.index)
     knob, values = (
@@ -361,7 +364,9 @@ def build_served(kind: str, catalogue: Catalogue, progress: Progress) -> tuple[I
         if recall >= INDEX_RECALL_TARGET:
             break
     meta = IndexMeta("bench", "bench", vectors.shape[1], len(vectors), spec.description, spec.kind, spec.params)
-    return ItemIndex(index, meta), {"kind": kind, "params": spec.params, "build_s": build_s, "sweep": sweep}
+    served = ItemIndex(index, meta, neighbourhoods=neighbourhoods)
+    cells = len(served.neighbourhoods.centroids) if served.neighbourhoods is not None else 0
+    return served, {"kind": kind, "params": spec.params, "build_s": build_s, "cells": cells, "cells_s": cells_s, "sweep": sweep}
 
 
 def direct_search(index: ItemIndex, query: np.ndarray, passing: np.ndarray, mode: str) -> np.ndarray:
@@ -369,24 +374,13 @@ def direct_search(index: ItemIndex, query: np.ndarray, passing: np.ndarray, mode
 
     * ``scan``: exact, by an exhaustive FAISS scan that skips failing items through the bitmap, no vector copied
       (HNSW's flat storage; IVF with every list probed);
-    * ``deep``: the selector search with the knob at its cap (FILTER_DEPTH_LIMIT times), whatever the share passing;
-    * ``probe`` (a prototype of a change to search_passing): count the passing items without listing them; at most
-      FILTER_EXACT_ITEMS: ``scan``; else the index's own unfiltered search for PROBE_CANDIDATES neighbours first, and
-      the share of them that passes (the filter's selectivity near this query) sets the knob's raise instead of the
-      global share; none of them passing: ``scan``.
+    * ``deep``: the selector search with the knob at its cap (FILTER_DEPTH_LIMIT times), whatever the share passing.
     """
     inner: Any = faiss.downcast_index(index.index.index)  # type: ignore[attr-defined]
     spec = index.meta.spec
     bits = np.packbits(passing, bitorder="little")
     selector = faiss.IDSelectorBitmap(len(passing), faiss.swig_ptr(bits))
     factor = float(FILTER_DEPTH_LIMIT)
-    if mode == "probe":
-        if np.count_nonzero(passing) <= FILTER_EXACT_ITEMS:
-            mode = "scan"
-        else:
-            near = inner.search(query, PROBE_CANDIDATES)[1][0]
-            local = np.count_nonzero(passing[near[near >= 0]]) / PROBE_CANDIDATES
-            mode, factor = ("scan", factor) if local == 0 else ("deep", min(factor, 1 / local))
     params = search_params(spec)
     if mode == "scan":
         if spec.kind == "hnsw":
@@ -413,6 +407,7 @@ def timed_rows(
     task = progress.add_task(f"{index.meta.index_kind} {cell.filter} {cell.target:g} {mode}", total=limit)
     timings: list[float] = []
     found: list[np.ndarray] = []
+    strategies: list[str] = []
     started = time.perf_counter()
     for i in range(limit):
         mask = cell.mask_of(i)
@@ -424,6 +419,7 @@ def timed_rows(
         else:
             ids = index.search_passing(query, K, mask, exact_items=exact_items)[1][0]
         timings.append((time.perf_counter() - before) * 1000)
+        strategies.append(mode if mode in DIRECT_MODES else index.filter_strategy(query, mask, exact_items))
         found.append(ids)
         progress.advance(task)
         if i + 1 >= args.min_queries and time.perf_counter() - started > args.row_seconds:
@@ -431,14 +427,14 @@ def timed_rows(
     progress.remove_task(task)
     recall, violations = recall_of(catalogue, cell, found)
     counts = cell.counts[: len(found)]
-    exact_share = float(np.mean(counts <= exact_items))
+    answered = pd.Series(strategies).value_counts(normalize=True)
     return {
         "catalogue": catalogue.name, "items": len(catalogue.vectors), "kind": index.meta.index_kind,
         "params": index.meta.index_params, "filter": cell.filter, "selectivity": cell.target,
         "description": cell.description, "passing_share": float(counts.mean() / len(catalogue.vectors)),
         "passing_items_p50": float(np.median(counts)), "neighbours_passing": cell.neighbours_passing, "mode": mode,
         "exact_items": None if mode in DIRECT_MODES else exact_items,
-        "answered_by": mode if mode in ("scan", "deep") else "mixed" if mode == "probe" else "exact" if exact_share == 1 else "selector" if exact_share == 0 else f"exact {exact_share:.0%}",
+        "answered_by": " ".join(str(name) if share == 1 else f"{name} {share:.0%}" for name, share in answered.items()),
         "queries": len(found), "recall_at_10": recall, "violations": violations,
         "p50_ms": float(np.percentile(timings, 50)), "p99_ms": float(np.percentile(timings, 99)),
     }  # fmt: skip
@@ -591,6 +587,8 @@ def main() -> None:
         "vectors": f"FittedGenerator on {len(table):,} real embeddings ({args.embeddings.name}); the real ones at their own size",
         "filter_exact_items": FILTER_EXACT_ITEMS,
         "filter_depth_limit": FILTER_DEPTH_LIMIT,
+        "neighbourhoods_probed": NEIGHBOURHOODS_PROBED,
+        "neighbourhoods_candidates_per_result": NEIGHBOURHOODS_CANDIDATES_PER_RESULT,
         "targets": {"recall_at_10": TARGET_RECALL, "p50_ms": TARGET_P50_MS},
         "fit_check": fit,
         "builds": builds,

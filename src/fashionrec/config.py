@@ -147,6 +147,7 @@ TS_CONFIG_FILE = "config/config.properties"
 INDEX_FILE = "items.faiss"
 INDEX_META_FILE = "index.json"
 ITEM_ATTRIBUTES_FILE = "item_attributes.npz"  # beside the index: each position's filter attributes, family, label
+NEIGHBOURHOODS_FILE = "neighbourhoods.npz"  # beside an HNSW index: k-means cells that filtered search scans
 # The gate's absolute floor on precision@5 (held-out product groups): no model below it is served, the first one
 # included. The default pipeline reaches 0.83 on 15,000 real product photos; a broken model sits near chance.
 MIN_PRECISION_AT_5 = 0.5

@@ -40,6 +40,7 @@ from fashionrec.retrieval.faiss_kinds import (
     new_index,
     search_params,
 )
+from fashionrec.retrieval.neighbourhoods import Neighbourhoods
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf")
 # Exact search scans every vector: ~20 ms per query at 200k x 256 on 2 cores (benchmarks/bench_index.py), ~2 ms at 20k.
@@ -53,7 +54,8 @@ CALIBRATION_MIN_ITEMS = 50  # a forced approximate index on fewer items keeps th
 # Filtered search: below this many passing items the search is exact over them (a scan of that many vectors costs
 # less than a graph walk that skips almost every node); above it, the approximate index searches with a selector and
 # its knob raised as the share of the query's neighbours that pass falls (HNSW's beam, IVF's lists), up to
-# FILTER_DEPTH_LIMIT times the knob; when fewer than 1/FILTER_DEPTH_LIMIT of them pass, a full scan with the selector.
+# FILTER_DEPTH_LIMIT times the knob; when fewer than 1/FILTER_DEPTH_LIMIT of them pass, an exact search over the
+# passing items of the nearest cells that hold any (fashionrec.retrieval.neighbourhoods).
 FILTER_EXACT_ITEMS = 15_000  # exact p50 3.4 ms at 15k passing of 1M, 5.9 ms at 20k (benchmarks/bench_filters.py)
 FILTER_DEPTH_LIMIT = 64
 FILTER_PROBE_ITEMS = 64  # unfiltered neighbours whose passing share sets how much deeper the filtered search goes
@@ -153,7 +155,13 @@ class ReadWriteLock:
 class ItemIndex:
     """Inner-product search over L2-normalised embeddings, keyed by catalogue item id."""
 
-    def __init__(self, index: object, meta: IndexMeta, attributes: ItemAttributes | None = None) -> None:
+    def __init__(
+        self,
+        index: object,
+        meta: IndexMeta,
+        attributes: ItemAttributes | None = None,
+        neighbourhoods: Neighbourhoods | None = None,
+    ) -> None:
         self.index = index
         self.meta = meta
         if attributes is not None and len(attributes) != int(index.ntotal):  # type: ignore[attr-defined]
@@ -169,6 +177,10 @@ class ItemIndex:
 
             ivf: Any = faiss.downcast_index(cast(faiss.IndexIDMap2, index).index)
             ivf.make_direct_map(True)
+            neighbourhoods = Neighbourhoods.of_ivf(ivf)  # its own lists
+        if neighbourhoods is not None and len(neighbourhoods) != int(index.ntotal):  # type: ignore[attr-defined]
+            raise ValueError(f"neighbourhoods of {len(neighbourhoods)} items for an index of {index.ntotal}")  # type: ignore[attr-defined]
+        self.neighbourhoods = neighbourhoods  # cells a filtered search scans when few of a query's neighbours pass
 
     @property
     def count(self) -> int:
@@ -200,6 +212,8 @@ class ItemIndex:
             self._ids_at = np.concatenate([self._positions(), ids])
             if self.attributes is not None:
                 self.attributes.append(ids.tolist(), attributes)
+            if self.neighbourhoods is not None:
+                self.neighbourhoods.append(vectors)
             self._removed.difference_update(ids.tolist())
 
     def remove(self, item_ids: np.ndarray) -> int:
@@ -261,6 +275,7 @@ class ItemIndex:
         spec, calibration = choose_calibrated(vectors, kind, recall_target, seed)
         index = new_index(spec, int(vectors.shape[1]), vectors, seed)
         index.add_with_ids(vectors, np.asarray(item_ids, dtype=np.int64))  # type: ignore[attr-defined]
+        neighbourhoods = Neighbourhoods.fit(vectors, seed) if spec.kind == "hnsw" else None  # IVF: its lists
         meta = IndexMeta(
             model_version,
             dataset_digest,
@@ -271,7 +286,7 @@ class ItemIndex:
             spec.params,
             calibration.as_dict() if calibration else None,
         )
-        return cls(index, meta, attributes)
+        return cls(index, meta, attributes, neighbourhoods)
 
     def tune(self, **search_params: int) -> None:
         """Change query-time parameters (``ef_search`` for HNSW, ``nprobe`` for IVF) in place; ``save`` records them."""
@@ -362,8 +377,10 @@ class ItemIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` among the positions where ``passing`` (a bool mask over positions, as ``positions_of`` gives)
         is True: never an item that fails it. Exact over the passing items when at most ``exact_items`` pass;
-        otherwise the index's own search with an ID selector, its knob raised by the inverse of the share passing
-        (capped), so that a restrictive filter still finds k neighbours. -1 ids past the passing items."""
+        otherwise the index's own search with an ID selector, its knob raised by the inverse of the share of the
+        query's unfiltered neighbours that pass (capped), so that a restrictive filter still finds k neighbours; when
+        (almost) none of them pass, exact over the passing items of the nearest cells that hold any. -1 ids past the
+        passing items."""
         queries = self._checked(queries)
         with self._lock.reading():
             return self._search_passing(queries, k, passing, exact_items)
@@ -371,29 +388,55 @@ class ItemIndex:
     def _search_passing(
         self, queries: np.ndarray, k: int, passing: np.ndarray, exact_items: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        live = self._live(self._checked_mask(passing))
+        inner = self._inner()
+        strategy, share = self._strategy(queries, live, exact_items)
+        if strategy == "exact":
+            scores, positions = _exact_among(inner, queries, k, np.flatnonzero(live))
+        elif strategy == "cells":
+            assert self.neighbourhoods is not None
+            found = [
+                _exact_among(inner, q[None], k, c)
+                for q, c in zip(queries, self.neighbourhoods.candidates(queries, live, k), strict=True)
+            ]
+            scores, positions = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+        elif strategy == "scan":
+            scores, positions = _scan(inner, self.meta.spec, queries, k, _bitmap_selector(live))
+        else:
+            params = _raised(search_params(self.meta.spec), self.meta.spec, share)
+            params.sel = _bitmap_selector(live)
+            scores, positions = inner.search(queries, k, params=params)
+        return scores, self._ids_at_positions(positions)
+
+    def _checked_mask(self, passing: np.ndarray) -> np.ndarray:
         total = int(self.index.ntotal)  # type: ignore[attr-defined]
         if passing.shape != (total,) or passing.dtype != np.bool_:
             raise ValueError(f"passing must be a bool mask over the index's {total} positions, got {passing.shape}")
-        live = self._live(passing)
-        inner = self._inner()
+        return passing
+
+    def filter_strategy(self, queries: np.ndarray, passing: np.ndarray, exact_items: int = FILTER_EXACT_ITEMS) -> str:
+        """Which way ``search_passing`` answers these queries: exact, cells, scan or selector (for benchmarks)."""
+        queries = self._checked(queries)
+        with self._lock.reading():
+            return self._strategy(queries, self._live(self._checked_mask(passing)), exact_items)[0]
+
+    def _strategy(self, queries: np.ndarray, live: np.ndarray, exact_items: int) -> tuple[str, float]:
+        """(strategy, share of the queries' unfiltered neighbours that pass: the least of the batch)."""
         if np.count_nonzero(live) <= exact_items:
-            scores, positions = _exact_among(inner, queries, k, np.flatnonzero(live))
-            return scores, self._ids_at_positions(positions)
-        selector = _bitmap_selector(live)
+            return "exact", 0.0
+        if self.meta.index_kind == "flat":  # a flat index's search is a scan: exact with the selector
+            return "scan", 1.0
         # The share that matters is the share of the query's own neighbourhood that passes, not the catalogue's: a
         # filter correlated with the vectors ("another colour") can pass half the catalogue and none of the query's
-        # neighbours. Measured per batch on the unfiltered nearest FILTER_PROBE_ITEMS; none passing: a full scan.
+        # neighbours. Measured on the unfiltered nearest FILTER_PROBE_ITEMS; (almost) none passing: exact over the
+        # passing items of the nearest cells holding any (a full scan for an index without cells).
         probe_params = self._search_params if self._search_params is not None else search_params(self.meta.spec)
-        _, probe = inner.search(queries, FILTER_PROBE_ITEMS, params=probe_params)
+        _, probe = self._inner().search(queries, FILTER_PROBE_ITEMS, params=probe_params)
         near = np.where(probe >= 0, live[np.maximum(probe, 0)], False)
         share = float(near.mean(axis=1).min()) if len(near) else 1.0
-        if share * FILTER_DEPTH_LIMIT < 1.0:
-            scores, positions = _scan(inner, self.meta.spec, queries, k, selector)
-        else:
-            params = _raised(search_params(self.meta.spec), self.meta.spec, share)
-            params.sel = selector
-            scores, positions = inner.search(queries, k, params=params)
-        return scores, self._ids_at_positions(positions)
+        if share * FILTER_DEPTH_LIMIT >= 1.0:
+            return "selector", share
+        return ("cells" if self.neighbourhoods is not None else "scan"), share
 
     def save(self, directory: Path) -> None:
         import faiss
@@ -406,6 +449,8 @@ class ItemIndex:
         (directory / INDEX_META_FILE).write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
         if self.attributes is not None:
             self.attributes.save(directory)
+        if self.neighbourhoods is not None and self.meta.index_kind == "hnsw":  # IVF's are its lists
+            self.neighbourhoods.save(directory)
 
     @classmethod
     def load(cls, directory: Path) -> ItemIndex:
@@ -419,7 +464,8 @@ class ItemIndex:
         if type(inner).__name__ != FAISS_CLASS.get(meta.index_kind):
             raise ValueError(f"{directory}: index.json says {meta.index_kind!r}, the index is a {type(inner).__name__}")
         apply_search_params(inner, meta.spec)
-        return cls(index, meta, ItemAttributes.load(directory))
+        neighbourhoods = Neighbourhoods.load(directory) if meta.index_kind == "hnsw" else None
+        return cls(index, meta, ItemAttributes.load(directory), neighbourhoods)
 
 
 def _exact_among(inner: Any, queries: np.ndarray, k: int, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
